@@ -1,0 +1,20 @@
+//! Exit codes, documented in docs/cli.md. Cron and scripts read them, so they never change meaning.
+
+/// The command failed (storage, PostgreSQL, corruption, ...); the message says why.
+pub const FAILURE: u8 = 1;
+/// Invalid flags or configuration; nothing was done. (clap uses 2 for usage errors too.)
+pub const USAGE: u8 = 2;
+/// `pgkeep check` found a problem that blocks the configured jobs.
+pub const CHECK_FAILED: u8 = 3;
+
+/// The exit code for an error that ended a command.
+pub fn code_for(error: &anyhow::Error) -> u8 {
+    let is_config = error.chain().any(|cause| {
+        cause.is::<pgkeep_core::ConfigError>()
+            || matches!(
+                cause.downcast_ref::<pgkeep_core::Error>(),
+                Some(pgkeep_core::Error::Config(_) | pgkeep_core::Error::NoRepository)
+            )
+    });
+    if is_config { USAGE } else { FAILURE }
+}

@@ -1,0 +1,177 @@
+//! The library's error type. Each variant is something a caller can act on, carries its cause, and
+//! its message says what failed, why, and what to do next. Messages never contain a password.
+
+use crate::config::ConfigError;
+use crate::storage::StorageError;
+
+/// Errors returned by `pgkeep-core`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration or a flag is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// The repository's storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+
+    /// No repository was configured for a command that needs one.
+    #[error(
+        "no repository configured\n  fix: pass --repo file:///path or --repo s3://bucket/prefix, or set repository.url in the configuration file"
+    )]
+    NoRepository,
+
+    /// An object read back does not match what was recorded when it was written.
+    #[error(
+        "{key}: checksum mismatch: expected sha256 {expected} ({expected_size} bytes), read {actual} ({actual_size} bytes); the stored object is corrupt or was changed\n  fix: do not restore from it; run `pgkeep verify` to find every damaged object and take a new backup"
+    )]
+    ChecksumMismatch {
+        /// The object.
+        key: String,
+        /// The recorded sha256.
+        expected: String,
+        /// The sha256 of what was read.
+        actual: String,
+        /// The recorded size.
+        expected_size: u64,
+        /// The size read.
+        actual_size: u64,
+    },
+
+    /// The storage reported a different size than the pipeline sent.
+    #[error(
+        "{key}: the repository reports {actual} bytes but {expected} were written\n  fix: check the repository's storage; the object cannot be trusted"
+    )]
+    SizeMismatch {
+        /// The object.
+        key: String,
+        /// Bytes written.
+        expected: u64,
+        /// Bytes the storage reports.
+        actual: u64,
+    },
+
+    /// The stored bytes match their checksum but do not decompress (they were written corrupt).
+    #[error(
+        "{key}: cannot be decompressed: {source}\n  fix: do not restore from this object; take a new backup"
+    )]
+    Corrupt {
+        /// The object.
+        key: String,
+        /// The decoder's error.
+        source: std::io::Error,
+    },
+
+    /// Compression failed while storing.
+    #[error(
+        "{key}: compressing failed: {source}\n  fix: check memory and the compression settings"
+    )]
+    Compress {
+        /// The object.
+        key: String,
+        /// Why.
+        source: std::io::Error,
+    },
+
+    /// Reading the data to be stored failed; nothing was stored.
+    #[error("{key}: reading the data to store failed: {source}; nothing was stored")]
+    Input {
+        /// The object.
+        key: String,
+        /// Why.
+        source: std::io::Error,
+    },
+
+    /// Writing restored data to its destination failed.
+    #[error("{key}: writing the restored data failed: {source}")]
+    Output {
+        /// The object being read.
+        key: String,
+        /// Why.
+        source: std::io::Error,
+    },
+
+    /// The repository holds another cluster under this cluster name.
+    #[error(
+        "{repo}: cluster name `{cluster}` belongs to another PostgreSQL cluster (system identifier {stored_system_id}, PostgreSQL {stored_major}); this server is {actual_system_id}, PostgreSQL {actual_major}\n  fix: use another --cluster name (or repository.cluster) for this server, or another repository; never mix two clusters' backups and WAL"
+    )]
+    ClusterMismatch {
+        /// The repository URL.
+        repo: String,
+        /// The cluster name.
+        cluster: String,
+        /// What the repository recorded.
+        stored_system_id: String,
+        /// What the repository recorded.
+        stored_major: u32,
+        /// The server being backed up.
+        actual_system_id: String,
+        /// The server being backed up.
+        actual_major: u32,
+    },
+
+    /// A repository file exists but cannot be understood.
+    #[error("{key}: {problem}\n  fix: {fix}")]
+    BadRepositoryFile {
+        /// The object.
+        key: String,
+        /// What is wrong.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
+
+    /// Connecting to or querying PostgreSQL failed.
+    #[error("PostgreSQL at {server}: {what}: {detail}\n  fix: {fix}")]
+    Postgres {
+        /// host:port (never the password).
+        server: String,
+        /// What was being done.
+        what: String,
+        /// The server's message, or the chain of causes.
+        detail: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+        /// What to do.
+        fix: String,
+    },
+}
+
+impl Error {
+    /// Whether the error means the data read back is not what was stored.
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            Error::ChecksumMismatch { .. } | Error::Corrupt { .. } | Error::SizeMismatch { .. }
+        )
+    }
+}
+
+/// The full story of a driver error: the server's message with its detail and hint, or the chain of
+/// causes ("error connecting to server: No such file or directory").
+pub(crate) fn pg_detail(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        let mut text = format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        );
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!("; {detail}"));
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!("; hint: {hint}"));
+        }
+        return text;
+    }
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}

@@ -1,0 +1,315 @@
+//! A repository in a local directory.
+//!
+//! A put writes a uniquely named staging file (`.pgkeep-tmp-<random>`) in the target's own directory,
+//! fsyncs it, publishes it — by `rename` to overwrite, or by `link`, which fails if the name exists, to
+//! create — and fsyncs the directory so the new name survives a crash. A staging file left by a
+//! killed process is never listed and never read.
+
+use std::io::SeekFrom;
+use std::ops::Range;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use super::{ByteReader, ObjectMeta, PutMode, Storage, StorageError, validate_key};
+
+/// Names starting with this are staging files of puts in progress (or of killed ones).
+pub(crate) const STAGING_PREFIX: &str = ".pgkeep-tmp-";
+
+const COPY_BUFFER: usize = 1024 * 1024;
+
+/// A repository rooted at a local directory, created (mode 0700) on first write.
+#[derive(Debug, Clone)]
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+fn local_err(op: &'static str, path: &Path, source: std::io::Error) -> StorageError {
+    let fix = match source.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            "run pgkeep as the user that owns the repository directory, or fix its permissions"
+        }
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            "free space on the repository's filesystem (pgkeep expire) or move the repository"
+        }
+        std::io::ErrorKind::NotFound => "check that the repository path exists and is mounted",
+        _ => "check the repository's filesystem (mounted, writable, healthy)",
+    };
+    StorageError::Local {
+        op,
+        path: path.to_path_buf(),
+        source,
+        fix,
+    }
+}
+
+/// Removes the staging file unless it was published.
+struct Staging {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl LocalStorage {
+    /// A repository at `root` (an absolute path).
+    pub fn new(root: impl Into<PathBuf>) -> LocalStorage {
+        LocalStorage { root: root.into() }
+    }
+
+    /// The repository's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StorageError> {
+        validate_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    async fn write_staging(
+        &self,
+        key: &str,
+        staging: &Path,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<u64, StorageError> {
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create_new(true).mode(0o600);
+        let mut file = options
+            .open(staging)
+            .await
+            .map_err(|e| local_err("creating", staging, e))?;
+        let mut buf = vec![0u8; COPY_BUFFER];
+        let mut size = 0u64;
+        loop {
+            let n = body
+                .read(&mut buf)
+                .await
+                .map_err(|source| StorageError::Source {
+                    key: key.to_string(),
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&buf[..n])
+                .await
+                .map_err(|e| local_err("writing", staging, e))?;
+            size += n as u64;
+        }
+        file.flush()
+            .await
+            .map_err(|e| local_err("writing", staging, e))?;
+        // The data must be on disk before the name points at it, or a crash could publish a hole.
+        file.sync_all()
+            .await
+            .map_err(|e| local_err("fsyncing", staging, e))?;
+        Ok(size)
+    }
+}
+
+#[async_trait]
+impl Storage for LocalStorage {
+    fn url(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+        mode: PutMode,
+    ) -> Result<ObjectMeta, StorageError> {
+        let path = self.path(key)?;
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        if mode == PutMode::Create && tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Err(StorageError::AlreadyExists {
+                key: key.to_string(),
+            });
+        }
+        {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(|e| local_err("creating directory", &dir, e))
+            })
+            .await
+            .map_err(|e| local_err("creating directory", &self.root, e.into()))??;
+        }
+        let mut staging = Staging {
+            path: dir.join(format!("{STAGING_PREFIX}{:016x}", rand::random::<u64>())),
+            armed: true,
+        };
+        let size = self.write_staging(key, &staging.path, body).await?;
+
+        let staging_path = staging.path.clone();
+        let key_owned = key.to_string();
+        let published = tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
+            match mode {
+                PutMode::Overwrite => std::fs::rename(&staging_path, &path)
+                    .map_err(|e| local_err("renaming into place", &path, e))?,
+                PutMode::Create => {
+                    // link(2) refuses an existing name atomically, which rename(2) would replace.
+                    std::fs::hard_link(&staging_path, &path).map_err(|e| {
+                        if e.kind() == std::io::ErrorKind::AlreadyExists {
+                            StorageError::AlreadyExists {
+                                key: key_owned.clone(),
+                            }
+                        } else {
+                            local_err("linking into place", &path, e)
+                        }
+                    })?;
+                    let _ = std::fs::remove_file(&staging_path);
+                }
+            }
+            // The rename or link lives in the directory: fsync it so the name survives a crash.
+            fsync_dir(&dir).map_err(|e| local_err("fsyncing directory", &dir, e))
+        })
+        .await
+        .map_err(|e| local_err("publishing", &staging.path, e.into()))?;
+        staging.armed = published.is_err();
+        published?;
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size,
+            modified: Some(chrono::Utc::now()),
+        })
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteReader, StorageError> {
+        let path = self.path(key)?;
+        let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StorageError::NotFound {
+                    key: key.to_string(),
+                }
+            } else {
+                local_err("opening", &path, e)
+            }
+        })?;
+        match range {
+            None => Ok(Box::pin(tokio::io::BufReader::with_capacity(
+                COPY_BUFFER,
+                file,
+            ))),
+            Some(range) => {
+                file.seek(SeekFrom::Start(range.start))
+                    .await
+                    .map_err(|e| local_err("seeking in", &path, e))?;
+                let len = range.end.saturating_sub(range.start);
+                Ok(Box::pin(tokio::io::BufReader::with_capacity(
+                    COPY_BUFFER,
+                    file.take(len),
+                )))
+            }
+        }
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StorageError> {
+        let path = self.path(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.is_file() => Ok(ObjectMeta {
+                key: key.to_string(),
+                size: meta.len(),
+                modified: meta.modified().ok().map(Into::into),
+            }),
+            Ok(_) => Err(StorageError::NotFound {
+                key: key.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StorageError::NotFound {
+                key: key.to_string(),
+            }),
+            Err(e) => Err(local_err("reading metadata of", &path, e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || list_blocking(&root, &prefix))
+            .await
+            .map_err(|e| local_err("listing", &self.root, e.into()))?
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {
+                let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+                tokio::task::spawn_blocking(move || fsync_dir(&dir))
+                    .await
+                    .ok();
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(local_err("deleting", &path, e)),
+        }
+    }
+}
+
+fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+    // Start at the deepest directory the prefix names in full, then filter by the whole prefix.
+    let start_rel = match prefix.rfind('/') {
+        Some(i) => &prefix[..i],
+        None => "",
+    };
+    let start = if start_rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(start_rel)
+    };
+    let mut out = Vec::new();
+    let mut stack = vec![start];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(local_err("listing", &dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| local_err("listing", &dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(STAGING_PREFIX) {
+                continue;
+            }
+            let path = entry.path();
+            let meta = entry
+                .metadata()
+                .map_err(|e| local_err("reading metadata of", &path, e))?;
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
+            let Some(key) = rel.to_str() else { continue };
+            if meta.is_dir() {
+                let as_dir = format!("{key}/");
+                if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                    stack.push(path);
+                }
+            } else if meta.is_file() && key.starts_with(prefix) {
+                out.push(ObjectMeta {
+                    key: key.to_string(),
+                    size: meta.len(),
+                    modified: meta.modified().ok().map(Into::into),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}

@@ -1,0 +1,234 @@
+//! Repository storage: a small object-store trait and its two backends, a local directory
+//! ([`LocalStorage`]) and S3 ([`S3Storage`]).
+//!
+//! Keys are relative, `/`-separated paths (`main/backups/20261125T150430Z/manifest.json`). The
+//! ordering rule every caller relies on: a [`Storage::put`] is all or nothing. Until it returns `Ok`,
+//! nothing is visible under the key (a local put publishes a fully written, fsynced staging file by
+//! rename or hard link; an S3 put completes or aborts its multipart upload); an interrupted put —
+//! an error, a dropped future, a killed process — leaves no object behind that `get`, `head` or `list`
+//! would show.
+
+mod local;
+mod s3;
+
+use std::fmt;
+use std::ops::Range;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+pub use local::LocalStorage;
+pub use s3::S3Storage;
+
+/// A boxed byte stream returned by [`Storage::get`].
+pub type ByteReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// How a put treats an existing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace whatever is there.
+    Overwrite,
+    /// Fail with [`StorageError::AlreadyExists`] if the key exists; never replace it.
+    Create,
+}
+
+/// What storage knows about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The key, relative to the repository root.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification time, if the backend reports one.
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A storage failure. Callers act on [`StorageError::is_not_found`] and
+/// [`StorageError::is_permanent`]; the message says what failed and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// No object under that key.
+    #[error("{key}: no such object in the repository")]
+    NotFound {
+        /// The key.
+        key: String,
+    },
+    /// A [`PutMode::Create`] put found the key taken; nothing was written.
+    #[error("{key}: already exists in the repository and is never overwritten")]
+    AlreadyExists {
+        /// The key.
+        key: String,
+    },
+    /// The key is not a clean relative path.
+    #[error("invalid repository key `{key}`: {reason}")]
+    InvalidKey {
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Reading the data to be stored failed; nothing was stored.
+    #[error("reading the data to store under {key} failed: {source}")]
+    Source {
+        /// The key being written.
+        key: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A local filesystem operation failed.
+    #[error("{op} {path} failed: {source}\n  fix: {fix}")]
+    Local {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+        /// What to do.
+        fix: &'static str,
+    },
+    /// An S3 request failed (after retries, when the error was transient).
+    #[error("S3 {op} of s3://{bucket}/{key} failed: {message}\n  fix: {fix}")]
+    S3 {
+        /// The operation (`PutObject`, `UploadPart`, ...).
+        op: &'static str,
+        /// The bucket.
+        bucket: String,
+        /// The full object key.
+        key: String,
+        /// The service's error code and message, or the transport error.
+        message: String,
+        /// What to do.
+        fix: String,
+        /// False for transient failures (5xx, throttling, timeouts, connection errors) that were
+        /// retried until the attempts ran out.
+        permanent: bool,
+    },
+}
+
+impl StorageError {
+    /// Whether the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::NotFound { .. })
+    }
+
+    /// Whether retrying later cannot help (bad credentials, missing bucket, invalid key, an existing
+    /// object) as opposed to a transient outage.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            StorageError::S3 { permanent, .. } => *permanent,
+            StorageError::Local { source, .. } | StorageError::Source { source, .. } => !matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut
+            ),
+            _ => true,
+        }
+    }
+}
+
+/// Checks that a key is a clean relative path: no leading `/`, no empty, `.` or `..` segments, and
+/// no segment that looks like a staging file.
+pub fn validate_key(key: &str) -> Result<(), StorageError> {
+    let bad = |reason| {
+        Err(StorageError::InvalidKey {
+            key: key.to_string(),
+            reason,
+        })
+    };
+    if key.is_empty() {
+        return bad("empty");
+    }
+    if key.starts_with('/') || key.ends_with('/') {
+        return bad("starts or ends with `/`");
+    }
+    for segment in key.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return bad("has an empty, `.` or `..` segment");
+        }
+        if segment.starts_with(local::STAGING_PREFIX) {
+            return bad("uses the reserved staging prefix");
+        }
+    }
+    if key.contains('\0') {
+        return bad("contains a NUL byte");
+    }
+    Ok(())
+}
+
+/// An object store holding a repository.
+#[async_trait]
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// The repository's URL (`file:///...` or `s3://bucket/prefix`), for messages.
+    fn url(&self) -> String;
+
+    /// Streams `body` to `key` until it ends. All or nothing: see the module docs. Returns the stored
+    /// object's metadata.
+    async fn put(
+        &self,
+        key: &str,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+        mode: PutMode,
+    ) -> Result<ObjectMeta, StorageError>;
+
+    /// Streams an object, or the byte `range` of it.
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteReader, StorageError>;
+
+    /// An object's metadata, or [`StorageError::NotFound`].
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StorageError>;
+
+    /// Every object whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError>;
+
+    /// Deletes an object; deleting a missing object succeeds.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
+
+    /// Stores a small in-memory object.
+    async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        mode: PutMode,
+    ) -> Result<ObjectMeta, StorageError> {
+        let mut reader = bytes;
+        self.put(key, &mut reader, mode).await
+    }
+
+    /// Reads a whole (small) object into memory.
+    async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+        let mut reader = self.get(key, None).await?;
+        let mut out = Vec::new();
+        reader
+            .read_to_end(&mut out)
+            .await
+            .map_err(|source| StorageError::Source {
+                key: key.to_string(),
+                source,
+            })?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_validated() {
+        for bad in [
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "a/../b",
+            "./a",
+            "a/.pgkeep-tmp-x",
+            "a\0b",
+        ] {
+            assert!(validate_key(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["a", "main/backups/x/manifest.json", "a/.hidden"] {
+            assert!(validate_key(good).is_ok(), "{good:?} rejected");
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The PostgreSQL client programs pgkeep drives (pg_dump, pg_dumpall, pg_restore, pg_basebackup):
+//! where they are and whether their major version fits the server.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// The client programs pgkeep uses.
+pub const CLIENT_TOOLS: &[&str] = &["pg_dump", "pg_dumpall", "pg_restore", "pg_basebackup"];
+
+/// One program found (or not).
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolInfo {
+    /// Program name.
+    pub name: String,
+    /// Where it was found.
+    pub path: Option<PathBuf>,
+    /// Its `--version` line.
+    pub version: Option<String>,
+    /// Its major version.
+    pub major: Option<u32>,
+    /// Whether it can work with the server (its major version is at least the server's).
+    pub fits: bool,
+}
+
+/// Where a program is: `bin_dir` if configured, else the server's major version directory under
+/// `/usr/lib/postgresql`, else `PATH`.
+pub fn locate(name: &str, bin_dir: Option<&Path>, server_major: Option<u32>) -> Option<PathBuf> {
+    if let Some(dir) = bin_dir {
+        let path = dir.join(name);
+        return path.is_file().then_some(path);
+    }
+    if let Some(major) = server_major {
+        let path = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin/{name}"));
+        if path.is_file() {
+            return Some(path);
+        }
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Parses `pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` into 15.
+pub fn parse_major(version_line: &str) -> Option<u32> {
+    let after = version_line.split(')').nth(1)?.trim_start();
+    let number: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+    number.parse().ok()
+}
+
+/// Finds `name` and asks it for its version.
+pub async fn inspect(name: &str, bin_dir: Option<&Path>, server_major: Option<u32>) -> ToolInfo {
+    let path = locate(name, bin_dir, server_major);
+    let version = match &path {
+        Some(path) => tokio::process::Command::new(path)
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        None => None,
+    };
+    let major = version.as_deref().and_then(parse_major);
+    let fits = match (major, server_major) {
+        (Some(tool), Some(server)) => tool >= server,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    ToolInfo {
+        name: name.to_string(),
+        path,
+        version,
+        major,
+        fits,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_version_lines() {
+        assert_eq!(
+            parse_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some(15)
+        );
+        assert_eq!(parse_major("pg_basebackup (PostgreSQL) 9.6.24"), Some(9));
+        assert_eq!(parse_major("garbage"), None);
+    }
+}
