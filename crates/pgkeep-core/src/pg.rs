@@ -43,6 +43,11 @@ fn connect_fix(conninfo: &ConnInfo, e: &tokio_postgres::Error) -> String {
             "database `{}` does not exist: set PGDATABASE or dbname= in postgres.conninfo",
             conninfo.dbname
         ),
+        _ if pg_detail(e).contains("password missing") => format!(
+            "the server wants a password for role `{}`: put it in ~/.pgpass or the file PGPASSFILE \
+             names (mode 0600, as libpq requires), or set PGPASSWORD",
+            conninfo.user
+        ),
         _ => format!(
             "check that PostgreSQL is running and listening at {} (PGHOST/PGPORT or postgres.conninfo)",
             conninfo.server()
