@@ -504,3 +504,63 @@ fn invalid_config_and_flags_are_clear_errors() {
     assert!(e.contains("chmod 600"), "{e}");
     assert!(!e.contains("s3cr3t-value"), "{e}");
 }
+
+#[test]
+fn s3_settings_from_an_aws_profile() {
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    let pg = PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let aws = dir.path().join(".aws");
+    std::fs::create_dir(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[backup]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            garage.access_key_id(),
+            garage.secret_access_key()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("config"),
+        format!(
+            "[profile backup]\nregion = {}\nendpoint_url = {}\n",
+            garage.region(),
+            garage.endpoint()
+        ),
+    )
+    .unwrap();
+    let url = format!(
+        "s3://{}/{}",
+        garage.bucket(),
+        garage.unique_prefix("profile")
+    );
+    let run = |cmd: &mut Command| {
+        let out = cmd
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPORT", pg.port().to_string())
+            .env("PGUSER", "postgres")
+            .output()
+            .unwrap();
+        let report = json(&out);
+        assert_eq!(
+            report["repository"]["writable"],
+            true,
+            "{report:#}\n{}",
+            stderr(&out)
+        );
+    };
+    // The profile named in the configuration file (HOME is the test directory)...
+    let config = write_config(
+        dir.path(),
+        &format!("[repository]\nurl = \"{url}\"\n[repository.s3]\nprofile = \"backup\"\n"),
+    );
+    run(pgkeep(dir.path()).args(["--config", config.to_str().unwrap(), "--json", "check"]));
+    // ...and the one AWS_PROFILE names.
+    std::fs::remove_file(&config).unwrap();
+    run(pgkeep(dir.path())
+        .args(["--repo", &url, "--json", "check"])
+        .env("AWS_PROFILE", "backup"));
+}

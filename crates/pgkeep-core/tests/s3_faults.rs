@@ -62,6 +62,39 @@ async fn connection_resets_are_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_retried_and_reported() {
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    let proxy = FaultProxy::start(garage.s3_addr());
+    let s3 = S3Storage::new(
+        &through_proxy(garage, &proxy),
+        garage.bucket(),
+        &garage.unique_prefix("slowdown"),
+    )
+    .await;
+    s3.put_bytes("s/x", b"x", PutMode::Create).await.unwrap();
+    // Two 503 SlowDown answers, then the real store: within max_attempts = 3.
+    proxy.reset_open_connections();
+    proxy.set_mode(FaultMode::SlowDownNext(2));
+    assert_eq!(s3.head("s/x").await.expect("retried").size, 1);
+    assert_eq!(
+        proxy.mode(),
+        FaultMode::PassThrough,
+        "both 503s were served"
+    );
+
+    // Throttled past the attempts: a transient error naming the code.
+    proxy.reset_open_connections();
+    proxy.set_mode(FaultMode::SlowDownNext(10));
+    let err = s3.head("s/x").await.unwrap_err();
+    assert!(!err.is_permanent(), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("HTTP 503"), "{message}");
+    assert!(message.contains("3 attempts"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_store_fails_as_transient_with_a_fix() {
     let Some(garage) = Garage::shared() else {
         return;
@@ -143,34 +176,11 @@ async fn abandoned_multipart_upload_is_aborted() {
     );
     feeder.abort();
 
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new(garage.region().to_string()))
-        .endpoint_url(garage.endpoint())
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            garage.access_key_id(),
-            garage.secret_access_key(),
-            None,
-            None,
-            "test",
-        ))
-        .load()
-        .await;
-    let client = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let client = common::raw_client(garage).await;
     // The abort runs on a spawned task after the drop; give it a moment.
     let mut pending = usize::MAX;
     for _ in 0..50 {
-        let uploads = client
-            .list_multipart_uploads()
-            .bucket(garage.bucket())
-            .prefix(format!("{prefix}/"))
-            .send()
-            .await
-            .expect("list uploads");
-        pending = uploads.uploads().len();
+        pending = common::pending_uploads(&client, garage, &prefix).await;
         if pending == 0 {
             break;
         }

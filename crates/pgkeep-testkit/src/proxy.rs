@@ -41,6 +41,10 @@ pub enum FaultMode {
     /// through it (the first `n` bytes reach the target): interrupts an upload
     /// midway. With `0`, the reset comes with the client's first bytes.
     CutAfterBytes(u64),
+    /// Answer the next `n` connections' first HTTP request with `503 Slow Down` and an S3
+    /// `SlowDown` error body, as a throttling S3 store does, then go back to
+    /// [`PassThrough`](Self::PassThrough).
+    SlowDownNext(usize),
 }
 
 /// State shared between the test and the proxy thread.
@@ -57,6 +61,7 @@ struct Shared {
 #[derive(Debug, Clone, Copy)]
 enum Action {
     Reset,
+    SlowDown,
     Forward { cut_after: Option<u64> },
 }
 
@@ -80,6 +85,18 @@ impl Shared {
                 Action::Reset
             }
             FaultMode::ResetAll => Action::Reset,
+            FaultMode::SlowDownNext(0) => {
+                *mode = FaultMode::PassThrough;
+                Action::Forward { cut_after: None }
+            }
+            FaultMode::SlowDownNext(n) => {
+                *mode = if n == 1 {
+                    FaultMode::PassThrough
+                } else {
+                    FaultMode::SlowDownNext(n - 1)
+                };
+                Action::SlowDown
+            }
             FaultMode::CutAfterBytes(n) => Action::Forward { cut_after: Some(n) },
         }
     }
@@ -219,6 +236,9 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shar
         shared.connections.fetch_add(1, Ordering::SeqCst);
         match shared.next_action() {
             Action::Reset => reset(client),
+            Action::SlowDown => {
+                tokio::spawn(slow_down(client));
+            }
             Action::Forward { cut_after } => {
                 let shared = Arc::clone(&shared);
                 tokio::spawn(async move {
@@ -227,6 +247,27 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shar
             }
         }
     }
+}
+
+/// Reads one HTTP request head and answers it with S3's throttling error, then closes.
+async fn slow_down(mut client: TcpStream) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match client.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
+                <Message>Please reduce your request rate.</Message></Error>";
+    let response = format!(
+        "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.write_all(response.as_bytes()).await;
+    let _ = client.shutdown().await;
 }
 
 /// Closes `stream` with a TCP RST rather than a FIN.

@@ -70,3 +70,37 @@ pub fn text_bytes(len: usize) -> Vec<u8> {
     let line = b"INSERT INTO orders VALUES (42, 'caf\xc3\xa9 cr\xc3\xa8me', now());\n";
     line.iter().copied().cycle().take(len).collect()
 }
+
+/// A plain SDK client for the shared Garage, to look behind pgkeep's back.
+pub async fn raw_client(garage: &Garage) -> aws_sdk_s3::Client {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new(garage.region().to_string()))
+        .endpoint_url(garage.endpoint())
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            garage.access_key_id(),
+            garage.secret_access_key(),
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// How many multipart uploads are in progress under `prefix/`.
+pub async fn pending_uploads(client: &aws_sdk_s3::Client, garage: &Garage, prefix: &str) -> usize {
+    client
+        .list_multipart_uploads()
+        .bucket(garage.bucket())
+        .prefix(format!("{prefix}/"))
+        .send()
+        .await
+        .expect("list multipart uploads")
+        .uploads()
+        .len()
+}
