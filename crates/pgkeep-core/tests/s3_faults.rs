@@ -62,6 +62,52 @@ async fn connection_resets_are_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_downloads_resume_where_they_stopped() {
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    let proxy = FaultProxy::start(garage.s3_addr());
+    let s3 = S3Storage::new(
+        &through_proxy(garage, &proxy),
+        garage.bucket(),
+        &garage.unique_prefix("resume"),
+    )
+    .await;
+    let data = random_bytes(7 * 1024 * 1024 + 333, 13);
+    s3.put_bytes("g/object", &data, PutMode::Create)
+        .await
+        .unwrap();
+
+    // Every connection breaks after 3 MiB downstream: the 7 MiB object needs two resumptions,
+    // within max_attempts = 3.
+    proxy.reset_open_connections();
+    proxy.set_mode(FaultMode::CutDownAfterBytes(3 * 1024 * 1024));
+    let before = proxy.connections();
+    let read = s3.get_bytes("g/object").await.expect("resumed");
+    assert!(read == data, "the resumed download differs");
+    assert!(proxy.connections() - before >= 3, "it did resume");
+
+    // A ranged read resumes within its range.
+    proxy.reset_open_connections();
+    let mut part = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(
+        &mut s3
+            .get("g/object", Some(1000..5 * 1024 * 1024))
+            .await
+            .unwrap(),
+        &mut part,
+    )
+    .await
+    .expect("ranged resume");
+    assert!(part == data[1000..5 * 1024 * 1024]);
+
+    // Cut every 1 MiB: more breaks than attempts, so the read fails instead of looping.
+    proxy.reset_open_connections();
+    proxy.set_mode(FaultMode::CutDownAfterBytes(1024 * 1024));
+    assert!(s3.get_bytes("g/object").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_is_retried_and_reported() {
     let Some(garage) = Garage::shared() else {
         return;

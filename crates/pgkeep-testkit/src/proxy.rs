@@ -41,6 +41,9 @@ pub enum FaultMode {
     /// through it (the first `n` bytes reach the target): interrupts an upload
     /// midway. With `0`, the reset comes with the client's first bytes.
     CutAfterBytes(u64),
+    /// Forward, but reset each connection once the target has sent `n` bytes back through it:
+    /// interrupts a download midway.
+    CutDownAfterBytes(u64),
     /// Answer the next `n` connections' first HTTP request with `503 Slow Down` and an S3
     /// `SlowDown` error body, as a throttling S3 store does, then go back to
     /// [`PassThrough`](Self::PassThrough).
@@ -62,7 +65,10 @@ struct Shared {
 enum Action {
     Reset,
     SlowDown,
-    Forward { cut_after: Option<u64> },
+    Forward {
+        cut_after: Option<u64>,
+        cut_down_after: Option<u64>,
+    },
 }
 
 impl Shared {
@@ -71,10 +77,16 @@ impl Shared {
     fn next_action(&self) -> Action {
         let mut mode = self.mode.lock().unwrap_or_else(|p| p.into_inner());
         match *mode {
-            FaultMode::PassThrough => Action::Forward { cut_after: None },
+            FaultMode::PassThrough => Action::Forward {
+                cut_after: None,
+                cut_down_after: None,
+            },
             FaultMode::ResetNext(0) => {
                 *mode = FaultMode::PassThrough;
-                Action::Forward { cut_after: None }
+                Action::Forward {
+                    cut_after: None,
+                    cut_down_after: None,
+                }
             }
             FaultMode::ResetNext(n) => {
                 *mode = if n == 1 {
@@ -87,7 +99,10 @@ impl Shared {
             FaultMode::ResetAll => Action::Reset,
             FaultMode::SlowDownNext(0) => {
                 *mode = FaultMode::PassThrough;
-                Action::Forward { cut_after: None }
+                Action::Forward {
+                    cut_after: None,
+                    cut_down_after: None,
+                }
             }
             FaultMode::SlowDownNext(n) => {
                 *mode = if n == 1 {
@@ -97,7 +112,14 @@ impl Shared {
                 };
                 Action::SlowDown
             }
-            FaultMode::CutAfterBytes(n) => Action::Forward { cut_after: Some(n) },
+            FaultMode::CutAfterBytes(n) => Action::Forward {
+                cut_after: Some(n),
+                cut_down_after: None,
+            },
+            FaultMode::CutDownAfterBytes(n) => Action::Forward {
+                cut_after: None,
+                cut_down_after: Some(n),
+            },
         }
     }
 }
@@ -239,10 +261,13 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shar
             Action::SlowDown => {
                 tokio::spawn(slow_down(client));
             }
-            Action::Forward { cut_after } => {
+            Action::Forward {
+                cut_after,
+                cut_down_after,
+            } => {
                 let shared = Arc::clone(&shared);
                 tokio::spawn(async move {
-                    forward(client, target, cut_after, shared).await;
+                    forward(client, target, cut_after, cut_down_after, shared).await;
                 });
             }
         }
@@ -285,6 +310,7 @@ async fn forward(
     mut client: TcpStream,
     target: SocketAddr,
     cut_after: Option<u64>,
+    cut_down_after: Option<u64>,
     shared: Arc<Shared>,
 ) {
     let mut kill = shared.kill_epoch.subscribe();
@@ -308,7 +334,7 @@ async fn forward(
         let down = pump(
             &mut server_read,
             &mut client_write,
-            None,
+            cut_down_after,
             &bytes_from_target,
         );
         tokio::select! {
