@@ -63,6 +63,32 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Creates `dir` and its missing parents (mode 0700), and fsyncs the parent of each, so that a
+/// crash cannot lose a directory holding a published object.
+fn create_dirs(dir: &Path) -> Result<(), StorageError> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.exists() {
+        missing.push(at.to_path_buf());
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => break,
+        }
+    }
+    for created in missing.iter().rev() {
+        match std::fs::DirBuilder::new().mode(0o700).create(created) {
+            Ok(()) => {}
+            // Another put created it meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(local_err("creating directory", created, e)),
+        }
+        if let Some(parent) = created.parent() {
+            fsync_dir(parent).map_err(|e| local_err("fsyncing directory", parent, e))?;
+        }
+    }
+    Ok(())
+}
+
 impl LocalStorage {
     /// A repository at `root` (an absolute path).
     pub fn new(root: impl Into<PathBuf>) -> LocalStorage {
@@ -139,17 +165,11 @@ impl Storage for LocalStorage {
                 key: key.to_string(),
             });
         }
-        {
+        if !tokio::fs::try_exists(&dir).await.unwrap_or(false) {
             let dir = dir.clone();
-            tokio::task::spawn_blocking(move || {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&dir)
-                    .map_err(|e| local_err("creating directory", &dir, e))
-            })
-            .await
-            .map_err(|e| local_err("creating directory", &self.root, e.into()))??;
+            tokio::task::spawn_blocking(move || create_dirs(&dir))
+                .await
+                .map_err(|e| local_err("creating directory", &self.root, e.into()))??;
         }
         let mut staging = Staging {
             path: dir.join(format!("{STAGING_PREFIX}{:016x}", rand::random::<u64>())),

@@ -241,7 +241,7 @@ impl S3Storage {
         first: Bytes,
         body: &mut (dyn AsyncRead + Send + Unpin),
         mode: PutMode,
-    ) -> Result<(), StorageError> {
+    ) -> Result<u64, StorageError> {
         let full_key = self.full_key(key);
         let created = self
             .client
@@ -274,12 +274,13 @@ impl S3Storage {
         first: Bytes,
         body: &mut (dyn AsyncRead + Send + Unpin),
         mode: PutMode,
-    ) -> Result<(), StorageError> {
+    ) -> Result<u64, StorageError> {
         let full_key = self.full_key(key);
         let mut in_flight = tokio::task::JoinSet::new();
         let mut done: Vec<CompletedPart> = Vec::new();
         let mut next = Some(first);
         let mut part_number: u32 = 1;
+        let mut total = 0u64;
         loop {
             let want = self.part_size_for(part_number);
             let data = match next.take() {
@@ -300,6 +301,7 @@ impl S3Storage {
                 });
             }
             let last = data.len() < want;
+            total += data.len() as u64;
             while in_flight.len() >= self.max_parts_in_flight {
                 if let Some(joined) = in_flight.join_next().await {
                     done.push(self.joined(key, joined)?);
@@ -349,7 +351,7 @@ impl S3Storage {
             .send()
             .await
             .map_err(|e| self.error("CompleteMultipartUpload", key, e))?;
-        Ok(())
+        Ok(total)
     }
 
     fn joined(
@@ -598,8 +600,7 @@ impl Storage for S3Storage {
                 .await
                 .map_err(|e| self.error("PutObject", key, e))?;
         } else {
-            self.put_multipart(key, first, body, mode).await?;
-            size = self.head(key).await?.size;
+            size = self.put_multipart(key, first, body, mode).await?;
         }
         Ok(ObjectMeta {
             key: key.to_string(),
