@@ -169,19 +169,45 @@ impl AsyncRead for ChannelReader {
     }
 }
 
-/// A reader that hashes and counts what passes through it.
+/// A reader that hashes and counts what passes through it, and keeps the first error of its inner
+/// reader so that a failing source is told apart from bad data.
 struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
     size: u64,
+    error: Option<std::io::Error>,
+}
+
+impl<R> HashingReader<R> {
+    fn new(inner: R) -> HashingReader<R> {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+            error: None,
+        }
+    }
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
+        if self.error.is_some() {
+            return Err(std::io::Error::other("the source already failed"));
+        }
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                self.size += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let kind = e.kind();
+                let message = e.to_string();
+                self.error = Some(e);
+                Err(std::io::Error::new(kind, message))
+            }
+        }
     }
 }
 
@@ -195,11 +221,7 @@ fn compress_blocking(
         key: key.to_string(),
         source,
     };
-    let mut input = HashingReader {
-        inner: input,
-        hasher: Sha256::new(),
-        size: 0,
-    };
+    let mut input = HashingReader::new(input);
     let mut encoder = zstd::stream::write::Encoder::new(ChunkSender::new(tx), compression.level)
         .map_err(compress_err)?;
     encoder
@@ -285,11 +307,7 @@ fn decompress_blocking(
     tx: mpsc::Sender<Msg>,
     object: &StoredObject,
 ) -> Result<(), Error> {
-    let mut hashing = HashingReader {
-        inner: stored,
-        hasher: Sha256::new(),
-        size: 0,
-    };
+    let mut hashing = HashingReader::new(stored);
     let decoded = (|| -> std::io::Result<ChunkSender> {
         let mut decoder = zstd::stream::read::Decoder::new(&mut hashing)?;
         let mut out = ChunkSender::new(tx);
@@ -309,6 +327,13 @@ fn decompress_blocking(
     // error names the cause (the stored bytes changed) rather than the symptom.
     if decoded.is_err() {
         let _ = std::io::copy(&mut hashing, &mut std::io::sink());
+    }
+    // Reading the repository failed: an outage, not proof of corruption.
+    if let Some(source) = hashing.error.take() {
+        return Err(Error::Storage(crate::storage::StorageError::Read {
+            key: object.key.clone(),
+            source,
+        }));
     }
     let actual = hex::encode(hashing.hasher.clone().finalize());
     if hashing.size != object.stored_size || actual != object.stored_sha256 {

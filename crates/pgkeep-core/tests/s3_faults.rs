@@ -105,6 +105,28 @@ async fn broken_downloads_resume_where_they_stopped() {
     proxy.reset_open_connections();
     proxy.set_mode(FaultMode::CutDownAfterBytes(1024 * 1024));
     assert!(s3.get_bytes("g/object").await.is_err());
+
+    // Through the pipeline, a read that keeps breaking is an outage, not corruption.
+    proxy.set_mode(FaultMode::PassThrough);
+    let stored = pgkeep_core::pipeline::store(
+        &s3,
+        "g/piped",
+        std::io::Cursor::new(data.clone()),
+        PutMode::Create,
+        pgkeep_core::Compression::default(),
+    )
+    .await
+    .unwrap();
+    proxy.reset_open_connections();
+    proxy.set_mode(FaultMode::CutDownAfterBytes(1024 * 1024));
+    let err = pgkeep_core::pipeline::fetch(&s3, &stored, &mut tokio::io::sink())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, pgkeep_core::Error::Storage(StorageError::Read { .. })),
+        "{err}"
+    );
+    assert!(!err.is_corruption(), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

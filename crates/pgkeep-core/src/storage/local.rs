@@ -123,10 +123,7 @@ impl LocalStorage {
             let n = body
                 .read(&mut buf)
                 .await
-                .map_err(|source| StorageError::Source {
-                    key: key.to_string(),
-                    source,
-                })?;
+                .map_err(StorageError::source_failed(key))?;
             if n == 0 {
                 break;
             }

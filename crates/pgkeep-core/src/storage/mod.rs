@@ -76,6 +76,16 @@ pub enum StorageError {
         /// Why.
         source: std::io::Error,
     },
+    /// Reading an object's bytes from the repository failed midway.
+    #[error(
+        "reading {key} from the repository failed: {source}\n  fix: check the repository's storage and run the command again"
+    )]
+    Read {
+        /// The key being read.
+        key: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A local filesystem operation failed.
     #[error("{op} {path} failed: {source}\n  fix: {fix}")]
     Local {
@@ -108,6 +118,14 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// Maps a failure to read the data being stored under `key`.
+    pub(crate) fn source_failed(key: &str) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+        move |source| StorageError::Source {
+            key: key.to_string(),
+            source,
+        }
+    }
+
     /// Whether the object does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, StorageError::NotFound { .. })
@@ -118,7 +136,9 @@ impl StorageError {
     pub fn is_permanent(&self) -> bool {
         match self {
             StorageError::S3 { permanent, .. } => *permanent,
-            StorageError::Local { source, .. } | StorageError::Source { source, .. } => !matches!(
+            StorageError::Local { source, .. }
+            | StorageError::Source { source, .. }
+            | StorageError::Read { source, .. } => !matches!(
                 source.kind(),
                 std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut
             ),
@@ -201,7 +221,7 @@ pub trait Storage: Send + Sync + fmt::Debug {
         reader
             .read_to_end(&mut out)
             .await
-            .map_err(|source| StorageError::Source {
+            .map_err(|source| StorageError::Read {
                 key: key.to_string(),
                 source,
             })?;

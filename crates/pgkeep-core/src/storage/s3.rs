@@ -389,10 +389,7 @@ async fn read_part(
         let n = body
             .read_buf(&mut (&mut buf).limit(room))
             .await
-            .map_err(|source| StorageError::Source {
-                key: key.to_string(),
-                source,
-            })?;
+            .map_err(StorageError::source_failed(key))?;
         if n == 0 {
             break;
         }
