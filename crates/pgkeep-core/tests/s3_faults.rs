@@ -17,19 +17,32 @@ fn through_proxy(garage: &Garage, proxy: &FaultProxy) -> S3Settings {
     }
 }
 
+/// A new proxy in `mode` and a client that reaches `prefix` through it. Each phase of a test takes
+/// a new pair, so that no connection pooled in an earlier phase (and reset since) is reused and
+/// spends one of the attempts the phase counts on.
+async fn behind_new_proxy(
+    garage: &Garage,
+    prefix: &str,
+    mode: FaultMode,
+) -> (FaultProxy, S3Storage) {
+    let proxy = FaultProxy::start(garage.s3_addr());
+    proxy.set_mode(mode);
+    let s3 = S3Storage::new(&through_proxy(garage, &proxy), garage.bucket(), prefix).await;
+    (proxy, s3)
+}
+
+/// A client that reaches `prefix` directly.
+async fn direct(garage: &Garage, prefix: &str) -> S3Storage {
+    S3Storage::new(&garage_settings(garage), garage.bucket(), prefix).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_resets_are_retried() {
     let Some(garage) = Garage::shared() else {
         return;
     };
-    let proxy = FaultProxy::start(garage.s3_addr());
-    let s3 = S3Storage::new(
-        &through_proxy(garage, &proxy),
-        garage.bucket(),
-        &garage.unique_prefix("resets"),
-    )
-    .await;
-    proxy.set_mode(FaultMode::ResetNext(2));
+    let prefix = garage.unique_prefix("resets");
+    let (proxy, s3) = behind_new_proxy(garage, &prefix, FaultMode::ResetNext(2)).await;
     s3.put_bytes("r/small", b"survives two resets", PutMode::Create)
         .await
         .expect("two resets are within max_attempts = 3");
@@ -39,26 +52,35 @@ async fn connection_resets_are_retried() {
         proxy.connections()
     );
     assert_eq!(
-        s3.get_bytes("r/small").await.unwrap(),
+        direct(garage, &prefix)
+            .await
+            .get_bytes("r/small")
+            .await
+            .unwrap(),
         b"survives two resets"
     );
 
     // Connections cut midway through multipart uploads: each part is replayed on a new connection.
     let data = random_bytes(16 * 1024 * 1024, 11);
-    proxy.set_mode(FaultMode::CutAfterBytes(7 * 1024 * 1024));
-    proxy.reset_open_connections();
-    let before = proxy.connections();
+    let (proxy, s3) =
+        behind_new_proxy(garage, &prefix, FaultMode::CutAfterBytes(7 * 1024 * 1024)).await;
     let mut body: &[u8] = &data;
     s3.put("r/big", &mut body, PutMode::Create)
         .await
         .expect("parts are retried on fresh connections");
     assert!(
-        proxy.connections() - before >= 3,
+        proxy.connections() >= 3,
         "the cuts forced new connections: {}",
-        proxy.connections() - before
+        proxy.connections()
     );
-    proxy.set_mode(FaultMode::PassThrough);
-    assert!(s3.get_bytes("r/big").await.unwrap() == data);
+    assert!(
+        direct(garage, &prefix)
+            .await
+            .get_bytes("r/big")
+            .await
+            .unwrap()
+            == data
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,29 +88,24 @@ async fn broken_downloads_resume_where_they_stopped() {
     let Some(garage) = Garage::shared() else {
         return;
     };
-    let proxy = FaultProxy::start(garage.s3_addr());
-    let s3 = S3Storage::new(
-        &through_proxy(garage, &proxy),
-        garage.bucket(),
-        &garage.unique_prefix("resume"),
-    )
-    .await;
+    let prefix = garage.unique_prefix("resume");
     let data = random_bytes(7 * 1024 * 1024 + 333, 13);
-    s3.put_bytes("g/object", &data, PutMode::Create)
+    direct(garage, &prefix)
+        .await
+        .put_bytes("g/object", &data, PutMode::Create)
         .await
         .unwrap();
 
     // Every connection breaks after 3 MiB downstream: the 7 MiB object needs two resumptions,
     // within max_attempts = 3.
-    proxy.reset_open_connections();
-    proxy.set_mode(FaultMode::CutDownAfterBytes(3 * 1024 * 1024));
-    let before = proxy.connections();
+    let three_mib = FaultMode::CutDownAfterBytes(3 * 1024 * 1024);
+    let (proxy, s3) = behind_new_proxy(garage, &prefix, three_mib).await;
     let read = s3.get_bytes("g/object").await.expect("resumed");
     assert!(read == data, "the resumed download differs");
-    assert!(proxy.connections() - before >= 3, "it did resume");
+    assert!(proxy.connections() >= 3, "it did resume");
 
     // A ranged read resumes within its range.
-    proxy.reset_open_connections();
+    let (_proxy, s3) = behind_new_proxy(garage, &prefix, three_mib).await;
     let mut part = Vec::new();
     tokio::io::AsyncReadExt::read_to_end(
         &mut s3
@@ -102,14 +119,13 @@ async fn broken_downloads_resume_where_they_stopped() {
     assert!(part == data[1000..5 * 1024 * 1024]);
 
     // Cut every 1 MiB: more breaks than attempts, so the read fails instead of looping.
-    proxy.reset_open_connections();
-    proxy.set_mode(FaultMode::CutDownAfterBytes(1024 * 1024));
+    let one_mib = FaultMode::CutDownAfterBytes(1024 * 1024);
+    let (_proxy, s3) = behind_new_proxy(garage, &prefix, one_mib).await;
     assert!(s3.get_bytes("g/object").await.is_err());
 
     // Through the pipeline, a read that keeps breaking is an outage, not corruption.
-    proxy.set_mode(FaultMode::PassThrough);
     let stored = pgkeep_core::pipeline::store(
-        &s3,
+        &direct(garage, &prefix).await,
         "g/piped",
         std::io::Cursor::new(data.clone()),
         PutMode::Create,
@@ -117,8 +133,7 @@ async fn broken_downloads_resume_where_they_stopped() {
     )
     .await
     .unwrap();
-    proxy.reset_open_connections();
-    proxy.set_mode(FaultMode::CutDownAfterBytes(1024 * 1024));
+    let (_proxy, s3) = behind_new_proxy(garage, &prefix, one_mib).await;
     let err = pgkeep_core::pipeline::fetch(&s3, &stored, &mut tokio::io::sink())
         .await
         .unwrap_err();
@@ -134,17 +149,14 @@ async fn throttling_is_retried_and_reported() {
     let Some(garage) = Garage::shared() else {
         return;
     };
-    let proxy = FaultProxy::start(garage.s3_addr());
-    let s3 = S3Storage::new(
-        &through_proxy(garage, &proxy),
-        garage.bucket(),
-        &garage.unique_prefix("slowdown"),
-    )
-    .await;
-    s3.put_bytes("s/x", b"x", PutMode::Create).await.unwrap();
+    let prefix = garage.unique_prefix("slowdown");
+    direct(garage, &prefix)
+        .await
+        .put_bytes("s/x", b"x", PutMode::Create)
+        .await
+        .unwrap();
     // Two 503 SlowDown answers, then the real store: within max_attempts = 3.
-    proxy.reset_open_connections();
-    proxy.set_mode(FaultMode::SlowDownNext(2));
+    let (proxy, s3) = behind_new_proxy(garage, &prefix, FaultMode::SlowDownNext(2)).await;
     assert_eq!(s3.head("s/x").await.expect("retried").size, 1);
     assert_eq!(
         proxy.mode(),
@@ -152,9 +164,8 @@ async fn throttling_is_retried_and_reported() {
         "both 503s were served"
     );
 
-    // Throttled past the attempts: a transient error naming the code.
-    proxy.reset_open_connections();
-    proxy.set_mode(FaultMode::SlowDownNext(10));
+    // Throttled past the attempts: a transient error naming the status.
+    let (_proxy, s3) = behind_new_proxy(garage, &prefix, FaultMode::SlowDownNext(10)).await;
     let err = s3.head("s/x").await.unwrap_err();
     assert!(!err.is_permanent(), "{err}");
     let message = err.to_string();
@@ -167,14 +178,8 @@ async fn unreachable_store_fails_as_transient_with_a_fix() {
     let Some(garage) = Garage::shared() else {
         return;
     };
-    let proxy = FaultProxy::start(garage.s3_addr());
-    proxy.set_mode(FaultMode::ResetAll);
-    let s3 = S3Storage::new(
-        &through_proxy(garage, &proxy),
-        garage.bucket(),
-        &garage.unique_prefix("unreachable"),
-    )
-    .await;
+    let prefix = garage.unique_prefix("unreachable");
+    let (proxy, s3) = behind_new_proxy(garage, &prefix, FaultMode::ResetAll).await;
     let err = s3
         .put_bytes("u/x", b"x", PutMode::Overwrite)
         .await
@@ -226,7 +231,7 @@ async fn abandoned_multipart_upload_is_aborted() {
         return;
     };
     let prefix = garage.unique_prefix("abort");
-    let s3 = S3Storage::new(&garage_settings(garage), garage.bucket(), &prefix).await;
+    let s3 = direct(garage, &prefix).await;
     // 6 MiB, then the source stalls: one part is uploaded, the put waits for more.
     let (mut writer, mut reader) = tokio::io::duplex(1024 * 1024);
     let feeder = tokio::spawn(async move {
