@@ -163,22 +163,28 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn check_fails_when_configured_archiving_is_not_set_up() {
-    let pg = PgCluster::builder().setting("wal_level", "replica").start();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[repository]\nurl = \"file://{}/repo\"\n[postgres]\nconninfo = \"{}\"\n[wal]\narchive = true\n",
-            dir.path().display(),
-            pg.conninfo()
-        ),
-    );
-    let out = pgkeep(dir.path())
-        .args(["--config", config.to_str().unwrap(), "--json", "check"])
-        .output()
-        .unwrap();
-    let report = json(&out);
-    assert_eq!(out.status.code(), Some(3), "{report:#}");
+    // `check --json` with `wal.archive = true` against `pg`.
+    let check_archiving = |pg: &PgCluster| {
+        let config = write_config(
+            dir.path(),
+            &format!(
+                "[repository]\nurl = \"file://{}/repo\"\n[postgres]\nconninfo = \"{}\"\n[wal]\narchive = true\n",
+                dir.path().display(),
+                pg.conninfo()
+            ),
+        );
+        let out = pgkeep(dir.path())
+            .args(["--config", config.to_str().unwrap(), "--json", "check"])
+            .output()
+            .unwrap();
+        let report = json(&out);
+        (out.status.code(), report)
+    };
+
+    let pg = PgCluster::builder().setting("wal_level", "replica").start();
+    let (code, report) = check_archiving(&pg);
+    assert_eq!(code, Some(3), "{report:#}");
     assert_eq!(report["ok"], false);
     let found = problems(&report);
     assert!(
@@ -194,20 +200,8 @@ fn check_fails_when_configured_archiving_is_not_set_up() {
         .setting("archive_mode", "on")
         .setting("archive_command", "pgkeep wal-push %p")
         .start();
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[repository]\nurl = \"file://{}/repo\"\n[postgres]\nconninfo = \"{}\"\n[wal]\narchive = true\n",
-            dir.path().display(),
-            pg.conninfo()
-        ),
-    );
-    let out = pgkeep(dir.path())
-        .args(["--config", config.to_str().unwrap(), "--json", "check"])
-        .output()
-        .unwrap();
-    let report = json(&out);
-    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    let (code, report) = check_archiving(&pg);
+    assert_eq!(code, Some(0), "{report:#}");
     assert!(problems(&report).is_empty(), "{report:#}");
 }
 

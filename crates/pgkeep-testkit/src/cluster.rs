@@ -418,9 +418,7 @@ impl PgCluster {
 
     /// The whole server log so far (empty if there is none yet).
     pub fn log_contents(&self) -> String {
-        fs::read(&self.log_path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        util::read_lossy(&self.log_path)
     }
 
     /// Whether the harness believes the server is running.

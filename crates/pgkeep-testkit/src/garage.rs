@@ -372,9 +372,7 @@ impl Garage {
 
     /// The server's log so far.
     pub fn log_contents(&self) -> String {
-        fs::read(&self.log_path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        util::read_lossy(&self.log_path)
     }
 
     /// The server's configuration file.

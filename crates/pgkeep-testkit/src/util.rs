@@ -125,3 +125,10 @@ pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
                 .unwrap_or(false)
         })
 }
+
+/// A whole text file, lossily decoded; empty if it cannot be read (e.g. not written yet).
+pub(crate) fn read_lossy(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
