@@ -7,10 +7,16 @@ pub const USAGE: u8 = 2;
 /// `pgkeep check` found a problem that blocks the configured jobs.
 pub const CHECK_FAILED: u8 = 3;
 
+/// A flag value that parsed but makes no sense (a bad time, ...).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// The exit code for an error that ended a command.
 pub fn code_for(error: &anyhow::Error) -> u8 {
     let is_config = error.chain().any(|cause| {
         cause.is::<pgkeep_core::ConfigError>()
+            || cause.is::<UsageError>()
             || matches!(
                 cause.downcast_ref::<pgkeep_core::Error>(),
                 Some(pgkeep_core::Error::Config(_) | pgkeep_core::Error::NoRepository)

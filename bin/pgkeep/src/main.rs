@@ -3,12 +3,16 @@
 
 mod exit;
 mod output;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::{ArgAction, Parser, Subcommand};
-use pgkeep_core::{Overrides, Settings};
+use anyhow::Context as _;
+use clap::{ArgAction, Args, Parser, Subcommand};
+use pgkeep_core::logical::{self, BackupChoice, LogicalBackupOptions};
+use pgkeep_core::{Overrides, Repository, Settings, catalog};
 
 /// PostgreSQL backup, restore and failover.
 #[derive(Debug, Parser)]
@@ -47,6 +51,84 @@ enum Command {
     /// Preflight: connection, server settings, client programs and repository, each problem with
     /// its fix. Exits 3 when something the configured jobs need is wrong.
     Check,
+    /// Take a backup.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// List the backups in the repository.
+    List,
+    /// Show one backup's manifest.
+    Info {
+        /// The backup id (see `pgkeep list`).
+        id: String,
+    },
+    /// Re-read backups from the repository and check sizes, checksums and archive readability.
+    Verify {
+        /// The backup to verify [default: the newest].
+        id: Option<String>,
+        /// Verify every backup.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Restore a database (or the roles) from a logical backup.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// pg_dump each database (custom format) and pg_dumpall --globals-only into the repository.
+    Logical {
+        /// A database to back up (repeatable).
+        #[arg(long = "db", value_name = "NAME", required_unless_present_any = ["all", "globals"])]
+        databases: Vec<String>,
+        /// Every connectable database except templates (implies --globals).
+        #[arg(long, conflicts_with = "databases")]
+        all: bool,
+        /// Also store roles and tablespaces (pg_dumpall --globals-only).
+        #[arg(long)]
+        globals: bool,
+        /// Databases dumped at once.
+        #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
+        /// Leave out tables matching this pg_dump pattern (repeatable).
+        #[arg(long, value_name = "PATTERN")]
+        exclude_table: Vec<String>,
+        /// Only the schema, no data.
+        #[arg(long)]
+        schema_only: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["db", "globals"])))]
+#[command(group(clap::ArgGroup::new("when").required(true).args(["at", "backup"])))]
+struct RestoreArgs {
+    /// The database to restore.
+    #[arg(long, value_name = "NAME")]
+    db: Option<String>,
+    /// Replay the roles and tablespaces (run this first when restoring into a new cluster).
+    #[arg(long, conflicts_with_all = ["into", "clean"])]
+    globals: bool,
+    /// Use the newest backup that finished at or before this time: `2026-11-25 15:04:30` (local),
+    /// `2026-11-25 15:04:30+01`, or RFC 3339.
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// Use this backup (see `pgkeep list`).
+    #[arg(long, value_name = "ID")]
+    backup: Option<String>,
+    /// Restore under another name (created for the restore).
+    #[arg(long, value_name = "NEW_NAME")]
+    into: Option<String>,
+    /// Parallel pg_restore jobs (above 1 the archive is staged in a temporary file).
+    #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+    /// Replace the contents of an existing database.
+    #[arg(long)]
+    clean: bool,
+}
+
+/// An invalid value found after parsing (exit code 2).
+fn usage(message: String) -> anyhow::Error {
+    anyhow::Error::new(exit::UsageError(message))
 }
 
 fn init_logging(cli: &Cli) {
@@ -69,17 +151,153 @@ fn init_logging(cli: &Cli) {
         .init();
 }
 
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(&Overrides {
         config: cli.config.clone(),
         repo: cli.repo.clone(),
         cluster: cli.cluster.clone(),
     })?;
+    let progress = Arc::new(progress::CliProgress::new(cli.quiet || cli.json));
     match cli.command {
+        Command::Backup(BackupCommand::Logical {
+            databases,
+            all,
+            globals,
+            jobs,
+            exclude_table,
+            schema_only,
+        }) => {
+            let repo = Repository::open(&settings).await?;
+            let options = LogicalBackupOptions {
+                databases,
+                all,
+                globals: globals || all,
+                jobs: usize::from(jobs),
+                exclude_tables: exclude_table,
+                schema_only,
+            };
+            let manifest = logical::backup(&settings, &repo, &options, progress.clone())
+                .await
+                .context("backup failed; nothing was recorded as a backup")?;
+            progress.clear();
+            if cli.json {
+                print_json(&manifest)?;
+            } else {
+                print!("{}", output::backup_summary(&manifest));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::List => {
+            let repo = Repository::open(&settings).await?;
+            let backups = catalog::list_backups(&repo).await?;
+            if cli.json {
+                print_json(&output::list_json(&repo, &backups))?;
+            } else {
+                print!("{}", output::list_table(&repo, &backups));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Info { id } => {
+            let repo = Repository::open(&settings).await?;
+            let manifest = catalog::find_backup(&repo, &id).await?;
+            if cli.json {
+                print_json(&manifest)?;
+            } else {
+                print!("{}", output::info(&manifest));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { id, all } => {
+            let repo = Repository::open(&settings).await?;
+            let backups = match (id, all) {
+                (Some(id), _) => vec![catalog::find_backup(&repo, &id).await?],
+                (None, true) => catalog::list_backups(&repo).await?,
+                (None, false) => catalog::list_backups(&repo)
+                    .await?
+                    .pop()
+                    .into_iter()
+                    .collect(),
+            };
+            if backups.is_empty() {
+                anyhow::bail!(
+                    "the repository {} holds no backup of cluster {}\n  fix: check --repo and --cluster, or take a backup first",
+                    repo.storage().url(),
+                    repo.cluster()
+                );
+            }
+            let checks = logical::verify(&settings, &repo, &backups, progress.clone()).await?;
+            progress.clear();
+            if cli.json {
+                print_json(&checks)?;
+            } else {
+                print!("{}", output::verify_report(&checks));
+            }
+            let bad: usize = checks
+                .iter()
+                .map(|b| b.objects.iter().filter(|o| !o.ok).count())
+                .sum();
+            if bad > 0 {
+                anyhow::bail!(
+                    "verify found {bad} damaged object(s)\n  fix: do not restore from the backups marked FAILED; take a new backup and find the cause (disk, storage, tampering)"
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore(args) => {
+            let repo = Repository::open(&settings).await?;
+            let choice = match (&args.at, &args.backup) {
+                (Some(at), _) => BackupChoice::At(
+                    pgkeep_core::time::parse_time(at)
+                        .map_err(|problem| usage(format!("--at: {problem}")))?,
+                ),
+                (None, Some(id)) => BackupChoice::Id(id.clone()),
+                (None, None) => unreachable!("clap requires --at or --backup"),
+            };
+            if args.globals {
+                let report =
+                    logical::restore_globals(&settings, &repo, &choice, progress.clone()).await?;
+                progress.clear();
+                if cli.json {
+                    print_json(&report)?;
+                } else {
+                    println!(
+                        "restored roles and tablespaces from backup {} ({} already existed)",
+                        report.backup_id, report.already_existed
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let db = args.db.clone().unwrap_or_default();
+            let plan = logical::plan_restore(&repo, &db, &choice, args.into.as_deref()).await?;
+            if !cli.json {
+                eprint!("{}", output::restore_plan(&plan));
+            }
+            let report = logical::restore(
+                &settings,
+                &repo,
+                &plan,
+                usize::from(args.jobs),
+                args.clean,
+                progress.clone(),
+            )
+            .await?;
+            progress.clear();
+            if cli.json {
+                print_json(&serde_json::json!({ "plan": plan, "report": report }))?;
+            } else {
+                print!("{}", output::restore_report(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check => {
             let report = pgkeep_core::check(&settings).await;
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                print_json(&report)?;
             } else {
                 print!("{}", output::check_report(&report));
             }

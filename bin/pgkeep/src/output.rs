@@ -2,7 +2,8 @@
 
 use std::fmt::Write;
 
-use pgkeep_core::{CheckReport, PasswordSource, Severity};
+use pgkeep_core::logical;
+use pgkeep_core::{CheckReport, Manifest, PasswordSource, Repository, Severity};
 
 /// `pgkeep check` as aligned lines, then the problems with their fixes, then a verdict.
 pub fn check_report(report: &CheckReport) -> String {
@@ -126,4 +127,227 @@ pub fn check_report(report: &CheckReport) -> String {
         if report.ok { "OK" } else { "FAILED" }
     );
     out
+}
+
+fn bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
+fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn ratio(size: u64, stored: u64) -> String {
+    if stored == 0 {
+        "-".into()
+    } else {
+        format!("{:.2}", size as f64 / stored as f64)
+    }
+}
+
+/// The summary after `backup logical`.
+pub fn backup_summary(m: &Manifest) -> String {
+    let mut out = String::new();
+    for o in &m.objects {
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>10} -> {:>10} stored  {:>6.1} s",
+            o.database.as_deref().unwrap_or("(globals)"),
+            bytes(o.stored.size),
+            bytes(o.stored.stored_size),
+            o.seconds
+        );
+    }
+    let _ = writeln!(
+        out,
+        "backup {}: {} database(s){}, {} read, {} stored (ratio {}), {:.1} s",
+        m.id,
+        m.databases().len(),
+        if m.globals().is_some() {
+            " + globals"
+        } else {
+            ""
+        },
+        bytes(m.size()),
+        bytes(m.stored_size()),
+        ratio(m.size(), m.stored_size()),
+        m.seconds()
+    );
+    out
+}
+
+/// `list --json`: stable fields, documented in docs/cli.md.
+pub fn list_json(repo: &Repository, backups: &[Manifest]) -> serde_json::Value {
+    serde_json::json!({
+        "repository": repo.storage().url(),
+        "cluster": repo.cluster(),
+        "backups": backups.iter().map(|m| serde_json::json!({
+            "id": m.id,
+            "kind": m.kind,
+            "started_at": m.started_at,
+            "finished_at": m.finished_at,
+            "seconds": m.seconds(),
+            "databases": m.databases(),
+            "globals": m.globals().is_some(),
+            "size": m.size(),
+            "stored_size": m.stored_size(),
+            "status": "complete",
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `list` as a table.
+pub fn list_table(repo: &Repository, backups: &[Manifest]) -> String {
+    let mut out = String::new();
+    if backups.is_empty() {
+        let _ = writeln!(
+            out,
+            "no backups of cluster {} in {}",
+            repo.cluster(),
+            repo.storage().url()
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<18} {:<8} {:<23} {:>8} {:>10} {:>10}  databases",
+        "id", "kind", "finished", "seconds", "size", "stored"
+    );
+    for m in backups {
+        let mut dbs = m.databases().join(", ");
+        if m.globals().is_some() {
+            dbs.push_str(" + globals");
+        }
+        let _ = writeln!(
+            out,
+            "{:<18} {:<8} {:<23} {:>8.1} {:>10} {:>10}  {}",
+            m.id,
+            format!("{:?}", m.kind).to_lowercase(),
+            when(&m.finished_at),
+            m.seconds(),
+            bytes(m.size()),
+            bytes(m.stored_size()),
+            dbs.trim_start_matches(" + ")
+        );
+    }
+    out
+}
+
+/// `info ID` in human form.
+pub fn info(m: &Manifest) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "backup       {}", m.id);
+    let _ = writeln!(
+        out,
+        "kind         {}",
+        format!("{:?}", m.kind).to_lowercase()
+    );
+    let _ = writeln!(
+        out,
+        "cluster      {} (system id {})",
+        m.cluster, m.system_identifier
+    );
+    let _ = writeln!(out, "server       PostgreSQL {}", m.server_version);
+    let _ = writeln!(out, "started      {}", when(&m.started_at));
+    let _ = writeln!(
+        out,
+        "finished     {} ({:.1} s)",
+        when(&m.finished_at),
+        m.seconds()
+    );
+    for (tool, version) in &m.tools {
+        let _ = writeln!(out, "tool         {tool}: {version}");
+    }
+    let _ = writeln!(out, "objects:");
+    let _ = out.write_str(
+        &backup_summary(m)
+            .lines()
+            .filter(|l| l.starts_with("  "))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    );
+    out
+}
+
+/// `verify` results.
+pub fn verify_report(checks: &[logical::BackupCheck]) -> String {
+    let mut out = String::new();
+    for b in checks {
+        let _ = writeln!(
+            out,
+            "backup {}: {}",
+            b.id,
+            if b.ok { "ok" } else { "FAILED" }
+        );
+        for o in &b.objects {
+            match &o.error {
+                None => {
+                    let _ = writeln!(out, "  ok      {}", o.key);
+                }
+                Some(e) => {
+                    let _ = writeln!(
+                        out,
+                        "  FAILED  {}\n          {}",
+                        o.key,
+                        e.replace('\n', "\n          ")
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What a restore is about to do.
+pub fn restore_plan(plan: &logical::RestorePlan) -> String {
+    let mut out = format!(
+        "restoring database {} from backup {} (finished {})",
+        plan.database,
+        plan.backup.id,
+        when(&plan.backup.finished_at)
+    );
+    if let (Some(at), Some(seconds)) = (&plan.requested_at, plan.seconds_before_target) {
+        let _ = write!(
+            out,
+            ", {} before the requested {}",
+            human_duration(seconds),
+            when(at)
+        );
+    }
+    if plan.target != plan.database {
+        let _ = write!(out, " into {}", plan.target);
+    }
+    out.push('\n');
+    out
+}
+
+fn human_duration(seconds: i64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s:02}s"),
+        (0, _, _) => format!("{h}h{m:02}m"),
+        _ => format!("{d}d{h:02}h"),
+    }
+}
+
+/// The summary after a restore.
+pub fn restore_report(r: &logical::RestoreReport) -> String {
+    format!(
+        "restored {} from backup {}: {} of archive in {:.1} s{}\n",
+        r.target,
+        r.backup_id,
+        bytes(r.bytes),
+        r.seconds,
+        if r.cleaned {
+            " (existing contents replaced)"
+        } else {
+            ""
+        }
+    )
 }

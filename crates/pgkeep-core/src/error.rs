@@ -1,8 +1,26 @@
 //! The library's error type. Each variant is something a caller can act on, carries its cause, and
 //! its message says what failed, why, and what to do next. Messages never contain a password.
 
+use chrono::{DateTime, Utc};
+
 use crate::config::ConfigError;
+use crate::process::ProcessError;
 use crate::storage::StorageError;
+
+fn time(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn oldest_hint(oldest: &Option<DateTime<Utc>>) -> String {
+    match oldest {
+        Some(t) => format!(
+            "the oldest restorable time is {}\n  fix: choose a time at or after {}, or `pgkeep list` to see every backup",
+            time(t),
+            time(t)
+        ),
+        None => "the repository holds no such backup\n  fix: take one with `pgkeep backup logical`, or check --repo and --cluster".into(),
+    }
+}
 
 /// Errors returned by `pgkeep-core`.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +135,89 @@ pub enum Error {
         /// The object.
         key: String,
         /// What is wrong.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
+
+    /// A child program (pg_dump, pg_restore, ...) failed.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+
+    /// A client program is missing or does not fit the server.
+    #[error("{tool}: {problem}\n  fix: {fix}")]
+    Tool {
+        /// The program.
+        tool: String,
+        /// What is wrong.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
+
+    /// A database named on the command line does not exist.
+    #[error("database `{name}` does not exist on the server (it has: {})\n  fix: check the name; `--all` backs up every database", available.join(", "))]
+    NoSuchDatabase {
+        /// The name given.
+        name: String,
+        /// The databases that exist.
+        available: Vec<String>,
+    },
+
+    /// A restore would overwrite an existing database.
+    #[error(
+        "database `{name}` already exists; nothing was changed\n  fix: pass --clean to replace its contents, or --into NEW_NAME to restore beside it"
+    )]
+    DatabaseExists {
+        /// The database.
+        name: String,
+    },
+
+    /// No backup has this id.
+    #[error(
+        "no backup `{id}` in {repo} (cluster {cluster})\n  fix: `pgkeep list` shows the backups there"
+    )]
+    NoSuchBackup {
+        /// The id given.
+        id: String,
+        /// The repository.
+        repo: String,
+        /// The cluster name.
+        cluster: String,
+    },
+
+    /// A backup does not hold the database asked for.
+    #[error("backup `{id}` has no database `{database}` (it has: {})\n  fix: pick another backup, or check the name", has.join(", "))]
+    NotInBackup {
+        /// The backup.
+        id: String,
+        /// The database asked for.
+        database: String,
+        /// The databases it has.
+        has: Vec<String>,
+    },
+
+    /// No backup finished at or before the target time.
+    #[error(
+        "no logical backup of `{database}` finished at or before {}; {}",
+        time(target),
+        oldest_hint(oldest)
+    )]
+    NoBackupBefore {
+        /// The database.
+        database: String,
+        /// The time asked for.
+        target: DateTime<Utc>,
+        /// The oldest time that can be restored, if any backup exists.
+        oldest: Option<DateTime<Utc>>,
+    },
+
+    /// A restore step failed.
+    #[error("restoring `{database}` failed: {problem}\n  fix: {fix}")]
+    Restore {
+        /// The database being restored.
+        database: String,
+        /// What went wrong.
         problem: String,
         /// What to do.
         fix: String,

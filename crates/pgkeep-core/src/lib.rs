@@ -27,16 +27,22 @@
 //! # Ok(()) }
 //! ```
 
+pub mod catalog;
 mod check;
 pub mod config;
 mod conninfo;
 mod error;
+pub mod logical;
 pub mod pg;
 pub mod pipeline;
+pub mod process;
+pub mod progress;
 mod repo;
 pub mod storage;
+pub mod time;
 pub mod tools;
 
+pub use catalog::{BackupKind, Manifest};
 pub use check::{
     CheckReport, ConnectionReport, DataDirReport, Problem, RepositoryReport, Severity, check,
 };
@@ -44,5 +50,6 @@ pub use config::{ConfigError, Overrides, RepoLocation, S3Settings, Settings};
 pub use conninfo::{ConnInfo, PasswordSource};
 pub use error::Error;
 pub use pipeline::{Compression, StoredObject};
+pub use progress::{NoProgress, Progress};
 pub use repo::{ClusterIdentity, Repository, open_storage};
 pub use storage::{LocalStorage, ObjectMeta, PutMode, S3Storage, Storage, StorageError};

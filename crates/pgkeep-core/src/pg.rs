@@ -124,3 +124,14 @@ pub async fn server_info(
         data_directory: row.get(7),
     })
 }
+
+/// A failed query, with the server's message.
+pub(crate) fn query_error(conninfo: &ConnInfo, what: &str, e: tokio_postgres::Error) -> Error {
+    Error::Postgres {
+        server: conninfo.server(),
+        what: what.to_string(),
+        detail: pg_detail(&e),
+        fix: "read the server's message; check the role's privileges (a superuser, or pg_read_all_data for backups)".into(),
+        source: e,
+    }
+}

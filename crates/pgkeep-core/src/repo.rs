@@ -47,6 +47,15 @@ impl Repository {
         }
     }
 
+    /// The repository the settings name (`--repo` / `repository.url`), or [`Error::NoRepository`].
+    pub async fn open(settings: &crate::config::Settings) -> Result<Repository, Error> {
+        let location = settings.repo.as_ref().ok_or(Error::NoRepository)?;
+        Ok(Repository::new(
+            open_storage(location, &settings.s3).await,
+            settings.cluster.clone(),
+        ))
+    }
+
     /// The storage.
     pub fn storage(&self) -> &dyn Storage {
         self.storage.as_ref()
