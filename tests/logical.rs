@@ -504,3 +504,55 @@ fn killed_backups_leave_nothing_listed() {
     ok(pgkeep(&pg, &repo).args(["backup", "logical", "--db", "big"]));
     assert_eq!(list(&pg, &repo).len(), 1);
 }
+
+#[test]
+fn a_pg_dump_older_than_the_server_is_refused_with_the_fix() {
+    let pg = PgCluster::start();
+    pg.psql("CREATE DATABASE app");
+    let dir = tempfile::tempdir().unwrap();
+    // A wrapper around the real pg_dump that claims to be older, as a leftover client package would.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let wrapper = bin.join("pg_dump");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'pg_dump (PostgreSQL) {}.9'; exit 0; }}\nexec {} \"$@\"\n",
+            pg.major() - 1,
+            pg.bin("pg_dump").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let config = dir.path().join("pgkeep.toml");
+    std::fs::write(
+        &config,
+        format!("[postgres]\nbin-dir = \"{}\"\n", bin.display()),
+    )
+    .unwrap();
+    let repo = Repo {
+        url: format!("file://{}/repo", dir.path().display()),
+        env: vec![],
+        _dir: None,
+    };
+    let out = run(pgkeep(&pg, &repo).args([
+        "--config",
+        config.to_str().unwrap(),
+        "backup",
+        "logical",
+        "--db",
+        "app",
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    let said = stderr(&out);
+    assert!(
+        said.contains("is version 14, older than the server's 15"),
+        "{said}"
+    );
+    assert!(said.contains("install postgresql-client-15"), "{said}");
+    assert!(list(&pg, &repo).is_empty());
+}
