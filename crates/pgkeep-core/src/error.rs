@@ -8,7 +8,7 @@ use crate::process::ProcessError;
 use crate::storage::StorageError;
 
 fn time(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
 }
 
 fn oldest_hint(oldest: &Option<DateTime<Utc>>) -> String {
