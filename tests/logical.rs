@@ -560,3 +560,63 @@ fn a_pg_dump_older_than_the_server_is_refused_with_the_fix() {
     );
     assert!(list(&pg, &repo).is_empty());
 }
+
+#[test]
+fn schema_only_and_excluded_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = local_repo(&dir.path().join("repo"));
+    let pg = PgCluster::start();
+    pg.psql("CREATE DATABASE app");
+    pg.psql_db(
+        "app",
+        "CREATE TABLE kept AS SELECT 1 AS n; CREATE TABLE audit_log AS SELECT 2 AS n;",
+    );
+    let schema = json(&ok(pgkeep(&pg, &repo).args([
+        "--json",
+        "backup",
+        "logical",
+        "--db",
+        "app",
+        "--schema-only",
+    ])));
+    assert_eq!(schema["logical"]["schema_only"], true);
+    std::thread::sleep(Duration::from_millis(1100));
+    let excluded = json(&ok(pgkeep(&pg, &repo).args([
+        "--json",
+        "backup",
+        "logical",
+        "--db",
+        "app",
+        "--exclude-table",
+        "audit_*",
+    ])));
+    assert_eq!(
+        excluded["logical"]["exclude_tables"],
+        serde_json::json!(["audit_*"])
+    );
+
+    let id = schema["id"].as_str().unwrap();
+    ok(pgkeep(&pg, &repo).args([
+        "restore",
+        "--db",
+        "app",
+        "--backup",
+        id,
+        "--into",
+        "app_schema",
+    ]));
+    assert_eq!(pg.psql_db("app_schema", "SELECT count(*) FROM kept"), "0");
+
+    let id = excluded["id"].as_str().unwrap();
+    ok(pgkeep(&pg, &repo).args([
+        "restore", "--db", "app", "--backup", id, "--into", "app_excl",
+    ]));
+    assert_eq!(pg.psql_db("app_excl", "SELECT count(*) FROM kept"), "1");
+    assert_eq!(
+        pg.psql_db(
+            "app_excl",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'audit_log'"
+        ),
+        "0"
+    );
+}
