@@ -477,7 +477,8 @@ pub async fn restore(
             closed: false,
         };
         let bytes = pipeline::fetch(repo.storage(), &object.stored, &mut counted).await?;
-        file.sync_all()
+        // Flushed to the page cache for pg_restore to read; no fsync: the file is thrown away.
+        file.flush()
             .await
             .map_err(|e| restore_io(&plan.target, "writing the temporary file", e))?;
         let mut cmd = process::pg_command(&program, &settings.conninfo, Some(&connect_to));
