@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod archive;
 pub mod catalog;
 mod check;
 pub mod config;

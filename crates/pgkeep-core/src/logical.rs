@@ -481,6 +481,17 @@ pub async fn restore(
         file.flush()
             .await
             .map_err(|e| restore_io(&plan.target, "writing the temporary file", e))?;
+        drop(file);
+        // pg_dump wrote to a pipe, so the archive has no data offsets; add them, or every
+        // pg_restore worker scans the archive chunk by chunk for its table's data.
+        let path = staging.path().to_path_buf();
+        match tokio::task::spawn_blocking(move || crate::archive::add_data_offsets(&path)).await {
+            Ok(Ok(n)) => tracing::debug!("added {n} data offsets to the staged archive"),
+            Ok(Err(why)) => tracing::warn!(
+                "cannot add data offsets to the staged archive ({why}); pg_restore will scan it"
+            ),
+            Err(e) => tracing::warn!("adding data offsets failed: {e}"),
+        }
         let mut cmd = process::pg_command(&program, &settings.conninfo, Some(&connect_to));
         cmd.args(&args)
             .arg(format!("--jobs={jobs}"))
