@@ -41,8 +41,8 @@ pub struct DataEntry {
     pub offset: Option<u64>,
 }
 
-struct Walker<R> {
-    inner: R,
+struct Walker<'a> {
+    inner: BufReader<&'a mut File>,
     pos: u64,
     int_size: usize,
     off_size: usize,
@@ -51,7 +51,7 @@ struct Walker<R> {
 
 type Walked<T> = Result<T, String>;
 
-impl<R: Read + Seek> Walker<R> {
+impl Walker<'_> {
     fn byte(&mut self) -> Walked<u8> {
         let mut b = [0u8; 1];
         self.inner
@@ -102,8 +102,10 @@ impl<R: Read + Seek> Walker<R> {
         if len < 0 {
             return Err(format!("negative length {len} at byte {}", self.pos));
         }
+        // Within the buffer this is no system call; `seek` would drop the buffer every time, and
+        // uncompressed archives have one chunk per row.
         self.inner
-            .seek(SeekFrom::Current(len))
+            .seek_relative(len)
             .map_err(|e| format!("at byte {}: {e}", self.pos))?;
         self.pos += len as u64;
         Ok(())
@@ -207,7 +209,7 @@ fn walk(file: &mut File) -> Walked<Layout> {
     while let Some(kind) = w.byte_or_end()? {
         let start = w.pos - 1;
         let dump_id = w.int()?;
-        let chunks = |w: &mut Walker<_>| -> Walked<()> {
+        let chunks = |w: &mut Walker| -> Walked<()> {
             loop {
                 let len = w.int()?;
                 if len == 0 {
