@@ -78,25 +78,13 @@ timed() {
         "$WORK/out.json" | tee -a "$RESULTS" >&2
 }
 record() { jq -c "$@" | tee -a "$RESULTS" >&2; }
-# CPU-seconds the whole machine has spent busy (user, nice, system, irq, softirq) since boot.
-busy_s() { awk '/^cpu / {printf "%.2f\n", ($2 + $3 + $4 + $7 + $8) / 100}' /proc/stat; }
+# busy_s and wait_idle
+# shellcheck source=benches/common.sh
+. "$ROOT/benches/common.sh"
 # wait_quiet: waits (up to QUIET_MAX seconds) until the machine is idle — less than 0.1 of a core
 # busy over 2 seconds — so that other work does not skew the measurements; then says how busy.
 QUIET_MAX=${QUIET_MAX:-300}
-wait_quiet() {
-    local waited=0 b0 b1 busy
-    while :; do
-        b0=$(busy_s); sleep 2; b1=$(busy_s)
-        busy=$(awk -v a="$b0" -v b="$b1" 'BEGIN {printf "%.2f", (b - a) / 2}')
-        awk -v x="$busy" 'BEGIN {exit !(x < 0.1)}' && return 0
-        waited=$((waited + 2))
-        if [ "$waited" -ge "$QUIET_MAX" ]; then
-            log "machine still busy ($busy cores used by other processes); measuring anyway"
-            return 0
-        fi
-        [ $((waited % 20)) -eq 0 ] && log "waiting for other processes to go quiet ($busy cores busy)"
-    done
-}
+wait_quiet() { wait_idle; }
 result() { jq -c --arg name "$1" 'select(.name == $name)' "$RESULTS" | tail -1; }
 cpu_of_pid() { awk '{printf "%.2f\n", ($14 + $15) / 100}' "/proc/$1/stat"; }
 

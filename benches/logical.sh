@@ -110,8 +110,9 @@ log "bench: $DB_PRETTY ($DB_BYTES bytes), $ACCOUNTS accounts; $TABLES"
 RESULTS=$WORK/results.jsonl
 : >"$RESULTS"
 CLK_TCK=$(getconf CLK_TCK)
-# CPU-seconds the whole machine has spent busy (user, nice, system, irq, softirq) since boot.
-busy_s() { awk '/^cpu / {printf "%.2f\n", ($2 + $3 + $4 + $7 + $8) / 100}' /proc/stat; }
+# busy_s and wait_idle
+# shellcheck source=benches/common.sh
+. "$ROOT/benches/common.sh"
 # CPU-seconds of the PostgreSQL server: the postmaster (with its exited children, which it reaps)
 # and its live children (backends, checkpointer, walwriter, ...).
 server_cpu_s() {
@@ -126,20 +127,9 @@ server_cpu_s() {
 # QUIET_MAX seconds) until the machine is idle — less than 0.1 of a core busy over 2 seconds.
 QUIET_MAX=${QUIET_MAX:-120}
 wait_quiet() {
-    local waited=0 b0 b1 busy
     sql "CHECKPOINT"
     sync
-    while :; do
-        b0=$(busy_s); sleep 2; b1=$(busy_s)
-        busy=$(awk -v a="$b0" -v b="$b1" 'BEGIN {printf "%.2f", (b - a) / 2}')
-        awk -v x="$busy" 'BEGIN {exit !(x < 0.1)}' && return 0
-        waited=$((waited + 2))
-        if [ "$waited" -ge "$QUIET_MAX" ]; then
-            log "machine still busy ($busy cores used by other processes); measuring anyway"
-            return 0
-        fi
-        [ $((waited % 20)) -eq 0 ] && log "waiting for other processes to go quiet ($busy cores busy)"
-    done
+    wait_idle
 }
 # sample_threads ROOT OUT: while ROOT runs, samples every 0.25 s the threads of ROOT's process tree
 # from /proc (one grep and one awk per sample, to stay light on 2 cores), appending to OUT lines

@@ -95,17 +95,7 @@ fn list(pg: &PgCluster, repo: &Repo) -> Vec<Value> {
 
 /// `pg_dumpall` of a cluster, for comparing two clusters.
 fn dumpall(pg: &PgCluster) -> String {
-    let out = Command::new(pg.bin("pg_dumpall"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port().to_string(),
-            "-U",
-            "postgres",
-        ])
-        .output()
-        .unwrap();
+    let out = pg.client("pg_dumpall").output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     // pg_dumpall (15.14 and later) brackets each part with a random \restrict key.
     String::from_utf8(out.stdout)

@@ -391,6 +391,21 @@ impl PgCluster {
         self.bins.dir.join(name)
     }
 
+    /// A client program of this cluster's version (`pg_dump`, `pg_restore`, ...) connected to it
+    /// as `postgres` through `PGHOST`/`PGPORT`/`PGUSER` (the caller's `PG*` variables removed).
+    pub fn client(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin(program));
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(|k| k.starts_with("PG")) {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("PGHOST", self.host())
+            .env("PGPORT", self.port.to_string())
+            .env("PGUSER", "postgres");
+        cmd
+    }
+
     /// The PostgreSQL major version, e.g. `15`.
     pub fn major(&self) -> u32 {
         self.bins.major
