@@ -7,17 +7,8 @@ use pgkeep_core::archive::{add_data_offsets, data_offsets};
 use pgkeep_testkit::PgCluster;
 
 fn pg_dump(pg: &PgCluster, args: &[&str]) -> Command {
-    let mut cmd = Command::new(pg.bin("pg_dump"));
-    cmd.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &pg.port().to_string(),
-        "-U",
-        "postgres",
-    ])
-    .args(["--format=custom", "--compress=0"])
-    .args(args);
+    let mut cmd = pg.client("pg_dump");
+    cmd.args(["--format=custom", "--compress=0"]).args(args);
     cmd
 }
 
@@ -67,15 +58,8 @@ fn offsets_of_a_piped_dump_match_pg_dumps_own() {
 
     // pg_restore -j reads the patched archive.
     pg.psql("CREATE DATABASE copy");
-    let restored = Command::new(pg.bin("pg_restore"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port().to_string(),
-            "-U",
-            "postgres",
-        ])
+    let restored = pg
+        .client("pg_restore")
         .args(["--jobs=2", "--exit-on-error", "-d", "copy"])
         .arg(&piped)
         .output()
