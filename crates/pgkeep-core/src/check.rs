@@ -201,37 +201,8 @@ fn check_data_dir(
 
 fn check_tools(tools: &[ToolInfo], server: Option<&ServerInfo>, problems: &mut Problems) {
     for tool in tools {
-        match (&tool.path, tool.major, server) {
-            (None, _, _) => problems.add(
-                Severity::Error,
-                &tool.name,
-                format!("{} was not found", tool.name),
-                "install the PostgreSQL client package matching the server (e.g. \
-                 apt-get install postgresql-client-15), or set postgres.bin-dir"
-                    .into(),
-            ),
-            (Some(path), None, _) => problems.add(
-                Severity::Error,
-                &tool.name,
-                format!("{} did not report its version", path.display()),
-                "check that the program runs (try it with --version), or set postgres.bin-dir"
-                    .into(),
-            ),
-            (Some(path), Some(major), Some(server)) if !tool.fits => problems.add(
-                Severity::Error,
-                &tool.name,
-                format!(
-                    "{} is version {major}, older than the server's {}",
-                    path.display(),
-                    server.major
-                ),
-                format!(
-                    "install postgresql-client-{0} and set postgres.bin-dir = \
-                     \"/usr/lib/postgresql/{0}/bin\"",
-                    server.major
-                ),
-            ),
-            _ => {}
+        if let Some((problem, fix)) = tools::misfit(tool, server.map(|s| s.major)) {
+            problems.add(Severity::Error, &tool.name, problem, fix);
         }
     }
 }

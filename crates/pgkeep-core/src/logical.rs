@@ -53,30 +53,23 @@ async fn fitting_tool(
     server_major: u32,
 ) -> Result<ToolInfo, Error> {
     let tool = tools::inspect(name, settings.bin_dir.as_deref(), Some(server_major)).await;
-    let fix = format!(
-        "install postgresql-client-{server_major} and set postgres.bin-dir = \"/usr/lib/postgresql/{server_major}/bin\""
-    );
-    match (&tool.path, tool.major) {
-        (None, _) => Err(Error::Tool {
+    match tools::misfit(&tool, Some(server_major)) {
+        Some((problem, fix)) => Err(Error::Tool {
             tool: name.into(),
-            problem: "not found".into(),
+            problem,
             fix,
         }),
-        (Some(path), None) => Err(Error::Tool {
-            tool: name.into(),
-            problem: format!("{} did not report its version", path.display()),
-            fix,
-        }),
-        (Some(path), Some(major)) if !tool.fits => Err(Error::Tool {
-            tool: name.into(),
-            problem: format!(
-                "{} is version {major}, older than the server's {server_major}; it cannot dump or restore it",
-                path.display()
-            ),
-            fix,
-        }),
-        _ => Ok(tool),
+        None => Ok(tool),
     }
+}
+
+/// Where a client program for a backup of PostgreSQL `major` is, or a clear error.
+fn located(settings: &Settings, name: &str, major: u32) -> Result<PathBuf, Error> {
+    tools::locate(name, settings.bin_dir.as_deref(), Some(major)).ok_or_else(|| Error::Tool {
+        tool: name.into(),
+        problem: "not found".into(),
+        fix: tools::install_fix(Some(major)),
+    })
 }
 
 fn tool_path(tool: &ToolInfo) -> PathBuf {
@@ -332,6 +325,34 @@ pub struct RestorePlan {
     pub seconds_before_target: Option<i64>,
 }
 
+/// The backup named, or the newest logical backup that `holds` what is wanted (`what`, for the
+/// error) and finished at or before the time; with the time asked for.
+async fn choose_backup(
+    repo: &Repository,
+    choice: &BackupChoice,
+    what: &str,
+    holds: impl Fn(&Manifest) -> bool,
+) -> Result<(Manifest, Option<DateTime<Utc>>), Error> {
+    match choice {
+        BackupChoice::Id(id) => Ok((catalog::find_backup(repo, id).await?, None)),
+        BackupChoice::At(at) => {
+            let candidates: Vec<Manifest> = catalog::list_backups(repo)
+                .await?
+                .into_iter()
+                .filter(|m| m.kind == BackupKind::Logical && holds(m))
+                .collect();
+            match candidates.iter().rev().find(|m| m.finished_at <= *at) {
+                Some(m) => Ok((m.clone(), Some(*at))),
+                None => Err(Error::NoBackupBefore {
+                    database: what.to_string(),
+                    target: *at,
+                    oldest: candidates.first().map(|m| m.finished_at),
+                }),
+            }
+        }
+    }
+}
+
 /// Picks the backup for restoring `database`: the newest logical backup holding it that finished
 /// at or before the time, or the one named.
 pub async fn plan_restore(
@@ -340,27 +361,8 @@ pub async fn plan_restore(
     choice: &BackupChoice,
     into: Option<&str>,
 ) -> Result<RestorePlan, Error> {
-    let (backup, requested_at) = match choice {
-        BackupChoice::Id(id) => (catalog::find_backup(repo, id).await?, None),
-        BackupChoice::At(at) => {
-            let candidates: Vec<Manifest> = catalog::list_backups(repo)
-                .await?
-                .into_iter()
-                .filter(|m| m.kind == BackupKind::Logical && m.database(database).is_some())
-                .collect();
-            let chosen = candidates.iter().rev().find(|m| m.finished_at <= *at);
-            match chosen {
-                Some(m) => (m.clone(), Some(*at)),
-                None => {
-                    return Err(Error::NoBackupBefore {
-                        database: database.to_string(),
-                        target: *at,
-                        oldest: candidates.first().map(|m| m.finished_at),
-                    });
-                }
-            }
-        }
-    };
+    let (backup, requested_at) =
+        choose_backup(repo, choice, database, |m| m.database(database).is_some()).await?;
     if backup.database(database).is_none() {
         return Err(Error::NotInBackup {
             id: backup.id.clone(),
@@ -725,40 +727,13 @@ pub async fn restore_globals(
     choice: &BackupChoice,
     progress: Arc<dyn Progress>,
 ) -> Result<GlobalsReport, Error> {
-    let backup = match choice {
-        BackupChoice::Id(id) => catalog::find_backup(repo, id).await?,
-        BackupChoice::At(at) => {
-            let candidates: Vec<Manifest> = catalog::list_backups(repo)
-                .await?
-                .into_iter()
-                .filter(|m| m.globals().is_some())
-                .collect();
-            match candidates.iter().rev().find(|m| m.finished_at <= *at) {
-                Some(m) => m.clone(),
-                None => {
-                    return Err(Error::NoBackupBefore {
-                        database: "globals".into(),
-                        target: *at,
-                        oldest: candidates.first().map(|m| m.finished_at),
-                    });
-                }
-            }
-        }
-    };
+    let (backup, _) = choose_backup(repo, choice, "globals", |m| m.globals().is_some()).await?;
     let object = backup.globals().ok_or_else(|| Error::NotInBackup {
         id: backup.id.clone(),
         database: "globals".into(),
         has: backup.databases().iter().map(|s| s.to_string()).collect(),
     })?;
-    let major = backup.server_version_num / 10_000;
-    let psql =
-        tools::locate("psql", settings.bin_dir.as_deref(), Some(major)).ok_or_else(|| {
-            Error::Tool {
-                tool: "psql".into(),
-                problem: "not found".into(),
-                fix: "install the PostgreSQL client package, or set postgres.bin-dir".into(),
-            }
-        })?;
+    let psql = located(settings, "psql", backup.server_version_num / 10_000)?;
     let mut cmd = process::pg_command(&psql, &settings.conninfo, Some(MAINTENANCE_DB));
     cmd.args([
         "-X",
@@ -831,25 +806,26 @@ pub async fn verify(
 ) -> Result<Vec<BackupCheck>, Error> {
     let mut out = Vec::new();
     for backup in backups {
-        let major = backup.server_version_num / 10_000;
+        // Found once per backup, only when it has archives to list.
+        let pg_restore = match backup.objects.iter().any(|o| o.format == "custom") {
+            true => Some(located(
+                settings,
+                "pg_restore",
+                backup.server_version_num / 10_000,
+            )?),
+            false => None,
+        };
         let mut objects = Vec::new();
         for object in &backup.objects {
             let item = format!("verify {}", object.stored.key);
             progress.start(&item);
-            let result = if object.format == "custom" {
-                let program = tools::locate("pg_restore", settings.bin_dir.as_deref(), Some(major))
-                    .ok_or_else(|| Error::Tool {
-                        tool: "pg_restore".into(),
-                        problem: "not found".into(),
-                        fix: "install the PostgreSQL client package, or set postgres.bin-dir"
-                            .into(),
-                    })?;
-                let mut cmd = tokio::process::Command::new(&program);
+            let result = if let (true, Some(program)) = (object.format == "custom", &pg_restore) {
+                let mut cmd = tokio::process::Command::new(program);
                 cmd.arg("--list")
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::piped())
                     .kill_on_drop(true);
-                match feed_child(cmd, &program, repo, &object.stored, &progress, &item).await {
+                match feed_child(cmd, program, repo, &object.stored, &progress, &item).await {
                     Ok(fed) if fed.status.success() => Ok(()),
                     Ok(fed) => Err(format!(
                         "pg_restore --list cannot read the archive ({}): {}",

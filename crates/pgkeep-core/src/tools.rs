@@ -80,6 +80,42 @@ pub async fn inspect(name: &str, bin_dir: Option<&Path>, server_major: Option<u3
     }
 }
 
+/// How to get the client programs for a server of `major` (or of the server's version).
+pub fn install_fix(major: Option<u32>) -> String {
+    match major {
+        Some(m) => format!(
+            "install postgresql-client-{m} and set postgres.bin-dir = \"/usr/lib/postgresql/{m}/bin\""
+        ),
+        None => {
+            "install the PostgreSQL client package matching the server, or set postgres.bin-dir"
+                .into()
+        }
+    }
+}
+
+/// What keeps `tool` from working with a server of `server_major`, and the fix; `None` if it fits.
+/// `check` reports these, and the commands that run the tool refuse with them.
+pub fn misfit(tool: &ToolInfo, server_major: Option<u32>) -> Option<(String, String)> {
+    match (&tool.path, tool.major, server_major) {
+        (None, _, _) => Some((
+            format!("{} was not found", tool.name),
+            install_fix(server_major),
+        )),
+        (Some(path), None, _) => Some((
+            format!("{} did not report its version", path.display()),
+            "check that the program runs (try it with --version), or set postgres.bin-dir".into(),
+        )),
+        (Some(path), Some(major), Some(server)) if !tool.fits => Some((
+            format!(
+                "{} is version {major}, older than the server's {server}",
+                path.display()
+            ),
+            install_fix(Some(server)),
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
