@@ -20,3 +20,14 @@ wait_idle() {
         [ $((waited % 20)) -eq 0 ] && log "waiting for other processes to go quiet ($busy cores busy)"
     done
 }
+
+# describe_machine DIR: sets CPU_MODEL, NPROC, MEM, KERNEL and DISK (free space where DIR lives)
+# for the reports.
+# shellcheck disable=SC2034 # the callers read them
+describe_machine() {
+    CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+    NPROC=$(nproc)
+    MEM=$(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}')
+    KERNEL=$(uname -sr)
+    DISK=$(df -h "$1" | awk 'NR == 2 {print $4 " free of " $2 " on " $1 " (" $6 ")"}')
+}

@@ -90,11 +90,7 @@ cpu_of_pid() { awk '{printf "%.2f\n", ($14 + $15) / 100}' "/proc/$1/stat"; }
 
 # ---------------------------------------------------------------------------------------------
 log "machine"
-CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-NPROC=$(nproc)
-MEM=$(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}')
-KERNEL=$(uname -sr)
-DISK=$(df -h "$WORK" | awk 'NR == 2 {print $4 " free of " $2 " on " $1 " (" $6 ")"}')
+describe_machine "$WORK"
 SHA_NI=$(grep -qw sha_ni /proc/cpuinfo && echo yes || echo no)
 ZSTD_CLI=$(zstd --version | sed 's/^\*\*\* //; s/ \*\*\*$//')
 OPENSSL=$(openssl version)

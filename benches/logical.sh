@@ -238,11 +238,7 @@ check_restored() {
 
 # ---------------------------------------------------------------------------------------------
 log "machine"
-CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-NPROC=$(nproc)
-MEM=$(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}')
-KERNEL=$(uname -sr)
-DISK=$(df -h "$WORK" | awk 'NR == 2 {print $4 " free of " $2 " on " $1 " (" $6 ")"}')
+describe_machine "$WORK"
 ZSTD_CLI=$(zstd --version | sed 's/^\*\*\* //; s/ \*\*\*$//')
 PG_DUMP_VERSION=$("$PGBIN/pg_dump" --version)
 PGKEEP_VERSION=$("$PGKEEP" --version)
