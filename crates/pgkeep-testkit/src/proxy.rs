@@ -41,8 +41,11 @@ pub enum FaultMode {
     /// through it (the first `n` bytes reach the target): interrupts an upload
     /// midway. With `0`, the reset comes with the client's first bytes.
     CutAfterBytes(u64),
-    /// Forward, but reset each connection once the target has sent `n` bytes back through it:
-    /// interrupts a download midway.
+    /// Forward, but end each connection once the target has sent `n` bytes back through it:
+    /// interrupts a download midway, as a server or load balancer that drops a response does.
+    /// The client receives exactly those `n` bytes and then an early end of stream (a FIN, not a
+    /// reset: a reset would make the client's kernel discard bytes it has not read yet, so how
+    /// much arrives would depend on timing).
     CutDownAfterBytes(u64),
     /// Answer the next `n` connections' first HTTP request with `503 Slow Down` and an S3
     /// `SlowDown` error body, as a throttling S3 store does, then go back to
@@ -301,9 +304,24 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
-/// Error kind used internally to signal a deliberate cut.
+/// The error a pump returns at a deliberate cut.
+#[derive(Debug)]
+struct Cut;
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("pgkeep-testkit: cut by FaultProxy")
+    }
+}
+
+impl std::error::Error for Cut {}
+
 fn cut_error() -> io::Error {
-    io::Error::other("pgkeep-testkit: cut by FaultProxy")
+    io::Error::other(Cut)
+}
+
+fn is_cut(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Cut>())
 }
 
 async fn forward(
@@ -321,7 +339,7 @@ async fn forward(
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let clean = {
+    let ending = {
         let (mut client_read, mut client_write) = client.split();
         let (mut server_read, mut server_write) = server.split();
         let up = pump(
@@ -338,22 +356,45 @@ async fn forward(
             &bytes_from_target,
         );
         tokio::select! {
-            _ = kill.changed() => false,
-            res = try_join(up, down) => res.is_ok(),
+            _ = kill.changed() => Ending::Reset,
+            res = try_join(up, async { down.await.map_err(|e| (e, Ending::EndEarly)) }) => match res {
+                Ok(()) => Ending::Clean,
+                Err((e, ending)) if is_cut(&e) => ending,
+                Err(_) => Ending::Reset,
+            },
         }
     };
-    if !clean {
-        reset(client);
-        reset(server);
+    match ending {
+        Ending::Clean => {}
+        Ending::EndEarly => {
+            let _ = client.shutdown().await;
+            reset(server);
+        }
+        Ending::Reset => {
+            reset(client);
+            reset(server);
+        }
     }
 }
 
-/// Runs both futures to completion, or until the first error.
+/// How a forwarded connection ends.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    /// Both sides finished on their own.
+    Clean,
+    /// A downstream cut: FIN to the client, so it reads every byte sent before the cut.
+    EndEarly,
+    /// An upstream cut, a kill, or a broken side: RST both ways.
+    Reset,
+}
+
+/// Runs both pumps to completion, or until the first error; an upstream error means a reset.
 async fn try_join(
-    a: impl Future<Output = io::Result<()>>,
-    b: impl Future<Output = io::Result<()>>,
-) -> io::Result<()> {
-    tokio::try_join!(a, b).map(|_| ())
+    up: impl Future<Output = io::Result<()>>,
+    down: impl Future<Output = Result<(), (io::Error, Ending)>>,
+) -> Result<(), (io::Error, Ending)> {
+    let up = async { up.await.map_err(|e| (e, Ending::Reset)) };
+    tokio::try_join!(up, down).map(|_| ())
 }
 
 /// Copies `from` to `to` until EOF (then shuts `to` down for writing), or
