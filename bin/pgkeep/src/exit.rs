@@ -7,6 +7,13 @@ pub const USAGE: u8 = 2;
 /// `pgkeep check` found a problem that blocks the configured jobs.
 pub const CHECK_FAILED: u8 = 3;
 
+/// `wal-fetch`: the archive has no such file (PostgreSQL reads 1..=125 as "not found" and ends
+/// recovery normally there).
+pub const WAL_NOT_FOUND: u8 = 1;
+/// `wal-fetch`: any real failure (repository unreachable, checksum mismatch, bad configuration).
+/// Above 125, so PostgreSQL stops with a FATAL error instead of ending recovery at the wrong point.
+pub const WAL_FETCH_FAILED: u8 = 200;
+
 /// A flag value that parsed but makes no sense (a bad time, ...).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

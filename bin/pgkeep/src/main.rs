@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use pgkeep_core::logical::{self, BackupChoice, LogicalBackupOptions};
-use pgkeep_core::{Overrides, Repository, Settings, catalog};
+use pgkeep_core::{Overrides, Repository, Settings, catalog, wal};
 
 /// PostgreSQL backup, restore and failover.
 #[derive(Debug, Parser)]
@@ -71,6 +71,21 @@ enum Command {
     },
     /// Restore a database (or the roles) from a logical backup.
     Restore(RestoreArgs),
+    /// Archive one WAL file: `archive_command = 'pgkeep wal-push %p'`. Exits 0 once it is durable
+    /// (or the archive already holds the same content), 1 otherwise.
+    WalPush {
+        /// The file (PostgreSQL's %p).
+        path: PathBuf,
+    },
+    /// Restore one archived WAL file: `restore_command = 'pgkeep wal-fetch %f %p'`. Exits 0 when
+    /// restored, 1 only when the archive has no such file, 200 on any other failure (PostgreSQL then
+    /// stops instead of ending recovery early).
+    WalFetch {
+        /// The file name asked for (%f).
+        name: String,
+        /// Where to write it (%p).
+        dest: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,6 +309,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::WalPush { path } => {
+            let repo = Repository::open(&settings).await?;
+            let pushed = wal::push(&repo, &path, settings.compression)
+                .await
+                .with_context(|| format!("wal-push {} failed", path.display()))?;
+            if pushed == wal::Pushed::AlreadyThere {
+                tracing::info!(
+                    "{}: the archive already holds this exact file",
+                    path.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::WalFetch { name, dest } => {
+            let repo = Repository::open(&settings).await?;
+            match wal::fetch(&repo, &name, &dest)
+                .await
+                .with_context(|| format!("wal-fetch {name} failed"))?
+            {
+                wal::Fetched::Restored(_) => Ok(ExitCode::SUCCESS),
+                wal::Fetched::NotFound => {
+                    if !cli.quiet {
+                        eprintln!(
+                            "pgkeep wal-fetch: {name} is not in the archive ({})",
+                            repo.storage().url()
+                        );
+                    }
+                    Ok(ExitCode::from(exit::WAL_NOT_FOUND))
+                }
+            }
+        }
         Command::Check => {
             let report = pgkeep_core::check(&settings).await;
             if cli.json {
@@ -311,7 +357,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // restore_command must never exit 1..=125 for a failure, not even for a mistyped command line:
+    // PostgreSQL would take it for "no such file" and end recovery there.
+    let fetching = std::env::args().any(|a| a == "wal-fetch");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if fetching && e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::from(exit::WAL_FETCH_FAILED);
+        }
+        Err(e) => e.exit(),
+    };
     init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -320,14 +376,20 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("pgkeep: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::FAILURE);
+            return ExitCode::from(match fetching {
+                true => exit::WAL_FETCH_FAILED,
+                false => exit::FAILURE,
+            });
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("pgkeep: error: {e:#}");
-            ExitCode::from(exit::code_for(&e))
+            ExitCode::from(match fetching {
+                true => exit::WAL_FETCH_FAILED,
+                false => exit::code_for(&e),
+            })
         }
     }
 }

@@ -223,6 +223,39 @@ pub enum Error {
         fix: String,
     },
 
+    /// A WAL file name or content that pgkeep refuses to archive or fetch.
+    #[error("{name}: {problem}\n  fix: {fix}")]
+    Wal {
+        /// The file name.
+        name: String,
+        /// What is wrong.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
+
+    /// `wal-push` of a name the archive already holds with other content.
+    #[error(
+        "{name}: the archive already holds {why} under this name ({key}); nothing was overwritten\n  fix: two servers may be archiving into the same repository and cluster name: give each server its own --cluster, and check that only one primary runs; `pgkeep verify --wal` shows forks"
+    )]
+    WalConflict {
+        /// The file name.
+        name: String,
+        /// The stored object.
+        key: String,
+        /// What is stored there.
+        why: String,
+    },
+
+    /// A physical backup or restore cannot go ahead.
+    #[error("{problem}\n  fix: {fix}")]
+    Physical {
+        /// What is wrong.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
+
     /// Connecting to or querying PostgreSQL failed.
     #[error("PostgreSQL at {server}: {what}: {detail}\n  fix: {fix}")]
     Postgres {

@@ -42,6 +42,7 @@ mod repo;
 pub mod storage;
 pub mod time;
 pub mod tools;
+pub mod wal;
 
 pub use catalog::{BackupKind, Manifest};
 pub use check::{
