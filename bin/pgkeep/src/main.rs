@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use pgkeep_core::logical::{self, BackupChoice, LogicalBackupOptions};
-use pgkeep_core::{Overrides, Repository, Settings, catalog, wal};
+use pgkeep_core::{Overrides, Repository, Settings, catalog, physical, wal};
 
 /// PostgreSQL backup, restore and failover.
 #[derive(Debug, Parser)]
@@ -68,6 +68,9 @@ enum Command {
         /// Verify every backup.
         #[arg(long, conflicts_with = "id")]
         all: bool,
+        /// Check the WAL archive instead: every file readable, no gaps, no timeline forks.
+        #[arg(long, conflicts_with_all = ["id", "all"])]
+        wal: bool,
     },
     /// Restore a database (or the roles) from a logical backup.
     Restore(RestoreArgs),
@@ -111,11 +114,21 @@ enum BackupCommand {
         #[arg(long)]
         schema_only: bool,
     },
+    /// pg_basebackup (tar, fast checkpoint) into the repository; recorded once its WAL is archived.
+    Physical {
+        /// The server is a standby.
+        #[arg(long)]
+        from_standby: bool,
+        /// Seconds to wait for the backup's last WAL segment to be archived.
+        #[arg(long, default_value_t = 300, value_name = "SECS")]
+        wal_timeout: u64,
+    },
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["db", "globals"])))]
-#[command(group(clap::ArgGroup::new("when").required(true).args(["at", "backup"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["db", "globals", "pgdata"])))]
+#[command(group(clap::ArgGroup::new("when").required(true).multiple(true).args(["at", "backup", "lsn", "xid", "name", "immediate", "latest"])))]
+#[command(group(clap::ArgGroup::new("target").args(["at", "lsn", "xid", "name", "immediate", "latest"])))]
 struct RestoreArgs {
     /// The database to restore.
     #[arg(long, value_name = "NAME")]
@@ -139,6 +152,62 @@ struct RestoreArgs {
     /// Replace the contents of an existing database.
     #[arg(long)]
     clean: bool,
+    /// Physical point-in-time restore into this data directory (empty or absent).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["db", "globals", "into", "clean"])]
+    pgdata: Option<PathBuf>,
+    /// Physical: recover up to this WAL location (`0/3000060`).
+    #[arg(long, value_name = "LSN", requires = "pgdata")]
+    lsn: Option<String>,
+    /// Physical: recover up to the commit of this transaction id.
+    #[arg(long, value_name = "XID", requires = "pgdata")]
+    xid: Option<String>,
+    /// Physical: recover up to this restore point (pg_create_restore_point).
+    #[arg(long, value_name = "NAME", requires = "pgdata")]
+    name: Option<String>,
+    /// Physical: stop as soon as the base backup is consistent.
+    #[arg(long, requires = "pgdata")]
+    immediate: bool,
+    /// Physical: replay all archived WAL.
+    #[arg(long, requires = "pgdata")]
+    latest: bool,
+    /// Physical: timeline to follow: latest, current (the backup's), or a number.
+    #[arg(
+        long,
+        default_value = "latest",
+        value_name = "TIMELINE",
+        requires = "pgdata"
+    )]
+    timeline: String,
+    /// Physical: what the server does at the target.
+    #[arg(long, value_enum, default_value_t = CliTargetAction::Pause, requires = "pgdata")]
+    target_action: CliTargetAction,
+    /// Physical: start the server, wait until it reaches the target, and report where it stopped.
+    #[arg(long, requires = "pgdata")]
+    start: bool,
+    /// Physical: port of the restored server.
+    #[arg(long, requires = "pgdata")]
+    port: Option<u16>,
+    /// Physical: replace the contents of a non-empty --pgdata.
+    #[arg(long, requires = "pgdata")]
+    force: bool,
+    /// Physical: keep the backup's archive settings (default: archive_mode = off in the copy, so
+    /// it does not archive into the same repository).
+    #[arg(long, requires = "pgdata")]
+    keep_archiving: bool,
+    /// Physical, as root: the user that owns the restored files and runs the server.
+    #[arg(long, value_name = "USER", requires = "pgdata")]
+    owner: Option<String>,
+}
+
+/// `--target-action`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CliTargetAction {
+    /// Stay read-only at the target for inspection.
+    Pause,
+    /// End recovery and accept writes.
+    Promote,
+    /// Shut down at the target.
+    Shutdown,
 }
 
 /// An invalid value found after parsing (exit code 2).
@@ -169,6 +238,76 @@ fn init_logging(cli: &Cli) {
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// `restore --pgdata`: plan (printed), then restore.
+async fn restore_physical(
+    json: bool,
+    settings: &Settings,
+    repo: &Repository,
+    args: RestoreArgs,
+    progress: Arc<progress::CliProgress>,
+) -> anyhow::Result<ExitCode> {
+    let target = if let Some(at) = &args.at {
+        physical::Target::Time(
+            pgkeep_core::time::parse_time(at)
+                .map_err(|problem| usage(format!("--at: {problem}")))?,
+        )
+    } else if let Some(lsn) = &args.lsn {
+        physical::Target::Lsn(wal::Lsn::parse(lsn).ok_or_else(|| {
+            usage(format!(
+                "--lsn: `{lsn}` is not a WAL location; write it as PostgreSQL prints it, e.g. 0/3000060"
+            ))
+        })?)
+    } else if let Some(xid) = &args.xid {
+        if xid.parse::<u64>().is_err() {
+            return Err(usage(format!(
+                "--xid: `{xid}` is not a transaction id (a number)"
+            )));
+        }
+        physical::Target::Xid(xid.clone())
+    } else if let Some(name) = &args.name {
+        physical::Target::Name(name.clone())
+    } else if args.latest {
+        physical::Target::Latest
+    } else {
+        physical::Target::Immediate
+    };
+    let request = physical::RestoreRequest {
+        target,
+        backup: args.backup.clone(),
+        timeline: args
+            .timeline
+            .parse()
+            .map_err(|problem| usage(format!("--timeline: {problem}")))?,
+        pgdata: std::path::absolute(args.pgdata.clone().expect("checked by the caller"))
+            .context("--pgdata")?,
+        force: args.force,
+    };
+    let plan = physical::plan_restore(repo, &request).await?;
+    if !json {
+        eprint!("{}", output::physical_plan(&plan));
+    }
+    let options = physical::RestoreOptions {
+        force: args.force,
+        start: args.start,
+        target_action: match args.target_action {
+            CliTargetAction::Pause => physical::TargetAction::Pause,
+            CliTargetAction::Promote => physical::TargetAction::Promote,
+            CliTargetAction::Shutdown => physical::TargetAction::Shutdown,
+        },
+        port: args.port,
+        keep_archiving: args.keep_archiving,
+        owner: args.owner.clone(),
+    };
+    let report = physical::restore(settings, repo, &plan, &options, progress.clone()).await?;
+    progress.clear();
+    if json {
+        print_json(&serde_json::json!({ "plan": plan, "report": report }))?;
+    } else {
+        print!("{}", output::physical_report(&plan, &report));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -207,13 +346,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backup(BackupCommand::Physical {
+            from_standby,
+            wal_timeout,
+        }) => {
+            let repo = Repository::open(&settings).await?;
+            let options = physical::PhysicalBackupOptions {
+                from_standby,
+                wal_timeout: std::time::Duration::from_secs(wal_timeout),
+            };
+            let manifest = physical::backup(&settings, &repo, &options, progress.clone())
+                .await
+                .context("backup failed; nothing was recorded as a backup")?;
+            progress.clear();
+            if cli.json {
+                print_json(&manifest)?;
+            } else {
+                print!("{}", output::backup_summary(&manifest));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::List => {
             let repo = Repository::open(&settings).await?;
             let backups = catalog::list_backups(&repo).await?;
+            let window = physical::recoverable_window(&repo, &backups).await?;
             if cli.json {
-                print_json(&output::list_json(&repo, &backups))?;
+                print_json(&output::list_json(&repo, &backups, &window))?;
             } else {
-                print!("{}", output::list_table(&repo, &backups));
+                print!("{}", output::list_table(&repo, &backups, &window));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -227,7 +387,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { id, all } => {
+        Command::Verify { wal: true, .. } => {
+            let repo = Repository::open(&settings).await?;
+            let backups = catalog::list_backups(&repo).await?;
+            let report = wal::verify_archive(&repo, physical::segment_size(&backups)).await?;
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                print!("{}", output::wal_report(&report));
+            }
+            if !report.problems.is_empty() {
+                anyhow::bail!(
+                    "verify --wal found {} problem(s) in the WAL archive\n  fix: a gap stops recovery there: push the missing segments from the server's pg_wal if they still exist, and take a new base backup so that restores need not cross the gap",
+                    report.problems.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { id, all, .. } => {
             let repo = Repository::open(&settings).await?;
             let backups = match (id, all) {
                 (Some(id), _) => vec![catalog::find_backup(&repo, &id).await?],
@@ -262,6 +439,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore(args) if args.pgdata.is_some() => {
+            let repo = Repository::open(&settings).await?;
+            restore_physical(cli.json, &settings, &repo, args, progress).await
         }
         Command::Restore(args) => {
             let repo = Repository::open(&settings).await?;

@@ -3,6 +3,8 @@
 use std::fmt::Write;
 
 use pgkeep_core::logical;
+use pgkeep_core::physical::{RestorePlan, RestoreReport, Window};
+use pgkeep_core::wal::WalReport;
 use pgkeep_core::{CheckReport, Manifest, PasswordSource, Repository, Severity};
 
 /// `pgkeep check` as aligned lines, then the problems with their fixes, then a verdict.
@@ -152,11 +154,33 @@ pub fn backup_summary(m: &Manifest) -> String {
         let _ = writeln!(
             out,
             "  {:<24} {:>10} -> {:>10} stored  {:>6.1} s",
-            o.database.as_deref().unwrap_or("(globals)"),
+            o.database.as_deref().unwrap_or(match o.role {
+                pgkeep_core::catalog::ObjectRole::Base => "(data directory)",
+                pgkeep_core::catalog::ObjectRole::BackupManifest => "(backup_manifest)",
+                _ => "(globals)",
+            }),
             bytes(o.stored.size),
             bytes(o.stored.stored_size),
             o.seconds
         );
+    }
+    if let Some(p) = &m.physical {
+        let _ = writeln!(
+            out,
+            "backup {}: physical, WAL {} to {} (LSN {} to {}, timeline {}), {} read, {} stored (ratio {}), {:.1} s; restorable from {}",
+            m.id,
+            p.start_segment,
+            p.stop_segment,
+            p.start_lsn,
+            p.stop_lsn,
+            p.timeline,
+            bytes(m.size()),
+            bytes(m.stored_size()),
+            ratio(m.size(), m.stored_size()),
+            m.seconds(),
+            when(&p.stop_time)
+        );
+        return out;
     }
     let _ = writeln!(
         out,
@@ -177,10 +201,11 @@ pub fn backup_summary(m: &Manifest) -> String {
 }
 
 /// `list --json`: stable fields, documented in docs/cli.md.
-pub fn list_json(repo: &Repository, backups: &[Manifest]) -> serde_json::Value {
+pub fn list_json(repo: &Repository, backups: &[Manifest], window: &Window) -> serde_json::Value {
     serde_json::json!({
         "repository": repo.storage().url(),
         "cluster": repo.cluster(),
+        "window": (window.from.is_some()).then_some(window),
         "backups": backups.iter().map(|m| serde_json::json!({
             "id": m.id,
             "kind": m.kind,
@@ -192,12 +217,18 @@ pub fn list_json(repo: &Repository, backups: &[Manifest]) -> serde_json::Value {
             "size": m.size(),
             "stored_size": m.stored_size(),
             "status": "complete",
+            "physical": m.physical.as_ref().map(|p| serde_json::json!({
+                "start_lsn": p.start_lsn,
+                "stop_lsn": p.stop_lsn,
+                "timeline": p.timeline,
+                "stop_time": p.stop_time,
+            })),
         })).collect::<Vec<_>>(),
     })
 }
 
 /// `list` as a table.
-pub fn list_table(repo: &Repository, backups: &[Manifest]) -> String {
+pub fn list_table(repo: &Repository, backups: &[Manifest], window: &Window) -> String {
     let mut out = String::new();
     if backups.is_empty() {
         let _ = writeln!(
@@ -218,6 +249,9 @@ pub fn list_table(repo: &Repository, backups: &[Manifest]) -> String {
         if m.globals().is_some() {
             dbs.push_str(" + globals");
         }
+        if let Some(p) = &m.physical {
+            dbs = format!("data directory, WAL from {}", p.start_segment);
+        }
         let _ = writeln!(
             out,
             "{:<18} {:<8} {:<23} {:>8.1} {:>10} {:>10}  {}",
@@ -229,6 +263,102 @@ pub fn list_table(repo: &Repository, backups: &[Manifest]) -> String {
             bytes(m.stored_size()),
             dbs.trim_start_matches(" + ")
         );
+    }
+    if window.from.is_some() {
+        let _ = writeln!(out, "point-in-time recovery window: {window}");
+    }
+    out
+}
+
+/// `verify --wal` in human form.
+pub fn wal_report(r: &WalReport) -> String {
+    let mut out = String::new();
+    for t in &r.timelines {
+        let _ = writeln!(
+            out,
+            "timeline {}: {} to {} ({} segments)",
+            t.timeline, t.first, t.last, t.segments
+        );
+    }
+    for p in &r.problems {
+        let _ = writeln!(out, "PROBLEM: {p}");
+    }
+    let _ = writeln!(
+        out,
+        "{} files read back; {}",
+        r.checked,
+        if r.problems.is_empty() {
+            "the archive is complete".to_string()
+        } else {
+            format!("{} problem(s)", r.problems.len())
+        }
+    );
+    out
+}
+
+/// A physical restore's plan, printed before anything is written.
+pub fn physical_plan(p: &RestorePlan) -> String {
+    format!(
+        "plan: restore base backup {} (consistent from {}, LSN {}; {}) into {}\n      replay WAL {} .. {} ({} segments checked in the archive), timeline {}\n      target: {}\n      restorable window: {}\n",
+        p.backup,
+        when(&p.backup_stop_time),
+        p.backup_stop_lsn,
+        bytes(p.size),
+        p.pgdata.display(),
+        p.wal_from,
+        p.wal_to,
+        p.wal_segments,
+        p.timeline_setting,
+        p.target,
+        p.window
+    )
+}
+
+/// A physical restore's outcome.
+pub fn physical_report(plan: &RestorePlan, r: &RestoreReport) -> String {
+    let mut out = String::new();
+    match r.state.as_str() {
+        "not started" => {
+            let _ = writeln!(
+                out,
+                "restored backup {} into {} in {:.1} s; recovery settings written (restore_command = pgkeep wal-fetch)\nstart it with: pg_ctl -D {} start   (it recovers to {}{})",
+                plan.backup,
+                plan.pgdata.display(),
+                r.seconds,
+                plan.pgdata.display(),
+                plan.target,
+                r.port.map(|p| format!(", on port {p}")).unwrap_or_default()
+            );
+        }
+        state => {
+            let _ = writeln!(
+                out,
+                "recovery reached LSN {}{} and the server is {state} (port {}); {:.1} s in all, recovery {:.1} s",
+                r.reached_lsn.as_deref().unwrap_or("?"),
+                r.reached_time
+                    .map(|t| format!(", last transaction committed at {}", when(&t)))
+                    .unwrap_or_default(),
+                r.port.map_or("?".to_string(), |p| p.to_string()),
+                r.seconds,
+                r.recovery_seconds.unwrap_or(0.0)
+            );
+            if state == "paused" {
+                let _ = writeln!(
+                    out,
+                    "check the data (read-only); then `SELECT pg_wal_replay_resume();` ends recovery and opens it for writes, or stop it and restore again with another target"
+                );
+                if r.locked_tables > 0 {
+                    let _ = writeln!(
+                        out,
+                        "note: {} table(s) are locked by transactions still open at the target (such as the DROP or TRUNCATE recovery stopped before); reading them waits until recovery ends: promote with `SELECT pg_wal_replay_resume();` (those transactions are then rolled back) or restore with --target-action promote",
+                        r.locked_tables
+                    );
+                }
+            }
+            if let Some(log) = &r.log {
+                let _ = writeln!(out, "server log: {}", log.display());
+            }
+        }
     }
     out
 }

@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::pipeline::StoredObject;
 use crate::repo::Repository;
 use crate::storage::PutMode;
+use crate::wal::Lsn;
 
 /// The manifest's file name inside a backup's directory.
 pub const MANIFEST: &str = "manifest.json";
@@ -39,6 +40,10 @@ pub enum ObjectRole {
     Globals,
     /// One database, as a pg_dump custom-format archive.
     Database,
+    /// The data directory, as pg_basebackup's tar stream.
+    Base,
+    /// PostgreSQL's `backup_manifest` of a physical backup (also inside the base tar).
+    BackupManifest,
 }
 
 /// A database's properties at backup time, to recreate it under another name.
@@ -81,6 +86,33 @@ pub struct LogicalOptions {
     pub exclude_tables: Vec<String>,
 }
 
+/// The WAL facts of a physical backup: what recovery from it needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhysicalInfo {
+    /// Where replay starts (the backup's checkpoint redo location).
+    pub start_lsn: Lsn,
+    /// Where the backup ends: replay must get at least this far to be consistent.
+    pub stop_lsn: Lsn,
+    /// The segment holding `start_lsn`.
+    pub start_segment: String,
+    /// The last segment the backup needs.
+    pub stop_segment: String,
+    /// The timeline the backup started on.
+    pub timeline: u32,
+    /// The timeline it ended on.
+    pub stop_timeline: u32,
+    /// The server's clock when the backup ended: the earliest time it can restore to.
+    pub stop_time: DateTime<Utc>,
+    /// WAL segment size in bytes.
+    pub wal_segment_size: u64,
+    /// Taken from a standby.
+    pub from_standby: bool,
+    /// The `backup_label` PostgreSQL wrote.
+    pub backup_label: String,
+    /// The `Manifest-Checksum` of PostgreSQL's `backup_manifest`.
+    pub backup_manifest_checksum: Option<String>,
+}
+
 /// A backup's manifest: everything needed to verify and restore it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -106,6 +138,9 @@ pub struct Manifest {
     pub tools: BTreeMap<String, String>,
     /// Options of a logical backup.
     pub logical: Option<LogicalOptions>,
+    /// Where a physical backup starts and ends in the WAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical: Option<PhysicalInfo>,
     /// The payload objects.
     pub objects: Vec<ManifestObject>,
 }
@@ -139,6 +174,11 @@ impl Manifest {
     /// Sum of the stored sizes.
     pub fn stored_size(&self) -> u64 {
         self.objects.iter().map(|o| o.stored.stored_size).sum()
+    }
+
+    /// The base tar of a physical backup.
+    pub fn base(&self) -> Option<&ManifestObject> {
+        self.objects.iter().find(|o| o.role == ObjectRole::Base)
     }
 
     /// Seconds from start to finish.

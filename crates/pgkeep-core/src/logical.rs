@@ -47,7 +47,7 @@ pub struct LogicalBackupOptions {
 const MAINTENANCE_DB: &str = "postgres";
 
 /// A client program that must fit the server, or a clear error.
-async fn fitting_tool(
+pub(crate) async fn fitting_tool(
     settings: &Settings,
     name: &str,
     server_major: u32,
@@ -64,7 +64,7 @@ async fn fitting_tool(
 }
 
 /// Where a client program for a backup of PostgreSQL `major` is, or a clear error.
-fn located(settings: &Settings, name: &str, major: u32) -> Result<PathBuf, Error> {
+pub(crate) fn located(settings: &Settings, name: &str, major: u32) -> Result<PathBuf, Error> {
     tools::locate(name, settings.bin_dir.as_deref(), Some(major)).ok_or_else(|| Error::Tool {
         tool: name.into(),
         problem: "not found".into(),
@@ -295,6 +295,7 @@ pub async fn backup(
             schema_only: options.schema_only,
             exclude_tables: options.exclude_tables.clone(),
         }),
+        physical: None,
         objects,
     };
     catalog::write_manifest(repo, &manifest).await?;
@@ -529,16 +530,16 @@ pub async fn restore(
 }
 
 /// What a child fed from a stored object did.
-struct Fed {
-    bytes: u64,
-    status: std::process::ExitStatus,
-    stderr: String,
+pub(crate) struct Fed {
+    pub(crate) bytes: u64,
+    pub(crate) status: std::process::ExitStatus,
+    pub(crate) stderr: String,
 }
 
 /// Runs `cmd` with `object` decompressed into its stdin. A failed read of the object kills the
 /// child (it must not finish its work on bad data) and is the error; a child that stops reading
 /// early is reported through its exit status and stderr.
-async fn feed_child(
+pub(crate) async fn feed_child(
     mut cmd: tokio::process::Command,
     program: &std::path::Path,
     repo: &Repository,
@@ -796,8 +797,9 @@ pub struct BackupCheck {
     pub objects: Vec<ObjectCheck>,
 }
 
-/// Re-reads every object of each backup, checking sizes and both checksums, and runs
-/// `pg_restore --list` over each dump to prove it is a readable archive.
+/// Re-reads every object of each backup, checking sizes and both checksums; runs
+/// `pg_restore --list` over each dump to prove it is a readable archive, and `pg_verifybackup` over
+/// a scratch extraction of each physical backup.
 pub async fn verify(
     settings: &Settings,
     repo: &Repository,
@@ -819,7 +821,9 @@ pub async fn verify(
         for object in &backup.objects {
             let item = format!("verify {}", object.stored.key);
             progress.start(&item);
-            let result = if let (true, Some(program)) = (object.format == "custom", &pg_restore) {
+            let result = if object.role == ObjectRole::Base {
+                crate::physical::verify_base(settings, repo, backup, object, &progress).await
+            } else if let (true, Some(program)) = (object.format == "custom", &pg_restore) {
                 let mut cmd = tokio::process::Command::new(program);
                 cmd.arg("--list")
                     .stdout(std::process::Stdio::null())
