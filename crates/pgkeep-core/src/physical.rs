@@ -79,8 +79,11 @@ fn label_value<'a>(label: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(": ")))
 }
 
+/// One `WAL-Ranges` entry of a `backup_manifest`: timeline, start, end.
+type WalRange = (u32, Lsn, Lsn);
+
 /// `WAL-Ranges` and `Manifest-Checksum` of a `backup_manifest` (or of its tail).
-fn manifest_facts(text: &str) -> Option<(Vec<(u32, Lsn, Lsn)>, Option<String>)> {
+fn manifest_facts(text: &str) -> Option<(Vec<WalRange>, Option<String>)> {
     let at = text.rfind("\"WAL-Ranges\"")?;
     let open = at + text[at..].find('[')?;
     let close = open + text[open..].find(']')?;
