@@ -240,6 +240,21 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints a finished backup: its manifest as JSON, or the summary.
+fn backup_done(
+    json: bool,
+    manifest: &catalog::Manifest,
+    progress: &progress::CliProgress,
+) -> anyhow::Result<ExitCode> {
+    progress.clear();
+    if json {
+        print_json(manifest)?;
+    } else {
+        print!("{}", output::backup_summary(manifest));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `restore --pgdata`: plan (printed), then restore.
 async fn restore_physical(
     json: bool,
@@ -338,13 +353,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let manifest = logical::backup(&settings, &repo, &options, progress.clone())
                 .await
                 .context("backup failed; nothing was recorded as a backup")?;
-            progress.clear();
-            if cli.json {
-                print_json(&manifest)?;
-            } else {
-                print!("{}", output::backup_summary(&manifest));
-            }
-            Ok(ExitCode::SUCCESS)
+            backup_done(cli.json, &manifest, &progress)
         }
         Command::Backup(BackupCommand::Physical {
             from_standby,
@@ -358,13 +367,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let manifest = physical::backup(&settings, &repo, &options, progress.clone())
                 .await
                 .context("backup failed; nothing was recorded as a backup")?;
-            progress.clear();
-            if cli.json {
-                print_json(&manifest)?;
-            } else {
-                print!("{}", output::backup_summary(&manifest));
-            }
-            Ok(ExitCode::SUCCESS)
+            backup_done(cli.json, &manifest, &progress)
         }
         Command::List => {
             let repo = Repository::open(&settings).await?;
