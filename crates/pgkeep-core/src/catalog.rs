@@ -34,7 +34,7 @@ pub enum BackupKind {
 
 /// What a payload object holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum ObjectRole {
     /// `pg_dumpall --globals-only`: roles and tablespaces, as SQL.
     Globals,

@@ -219,7 +219,15 @@ pub async fn backup(
     .await?;
     let seconds = begun.elapsed().as_secs_f64();
     progress.finish(&item);
-    let stop_time = server_now(&client, conninfo).await?;
+    // The server sends backup_manifest right after pg_backup_stop: the server's clock now, less the
+    // time since the manifest went by, is when the backup ended (a little after, never before).
+    let stop_time = server_now(&client, conninfo).await?
+        - watched
+            .get("backup_manifest")
+            .and_then(|c| c.seen_at)
+            .map_or(chrono::Duration::zero(), |seen| {
+                chrono::Duration::from_std(seen.elapsed()).unwrap_or_default()
+            });
 
     let missing = |what: &str| {
         physical(
@@ -495,9 +503,17 @@ pub fn window(backups: &[Manifest], archive: &Archive) -> Window {
             .filter_map(|m| m.modified)
             .max()
     });
-    Window {
-        from: from.filter(|_| to.is_some()),
-        to: to.filter(|_| from.is_some()),
+    match (from, to) {
+        // The segment holding a backup's end can be archived a moment before the backup's end is
+        // measured: right after a backup, the window is the backup's end itself.
+        (Some(from), Some(to)) => Window {
+            from: Some(from),
+            to: Some(to.max(from)),
+        },
+        _ => Window {
+            from: None,
+            to: None,
+        },
     }
 }
 
@@ -622,6 +638,22 @@ pub async fn plan_restore(
     let window = window(&backups, &archive);
     let info = |b: &Manifest| b.physical.clone().expect("physical backups only");
 
+    if let Target::Time(t) = &request.target {
+        if window.from.is_none_or(|from| *t < from) {
+            return Err(outside(
+                &request.target,
+                &window,
+                "before the end of the oldest base backup",
+            ));
+        }
+        if window.to.is_some_and(|to| *t > to) {
+            return Err(outside(
+                &request.target,
+                &window,
+                "after the newest archived WAL",
+            ));
+        }
+    }
     let chosen = match &request.backup {
         Some(id) => {
             let b = catalog::find_backup(repo, id).await?;
@@ -635,23 +667,7 @@ pub async fn plan_restore(
         }
         None => {
             let candidates: Vec<&Manifest> = match &request.target {
-                Target::Time(t) => {
-                    if window.from.is_some_and(|from| *t < from) || window.from.is_none() {
-                        return Err(outside(
-                            &request.target,
-                            &window,
-                            "before the end of the oldest base backup",
-                        ));
-                    }
-                    if window.to.is_some_and(|to| *t > to) {
-                        return Err(outside(
-                            &request.target,
-                            &window,
-                            "after the newest archived WAL",
-                        ));
-                    }
-                    backups.iter().filter(|b| info(b).stop_time <= *t).collect()
-                }
+                Target::Time(t) => backups.iter().filter(|b| info(b).stop_time <= *t).collect(),
                 Target::Lsn(l) => backups.iter().filter(|b| info(b).stop_lsn <= *l).collect(),
                 _ => backups.iter().collect(),
             };
@@ -729,9 +745,15 @@ pub async fn plan_restore(
             outside(&request.target, &window, "after the newest archived WAL")
         }
     };
-    let mut chain = archive
-        .chain(p.timeline, start, target_tli, end)
-        .map_err(broken)?;
+    let mut chain = match archive.chain(p.timeline, start, target_tli, end) {
+        // Inside the window but after the newest segment's archive time (a target at the window's
+        // end): recovery needs all of the archive.
+        Err(ChainBreak::TimeNotArchived { .. }) => {
+            archive.chain(p.timeline, start, target_tli, None)
+        }
+        other => other,
+    }
+    .map_err(broken)?;
     if chain.last().is_none_or(|c| c.segno < stop) {
         // Whatever the target, recovery must at least reach the end of the backup.
         chain = archive
@@ -848,6 +870,11 @@ fn restore_command(settings: &Settings, repo: &Repository) -> Result<String, Err
             "run pgkeep by its full path",
         )
     })?;
+    // Replaced while running (a package upgrade, a rebuild): the path still names the new binary.
+    let exe = exe
+        .to_str()
+        .and_then(|p| p.strip_suffix(" (deleted)"))
+        .map_or(exe.clone(), PathBuf::from);
     let mut parts = vec![shell_quote(&exe.to_string_lossy())];
     if let Some(config) = &settings.config_path {
         let config = std::fs::canonicalize(config).unwrap_or_else(|_| config.clone());

@@ -19,6 +19,8 @@ pub(crate) struct Captured {
     pub(crate) bytes: Vec<u8>,
     /// Whether the start was dropped.
     pub(crate) truncated: bool,
+    /// When its header went by.
+    pub(crate) seen_at: Option<std::time::Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -101,7 +103,10 @@ impl State {
         if matches!(typeflag, b'0' | 0) {
             let full = full.trim_start_matches("./");
             if let Some(i) = self.wanted.iter().position(|(n, _)| n == full) {
-                self.wanted[i].1 = Captured::default();
+                self.wanted[i].1 = Captured {
+                    seen_at: Some(std::time::Instant::now()),
+                    ..Captured::default()
+                };
                 self.capturing = (size > 0).then_some(i);
             }
         }

@@ -1,0 +1,1138 @@
+//! Physical backups, WAL archiving and point-in-time restores end to end, with the built binary,
+//! real clusters archiving through `pgkeep wal-push`, a local-directory repository and a real
+//! Garage S3 repository.
+//!
+//! When the tests run as root the servers run as the `postgres` OS user, and so does their
+//! `archive_command`. Every pgkeep command here runs as that user too, as it would in production,
+//! with `HOME` in a directory of its own and a per-test configuration file (owned by it, mode 0600,
+//! holding Garage's keys for an S3 repository) passed with `--config`.
+
+use std::fs;
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::net::{Ipv4Addr, TcpListener};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use pgkeep_testkit::{FaultMode, FaultProxy, Garage, PgCluster};
+use serde_json::Value;
+
+const PGKEEP: &str = env!("CARGO_BIN_EXE_pgkeep");
+/// The default WAL segment size: the clusters here are made by a plain initdb.
+const SEGMENT_SIZE: usize = 16 * 1024 * 1024;
+/// How long one pgkeep command may take before the test gives up on it.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a segment may take to reach the archive after pg_switch_wal().
+const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Row counts per phase of the test table, e.g. `1:100,2:100`.
+const PHASES: &str = "SELECT coalesce(string_agg(phase || ':' || c, ',' ORDER BY phase), '')
+                        FROM (SELECT phase, count(*) AS c FROM t GROUP BY phase) s";
+
+/// The OS user the servers run as, `(uid, gid)` of `postgres`, when the tests run as root; `None`
+/// otherwise (then everything runs as the current user).
+fn server_user() -> Option<(u32, u32)> {
+    static USER: OnceLock<Option<(u32, u32)>> = OnceLock::new();
+    *USER.get_or_init(|| {
+        if fs::metadata("/proc/self").unwrap().uid() != 0 {
+            return None;
+        }
+        let passwd = fs::read_to_string("/etc/passwd").unwrap();
+        let user = passwd.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.len() > 3 && fields[0] == "postgres")
+                .then(|| (fields[2].parse().unwrap(), fields[3].parse().unwrap()))
+        });
+        Some(user.expect("running as root, but there is no `postgres` OS user"))
+    })
+}
+
+/// Makes `cmd` run as the servers' OS user.
+fn as_server(cmd: &mut Command) -> &mut Command {
+    if let Some((uid, gid)) = server_user() {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd
+}
+
+/// A temporary directory the servers' OS user owns.
+fn server_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    PgCluster::chown_for_server(dir.path());
+    dir
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+fn toml_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A repository for a test: its configuration file and a directory for everything else the test's
+/// pgkeep commands touch (their `HOME`, scratch files, restored data directories), owned by the
+/// servers' OS user.
+struct Repo {
+    url: String,
+    config: PathBuf,
+    /// The repository's directory, for a local one.
+    root: Option<PathBuf>,
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    /// A repository whose configuration file is `[repository] url` plus `extra`.
+    fn with_config(url: impl FnOnce(&Path) -> String, extra: &str) -> Repo {
+        let dir = server_tempdir();
+        let url = url(dir.path());
+        let config = dir.path().join("pgkeep.toml");
+        fs::write(
+            &config,
+            format!("[repository]\nurl = {}\n\n{extra}", toml_string(&url)),
+        )
+        .unwrap();
+        fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
+        PgCluster::chown_for_server(&config);
+        let root = url.strip_prefix("file://").map(PathBuf::from);
+        Repo {
+            url,
+            config,
+            root,
+            dir,
+        }
+    }
+
+    fn local() -> Repo {
+        Repo::with_config(|dir| format!("file://{}/repo", dir.display()), "")
+    }
+
+    /// A fresh prefix on the shared Garage, the keys in the configuration file.
+    fn garage(garage: &Garage, test: &str, endpoint: &str, extra: &str) -> Repo {
+        let url = format!("s3://{}/{}", garage.bucket(), garage.unique_prefix(test));
+        let s3 = format!(
+            "[repository.s3]\nregion = {}\nendpoint = {}\nforce-path-style = true\n\
+             access-key-id = {}\nsecret-access-key = {}\n{extra}",
+            toml_string(garage.region()),
+            toml_string(endpoint),
+            toml_string(garage.access_key_id()),
+            toml_string(garage.secret_access_key()),
+        );
+        Repo::with_config(|_| url, &s3)
+    }
+
+    /// A path in the test's directory (not created).
+    fn scratch(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `archive_command` pushing into this repository.
+    fn archive_command(&self) -> String {
+        format!(
+            "{} --config {} wal-push %p",
+            shell_quote(PGKEEP),
+            shell_quote(&self.config.to_string_lossy())
+        )
+    }
+
+    /// The stored object of a WAL file of timeline 1, for a local repository.
+    fn wal_object(&self, name: &str) -> PathBuf {
+        self.root
+            .as_ref()
+            .expect("a local repository")
+            .join("main/wal/00000001")
+            .join(format!("{name}.zst"))
+    }
+}
+
+fn repos(test: &str) -> Vec<Repo> {
+    let mut out = vec![Repo::local()];
+    if let Some(garage) = Garage::shared() {
+        out.push(Repo::garage(garage, test, &garage.endpoint(), ""));
+    }
+    out
+}
+
+/// `pgkeep --config <repo's file>` against `pg`, as the servers' OS user, with a clean environment.
+fn pgkeep(pg: &PgCluster, repo: &Repo) -> Command {
+    let mut cmd = Command::new(PGKEEP);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PG") || key.starts_with("AWS_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("HOME", repo.dir.path())
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", pg.port().to_string())
+        .env("PGUSER", "postgres")
+        .current_dir(repo.dir.path())
+        .arg("--config")
+        .arg(&repo.config);
+    as_server(&mut cmd);
+    cmd
+}
+
+/// Runs `cmd` to its end, its output going through files: a server it starts may keep pipes open
+/// long after it exits.
+fn run(cmd: &mut Command) -> Output {
+    let mut stdout = tempfile::tempfile().unwrap();
+    let mut stderr = tempfile::tempfile().unwrap();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(stdout.try_clone().unwrap())
+        .stderr(stderr.try_clone().unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish within {COMMAND_TIMEOUT:?}; stderr so far:\n{}",
+                String::from_utf8_lossy(&read_all(&mut stderr))
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: read_all(&mut stdout),
+        stderr: read_all(&mut stderr),
+    }
+}
+
+fn read_all(file: &mut fs::File) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0)).unwrap();
+    file.read_to_end(&mut bytes).unwrap();
+    bytes
+}
+
+fn ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Both streams, for messages that may go to either.
+fn said(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `pgkeep --json list`.
+fn list(pg: &PgCluster, repo: &Repo) -> Value {
+    json(&ok(pgkeep(pg, repo).args(["--json", "list"])))
+}
+
+fn archiving_cluster(repo: &Repo) -> PgCluster {
+    PgCluster::builder()
+        .setting("wal_level", "replica")
+        .setting("archive_mode", "on")
+        .setting("archive_command", repo.archive_command())
+        .start()
+}
+
+fn psql_at(bin_dir: &Path, port: u16, sql: &str) -> Result<String, String> {
+    let mut cmd = Command::new(bin_dir.join("psql"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PG") {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd
+        .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+        .arg("127.0.0.1")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(["-U", "postgres", "-d", "postgres", "-c", sql])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    } else {
+        Err(stderr(&out))
+    }
+}
+
+/// Waits until the server on `port` has archived `segment` (or a later WAL file).
+fn wait_archived(bin_dir: &Path, port: u16, segment: &str) {
+    let deadline = Instant::now() + ARCHIVE_TIMEOUT;
+    loop {
+        // The server marks an archived file `.done` (until a checkpoint recycles the segment);
+        // pg_stat_archiver names the last file archived, possibly a later segment, or a
+        // `.backup` / `.partial` / `.history` file.
+        let row = psql_at(
+            bin_dir,
+            port,
+            &format!(
+                "SELECT EXISTS (SELECT FROM pg_ls_archive_statusdir() WHERE name = '{segment}.done'),
+                        coalesce(last_archived_wal, ''), coalesce(last_failed_wal, ''), failed_count
+                   FROM pg_stat_archiver"
+            ),
+        )
+        .unwrap();
+        let mut fields = row.split('|');
+        let marked_done = fields.next() == Some("t");
+        let archived = fields.next().unwrap_or("");
+        let later = match archived.len() {
+            24 => archived >= segment,
+            n if n > 24 => &archived[..24] > segment,
+            _ => false,
+        };
+        if marked_done || later {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{segment} was not archived within {ARCHIVE_TIMEOUT:?} by the server on port {port}: \
+             (.done | last archived | last failed | failures) {row}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_archived_pg(pg: &PgCluster, segment: &str) {
+    wait_archived(pg.bin_dir(), pg.port(), segment);
+}
+
+/// Ends the current WAL segment and returns its name.
+fn switch_wal(pg: &PgCluster) -> String {
+    pg.psql("SELECT pg_walfile_name(pg_switch_wal())")
+}
+
+/// 100 rows of `phase` into the test table.
+fn insert(pg: &PgCluster, phase: u32) {
+    pg.psql(&format!(
+        "INSERT INTO t SELECT {phase}, g FROM generate_series(1, 100) g"
+    ));
+}
+
+fn pause(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn is_segment(name: &str) -> bool {
+    name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `16/B374D848` as a number.
+fn lsn(text: &str) -> u64 {
+    let (hi, lo) = text
+        .split_once('/')
+        .unwrap_or_else(|| panic!("not an LSN: {text:?}"));
+    (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
+}
+
+fn text(value: &Value) -> String {
+    value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_string)
+}
+
+/// Whether `message` names the time `rfc3339` (to the second, in UTC, in its own offset or as given).
+fn names_time(message: &str, rfc3339: &str) -> bool {
+    if message.contains(rfc3339) {
+        return true;
+    }
+    let Ok(time) = chrono::DateTime::parse_from_rfc3339(rfc3339) else {
+        return false;
+    };
+    let utc = time.with_timezone(&chrono::Utc);
+    [
+        utc.format("%Y-%m-%d %H:%M:%S").to_string(),
+        utc.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        time.format("%Y-%m-%d %H:%M:%S").to_string(),
+        time.format("%Y-%m-%dT%H:%M:%S").to_string(),
+    ]
+    .iter()
+    .any(|t| message.contains(t.as_str()))
+}
+
+/// The id of the backup a restore plan chose (the id, or an object with one).
+fn plan_backup(result: &Value) -> String {
+    let backup = &result["plan"]["backup"];
+    backup
+        .as_str()
+        .or_else(|| backup["id"].as_str())
+        .unwrap_or_else(|| panic!("no plan.backup: {result:#}"))
+        .to_string()
+}
+
+/// Checks the manifest of a physical backup of `pg` (timeline 1).
+fn check_manifest(m: &Value, pg: &PgCluster, repo: &Repo) {
+    assert_eq!(m["kind"], "physical", "{m:#}");
+    for field in ["id", "started_at", "finished_at", "server_version"] {
+        assert!(m[field].is_string(), "{field}: {m:#}");
+    }
+    assert_eq!(
+        text(&m["system_identifier"]),
+        pg.psql("SELECT system_identifier FROM pg_control_system()"),
+        "{m:#}"
+    );
+    let objects = m["objects"].as_array().unwrap();
+    assert!(
+        objects.iter().any(|o| o["role"] == "base"),
+        "no base object: {m:#}"
+    );
+    for object in objects {
+        assert!(object["size"].as_u64().unwrap() > 0, "{object}");
+        assert!(object["compression"].is_string(), "{object}");
+        for sum in ["sha256", "stored_sha256"] {
+            let sum = object[sum].as_str().unwrap();
+            assert!(
+                sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{object}"
+            );
+        }
+        if let Some(root) = &repo.root {
+            let stored = root.join(object["key"].as_str().unwrap());
+            assert_eq!(
+                fs::metadata(&stored)
+                    .unwrap_or_else(|e| panic!("{}: {e}", stored.display()))
+                    .len(),
+                object["stored_size"].as_u64().unwrap(),
+                "{object}"
+            );
+        }
+    }
+    let p = &m["physical"];
+    let (start, stop) = (
+        p["start_lsn"].as_str().unwrap(),
+        p["stop_lsn"].as_str().unwrap(),
+    );
+    assert!(lsn(start) <= lsn(stop), "{p:#}");
+    let (first, last) = (
+        p["start_segment"].as_str().unwrap(),
+        p["stop_segment"].as_str().unwrap(),
+    );
+    assert!(
+        is_segment(first) && is_segment(last) && first <= last,
+        "{p:#}"
+    );
+    assert_eq!(p["timeline"], 1, "{p:#}");
+    assert_eq!(p["wal_segment_size"], SEGMENT_SIZE, "{p:#}");
+    chrono::DateTime::parse_from_rfc3339(p["stop_time"].as_str().unwrap())
+        .unwrap_or_else(|e| panic!("stop_time: {e}: {p:#}"));
+}
+
+/// Objects of a physical backup whose role is not `base` or `backup_manifest`.
+fn role_problems(m: &Value) -> Vec<String> {
+    m["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| !["base", "backup_manifest"].contains(&o["role"].as_str().unwrap_or_default()))
+        .map(|o| {
+            format!(
+                "backup {}: object role {} (expected base or backup_manifest): {o}",
+                m["id"], o["role"]
+            )
+        })
+        .collect()
+}
+
+/// What is wrong with a window that should have both ends, in order.
+fn window_problem(window: &Value, when: &str) -> Option<String> {
+    let time = |key: &str| chrono::DateTime::parse_from_rfc3339(window[key].as_str()?).ok();
+    match (time("from"), time("to")) {
+        (Some(from), Some(to)) if from <= to => None,
+        (Some(_), Some(_)) => Some(format!(
+            "{when}: the restorable window ends before it begins: {window}"
+        )),
+        _ => Some(format!("{when}: not a window with two times: {window}")),
+    }
+}
+
+/// A data directory a test restores into, and the server pgkeep may have started there: stopped
+/// and removed on drop, its logs printed if the test is failing.
+struct Restored {
+    dir: PathBuf,
+    port: u16,
+    bin_dir: PathBuf,
+}
+
+impl Restored {
+    fn psql(&self, sql: &str) -> String {
+        psql_at(&self.bin_dir, self.port, sql).unwrap_or_else(|e| {
+            panic!(
+                "psql on the restored server (port {}) failed for {sql:?}:\n{e}",
+                self.port
+            )
+        })
+    }
+
+    fn stop(&self) {
+        if self.dir.join("postmaster.pid").exists() {
+            let out = as_server(&mut Command::new(self.bin_dir.join("pg_ctl")))
+                .arg("-D")
+                .arg(&self.dir)
+                .args(["stop", "-m", "fast", "-w", "-t", "60"])
+                .output()
+                .unwrap();
+            if !out.status.success() {
+                eprintln!("pg_ctl stop of {}: {}", self.dir.display(), stderr(&out));
+            }
+        }
+    }
+
+    fn print_logs(&self) {
+        let mut logs = Vec::new();
+        for dir in [
+            self.dir.clone(),
+            self.dir.join("log"),
+            self.dir.join("pg_log"),
+        ] {
+            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if entry.path().is_file() && (dir != self.dir || name.contains("log")) {
+                    logs.push(entry.path());
+                }
+            }
+        }
+        for log in logs {
+            let text = String::from_utf8_lossy(&fs::read(&log).unwrap_or_default()).into_owned();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!(
+                "===== {} (last 80 lines) =====\n{}\n===== end =====",
+                log.display(),
+                lines[lines.len().saturating_sub(80)..].join("\n")
+            );
+        }
+    }
+}
+
+impl Drop for Restored {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_logs();
+        }
+        self.stop();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `pgkeep --json restore --pgdata <dir> <args> --start --port <free port>`: the guard of the
+/// restored directory and pgkeep's output.
+fn try_restore_into(
+    pg: &PgCluster,
+    repo: &Repo,
+    dir: PathBuf,
+    args: &[&str],
+) -> (Restored, Output) {
+    let restored = Restored {
+        dir,
+        port: free_port(),
+        bin_dir: pg.bin_dir().to_path_buf(),
+    };
+    let out = run(pgkeep(pg, repo)
+        .args(["--json", "restore", "--pgdata"])
+        .arg(&restored.dir)
+        .args(args)
+        .args(["--start", "--port", &restored.port.to_string()]));
+    (restored, out)
+}
+
+/// A restore that must succeed: the guard and the JSON result, checked for the common points.
+fn restore_into(pg: &PgCluster, repo: &Repo, dir: PathBuf, args: &[&str]) -> (Restored, Value) {
+    let (restored, out) = try_restore_into(pg, repo, dir, args);
+    assert!(
+        out.status.success(),
+        "{}: restore {args:?} failed ({}):\n{}",
+        repo.url,
+        out.status,
+        said(&out)
+    );
+    let result = json(&out);
+    assert_eq!(
+        result["plan"]["pgdata"],
+        restored.dir.to_str().unwrap(),
+        "{result:#}"
+    );
+    assert!(result["report"]["seconds"].is_number(), "{result:#}");
+    let meta = fs::metadata(&restored.dir).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700, "{result:#}");
+    if let Some((uid, _)) = server_user() {
+        assert_eq!(
+            meta.uid(),
+            uid,
+            "the restored directory belongs to postgres"
+        );
+    }
+    (restored, result)
+}
+
+fn restore(pg: &PgCluster, repo: &Repo, name: &str, args: &[&str]) -> (Restored, Value) {
+    restore_into(pg, repo, repo.scratch(name), args)
+}
+
+/// A restore that must be refused before anything is written: returns what pgkeep said.
+fn refused_restore(pg: &PgCluster, repo: &Repo, name: &str, args: &[&str]) -> String {
+    let dir = repo.scratch(name);
+    let out = run(pgkeep(pg, repo)
+        .args(["restore", "--pgdata"])
+        .arg(&dir)
+        .args(args)
+        .args(["--start", "--port", &free_port().to_string()]));
+    let said = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "{}: restore {args:?} succeeded:\n{said}",
+        repo.url
+    );
+    assert!(
+        !dir.exists(),
+        "{}: a refused restore created {}",
+        repo.url,
+        dir.display()
+    );
+    said
+}
+
+#[test]
+fn point_in_time_restores_by_time_lsn_and_onto_a_new_timeline() {
+    let mut problems = Vec::new();
+    for repo in repos("physical-pitr") {
+        let pg = archiving_cluster(&repo);
+
+        let b1 = json(&ok(pgkeep(&pg, &repo).args([
+            "--json",
+            "backup",
+            "physical",
+            "--wal-timeout",
+            "120",
+        ])));
+        check_manifest(&b1, &pg, &repo);
+        let b1_id = b1["id"].as_str().unwrap().to_string();
+        wait_archived_pg(&pg, b1["physical"]["stop_segment"].as_str().unwrap());
+
+        // Listed, with a restorable window; verify re-reads it and runs pg_verifybackup.
+        let listed = list(&pg, &repo);
+        let backups = listed["backups"].as_array().unwrap();
+        assert_eq!(backups.len(), 1, "{listed:#}");
+        assert_eq!(backups[0]["id"], b1_id.as_str(), "{listed:#}");
+        assert_eq!(backups[0]["kind"], "physical", "{listed:#}");
+        let first_window = listed["window"].clone();
+        assert!(
+            first_window["from"].is_string() && first_window["to"].is_string(),
+            "{listed:#}"
+        );
+        let checks = json(&ok(pgkeep(&pg, &repo).args(["--json", "verify", &b1_id])));
+        let check = if checks.is_array() {
+            &checks[0]
+        } else {
+            &checks
+        };
+        assert_eq!(check["ok"], true, "{checks:#}");
+
+        // Phases 1 and 2, target A (a time and an LSN), phase 3, a second base backup, phase 4,
+        // target B, and the table dropped.
+        pg.psql("CREATE TABLE t (phase int, n int)");
+        insert(&pg, 1);
+        pause(300);
+        insert(&pg, 2);
+        pause(300);
+        let row = pg.psql("SELECT clock_timestamp(), pg_current_wal_lsn()");
+        let (time_a, lsn_a) = row.split_once('|').unwrap();
+        pause(300);
+        insert(&pg, 3);
+        pause(1100);
+        let b2 = json(&ok(
+            pgkeep(&pg, &repo).args(["--json", "backup", "physical"])
+        ));
+        check_manifest(&b2, &pg, &repo);
+        let b2_id = b2["id"].as_str().unwrap().to_string();
+        pause(1100);
+        insert(&pg, 4);
+        pause(300);
+        let time_b = pg.psql(
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+        );
+        pause(300);
+        pg.psql("SELECT pg_create_restore_point('before_drop')");
+        pause(300);
+        pg.psql("DROP TABLE t");
+        let last = switch_wal(&pg);
+        wait_archived_pg(&pg, &last);
+
+        // Target A as PostgreSQL prints a timestamptz: the first backup, phases 1 and 2, paused.
+        {
+            let (restored, result) = restore(&pg, &repo, "at-a", &["--at", time_a]);
+            assert_eq!(plan_backup(&result), b1_id, "{result:#}");
+            let plan = &result["plan"];
+            assert_eq!(
+                plan["wal_from"], b1["physical"]["start_segment"],
+                "{result:#}"
+            );
+            let (from, to) = (
+                plan["wal_from"].as_str().unwrap(),
+                plan["wal_to"].as_str().unwrap(),
+            );
+            assert!(is_segment(to) && from <= to, "{result:#}");
+            assert_eq!(result["report"]["state"], "paused", "{result:#}");
+            assert_eq!(restored.psql(PHASES), "1:100,2:100", "{}", repo.url);
+            assert_eq!(restored.psql("SELECT pg_is_in_recovery()"), "t");
+            assert_eq!(
+                restored.psql("SHOW archive_mode"),
+                "off",
+                "a restored cluster does not archive into the repository by default"
+            );
+        }
+
+        // Target A as an LSN: the same.
+        {
+            let (restored, result) = restore(&pg, &repo, "lsn-a", &["--lsn", lsn_a]);
+            assert_eq!(plan_backup(&result), b1_id, "{result:#}");
+            assert!(
+                result.to_string().contains(lsn_a),
+                "the plan names the LSN: {result:#}"
+            );
+            assert_eq!(result["report"]["state"], "paused", "{result:#}");
+            let reached = result["report"]["reached_lsn"].as_str().unwrap();
+            assert!(lsn(reached) >= lsn(lsn_a), "{result:#}");
+            assert_eq!(restored.psql(PHASES), "1:100,2:100", "{}", repo.url);
+        }
+
+        // Target B (RFC 3339), after the second backup: that backup, phases 1 to 4. Promoted and
+        // still archiving, it starts timeline 2 in the same repository.
+        let new_segment = {
+            let (restored, result) = restore(
+                &pg,
+                &repo,
+                "promoted",
+                &[
+                    "--at",
+                    &time_b,
+                    "--target-action",
+                    "promote",
+                    "--keep-archiving",
+                ],
+            );
+            assert_eq!(plan_backup(&result), b2_id, "{result:#}");
+            assert_eq!(
+                result["plan"]["wal_from"], b2["physical"]["start_segment"],
+                "{result:#}"
+            );
+            assert_eq!(result["report"]["state"], "promoted", "{result:#}");
+            assert_eq!(
+                restored.psql(PHASES),
+                "1:100,2:100,3:100,4:100",
+                "{}",
+                repo.url
+            );
+            assert_eq!(restored.psql("SELECT pg_is_in_recovery()"), "f");
+            assert_eq!(restored.psql("SHOW archive_mode"), "on");
+            restored.psql("INSERT INTO t SELECT 5, g FROM generate_series(1, 100) g");
+            let segment = restored.psql("SELECT pg_walfile_name(pg_switch_wal())");
+            assert!(segment.starts_with("00000002"), "{segment}");
+            wait_archived(&restored.bin_dir, restored.port, &segment);
+            segment
+        };
+        let history = repo.scratch("00000002.history");
+        ok(pgkeep(&pg, &repo)
+            .args(["wal-fetch", "00000002.history"])
+            .arg(&history));
+        assert!(fs::metadata(&history).unwrap().len() > 0);
+        let fetched = repo.scratch(&new_segment);
+        ok(pgkeep(&pg, &repo)
+            .args(["wal-fetch", &new_segment])
+            .arg(&fetched));
+        assert_eq!(fs::metadata(&fetched).unwrap().len(), SEGMENT_SIZE as u64);
+
+        // --latest follows the newest timeline and sees the write made on it.
+        {
+            let (restored, result) = restore(&pg, &repo, "latest", &["--latest"]);
+            assert_eq!(plan_backup(&result), b2_id, "{result:#}");
+            assert_eq!(result["plan"]["timeline"], 2, "{result:#}");
+            let state = result["report"]["state"].as_str().unwrap();
+            assert!(["paused", "promoted"].contains(&state), "{result:#}");
+            assert_eq!(
+                restored.psql(PHASES),
+                "1:100,2:100,3:100,4:100,5:100",
+                "{}",
+                repo.url
+            );
+        }
+
+        // A restore point made on timeline 1 after timeline 2 forked from it: found by staying on
+        // timeline 1.
+        {
+            let (restored, _) = restore(
+                &pg,
+                &repo,
+                "named",
+                &["--name", "before_drop", "--timeline", "1"],
+            );
+            assert_eq!(
+                restored.psql(PHASES),
+                "1:100,2:100,3:100,4:100",
+                "{}",
+                repo.url
+            );
+        }
+
+        // Outside the window: refused, naming the window, nothing written.
+        let started =
+            chrono::DateTime::parse_from_rfc3339(b1["started_at"].as_str().unwrap()).unwrap();
+        let early = (started - chrono::Duration::hours(1)).to_rfc3339();
+        let said = refused_restore(&pg, &repo, "too-early", &["--at", &early]);
+        let from = first_window["from"].as_str().unwrap();
+        assert!(
+            names_time(&said, from),
+            "{}: the refusal names the window's start {from}:\n{said}",
+            repo.url
+        );
+        let late = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+        let said = refused_restore(&pg, &repo, "too-late", &["--at", &late]);
+        let window = list(&pg, &repo)["window"].clone();
+        let to = window["to"].as_str().unwrap();
+        assert!(
+            names_time(&said, to),
+            "{}: the refusal names the window's end {to}:\n{said}",
+            repo.url
+        );
+        problems.extend(window_problem(&window, &repo.url));
+
+        // The end of the window is when the newest segment was archived, after the last commit in
+        // it (docs/cli.md): PostgreSQL either restores everything or refuses a time past its last
+        // commit, and pgkeep then fails quoting the server's log.
+        {
+            let (restored, out) =
+                try_restore_into(&pg, &repo, repo.scratch("window-end"), &["--at", to]);
+            if out.status.success() {
+                assert_eq!(
+                    restored.psql(PHASES),
+                    "1:100,2:100,3:100,4:100,5:100",
+                    "{}",
+                    repo.url
+                );
+            } else {
+                assert!(
+                    stderr(&out)
+                        .contains("recovery ended before configured recovery target was reached"),
+                    "{}: restore --at {to} (the end of the window) failed ({}):\n{}",
+                    repo.url,
+                    out.status,
+                    stderr(&out)
+                );
+            }
+        }
+
+        // Collected, so that a failure here does not hide the rest.
+        problems.extend(window_problem(
+            &first_window,
+            &format!("{}, after the first backup", repo.url),
+        ));
+        problems.extend(role_problems(&b1));
+        problems.extend(role_problems(&b2));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn wal_push_and_wal_fetch_keep_the_archive_and_restore_command_rules() {
+    // A real segment, and one with the same name and a byte changed.
+    let pg = PgCluster::start();
+    pg.psql("CREATE TABLE filler AS SELECT g FROM generate_series(1, 1000) g");
+    let name = switch_wal(&pg);
+    let original = fs::read(pg.data_dir().join("pg_wal").join(&name)).unwrap();
+    assert_eq!(original.len(), SEGMENT_SIZE);
+    let mut altered = original.clone();
+    altered[4000] ^= 0xff;
+
+    for repo in repos("physical-wal") {
+        let first = repo.scratch("first");
+        let second = repo.scratch("second");
+        let failed = repo.scratch("failed");
+        for (dir, bytes) in [(&first, &original), (&second, &altered)] {
+            fs::create_dir(dir).unwrap();
+            fs::write(dir.join(&name), bytes).unwrap();
+        }
+        fs::create_dir(&failed).unwrap();
+        PgCluster::chown_for_server(repo.dir.path());
+
+        // Stored; the same content again is fine.
+        ok(pgkeep(&pg, &repo).arg("wal-push").arg(first.join(&name)));
+        ok(pgkeep(&pg, &repo).arg("wal-push").arg(first.join(&name)));
+        if repo.root.is_some() {
+            assert!(repo.wal_object(&name).is_file(), "{}", repo.url);
+        }
+
+        // Different content under the same name: refused, the stored file unchanged.
+        let out = run(pgkeep(&pg, &repo).arg("wal-push").arg(second.join(&name)));
+        assert_eq!(out.status.code(), Some(1), "{}: {}", repo.url, said(&out));
+        let message = stderr(&out).to_lowercase();
+        assert!(
+            message.contains("already") && message.contains("different"),
+            "{}: {}",
+            repo.url,
+            stderr(&out)
+        );
+        let dest = repo.scratch("fetched");
+        ok(pgkeep(&pg, &repo).args(["wal-fetch", &name]).arg(&dest));
+        assert!(
+            fs::read(&dest).unwrap() == original,
+            "{}: wal-fetch returned other bytes than the pushed segment",
+            repo.url
+        );
+
+        // Not in the archive: 1, and nothing written.
+        for missing in ["0000000100000000000000F0", "00000009.history"] {
+            let out = run(pgkeep(&pg, &repo)
+                .args(["wal-fetch", missing])
+                .arg(failed.join(missing)));
+            assert_eq!(out.status.code(), Some(1), "{}: {}", repo.url, said(&out));
+        }
+        assert_eq!(fs::read_dir(&failed).unwrap().count(), 0, "{}", repo.url);
+
+        // WAL without a base backup: nothing restorable.
+        let listed = list(&pg, &repo);
+        assert_eq!(listed["backups"], serde_json::json!([]), "{listed:#}");
+        assert!(listed["window"].is_null(), "{listed:#}");
+
+        // A damaged stored object: 200, and nothing written.
+        if repo.root.is_some() {
+            let object = repo.wal_object(&name);
+            let mut bytes = fs::read(&object).unwrap();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x20;
+            fs::write(&object, bytes).unwrap();
+            let out = run(pgkeep(&pg, &repo)
+                .args(["wal-fetch", &name])
+                .arg(failed.join(&name)));
+            assert_eq!(out.status.code(), Some(200), "{}: {}", repo.url, said(&out));
+            assert_eq!(fs::read_dir(&failed).unwrap().count(), 0, "{}", repo.url);
+        }
+    }
+
+    // Real failures are 200, never 1 (which would end recovery early), and write nothing.
+    let mut broken = vec![(
+        "nothing listening",
+        Repo::with_config(
+            |_| "s3://pgkeep-test/unreachable".to_string(),
+            &format!(
+                "[repository.s3]\nregion = \"garage\"\nendpoint = \"http://127.0.0.1:{}\"\n\
+                 access-key-id = \"GK0123456789\"\nsecret-access-key = \"0123456789abcdef\"\n\
+                 max-attempts = 2\n",
+                free_port()
+            ),
+        ),
+    )];
+    broken.push((
+        "unknown configuration key",
+        Repo::with_config(
+            |dir| format!("file://{}/repo", dir.display()),
+            "[wal]\nachive = true\n",
+        ),
+    ));
+    let unsafe_config = Repo::local();
+    fs::write(
+        &unsafe_config.config,
+        format!(
+            "[repository]\nurl = {}\n[repository.s3]\naccess-key-id = \"GK1\"\nsecret-access-key = \"s\"\n",
+            toml_string(&unsafe_config.url)
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&unsafe_config.config, fs::Permissions::from_mode(0o644)).unwrap();
+    broken.push(("a secret in a readable file", unsafe_config));
+    let proxy = Garage::shared().map(|garage| FaultProxy::start(garage.s3_addr()));
+    if let (Some(garage), Some(proxy)) = (Garage::shared(), &proxy) {
+        let repo = Repo::garage(
+            garage,
+            "physical-wal-reset",
+            &proxy.http_endpoint(),
+            "max-attempts = 2\n",
+        );
+        let source = repo.scratch(&name);
+        fs::write(&source, &original).unwrap();
+        PgCluster::chown_for_server(&source);
+        ok(pgkeep(&pg, &repo).arg("wal-push").arg(&source));
+        proxy.set_mode(FaultMode::ResetAll);
+        broken.push(("connections reset", repo));
+    }
+    for (why, repo) in &broken {
+        let dest = repo.scratch("dest");
+        let started = Instant::now();
+        let out = run(pgkeep(&pg, repo).args(["wal-fetch", &name]).arg(&dest));
+        assert_eq!(out.status.code(), Some(200), "{why}: {}", said(&out));
+        assert!(!dest.exists(), "{why}: wal-fetch wrote {}", dest.display());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{why}: wal-fetch took {:?}",
+            started.elapsed()
+        );
+        let source = repo.scratch(&name);
+        if !source.exists() {
+            fs::write(&source, &original).unwrap();
+            PgCluster::chown_for_server(&source);
+        }
+        let out = run(pgkeep(&pg, repo).arg("wal-push").arg(&source));
+        assert!(
+            !out.status.success(),
+            "{why}: wal-push succeeded:\n{}",
+            said(&out)
+        );
+    }
+}
+
+#[test]
+fn missing_wal_busy_directories_and_tablespaces_are_refused() {
+    let repo = Repo::local();
+    let pg = archiving_cluster(&repo);
+    let backup = json(&ok(
+        pgkeep(&pg, &repo).args(["--json", "backup", "physical"])
+    ));
+    let id = backup["id"].as_str().unwrap().to_string();
+    let stop_segment = backup["physical"]["stop_segment"].as_str().unwrap();
+    wait_archived_pg(&pg, stop_segment);
+    pg.psql("CREATE TABLE t (phase int, n int)");
+    let xid = pg.psql(
+        "INSERT INTO t SELECT 1, g FROM generate_series(1, 100) g; SELECT pg_current_xact_id()",
+    );
+    let mut segments = vec![switch_wal(&pg)];
+    for phase in 2..=4 {
+        insert(&pg, phase);
+        segments.push(switch_wal(&pg));
+    }
+    wait_archived_pg(&pg, segments.last().unwrap());
+    assert!(
+        segments.windows(2).all(|w| w[0] < w[1]) && segments[0].as_str() > stop_segment,
+        "{segments:?} after {stop_segment}"
+    );
+    ok(pgkeep(&pg, &repo).args(["verify", "--wal"]));
+
+    // Up to a transaction, promoted: its rows and nothing later, and no archiving by default.
+    {
+        let (restored, result) = restore(
+            &pg,
+            &repo,
+            "xid",
+            &["--xid", &xid, "--target-action", "promote"],
+        );
+        assert_eq!(result["report"]["state"], "promoted", "{result:#}");
+        assert_eq!(restored.psql(PHASES), "1:100");
+        assert_eq!(restored.psql("SELECT pg_is_in_recovery()"), "f");
+        assert_eq!(restored.psql("SHOW archive_mode"), "off");
+    }
+
+    // A directory with something in it: refused without --force, left as it was.
+    let busy = repo.scratch("busy");
+    fs::create_dir(&busy).unwrap();
+    fs::write(busy.join("keep.txt"), "precious").unwrap();
+    PgCluster::chown_for_server(&busy);
+    let out = run(pgkeep(&pg, &repo)
+        .args(["restore", "--pgdata"])
+        .arg(&busy)
+        .args(["--latest", "--start", "--port", &free_port().to_string()]));
+    assert!(!out.status.success(), "{}", said(&out));
+    let names: Vec<String> = fs::read_dir(&busy)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["keep.txt"], "{}", stderr(&out));
+    assert_eq!(
+        fs::read_to_string(busy.join("keep.txt")).unwrap(),
+        "precious"
+    );
+    assert!(
+        stderr(&out).contains(busy.to_str().unwrap()) || stderr(&out).contains("--force"),
+        "the refusal names the directory or the way out: {}",
+        stderr(&out)
+    );
+
+    // A segment gone from the middle of the archive: a restore across it is refused before
+    // anything is written, naming it; verify --wal reports the gap.
+    let gap = segments[1].clone();
+    fs::remove_file(repo.wal_object(&gap)).unwrap();
+    let said_restore = refused_restore(&pg, &repo, "across-gap", &["--latest"]);
+    assert!(said_restore.contains(&gap), "names {gap}: {said_restore}");
+    let out = run(pgkeep(&pg, &repo).args(["verify", "--wal"]));
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(said(&out).contains(&gap), "names {gap}: {}", said(&out));
+    let out = run(pgkeep(&pg, &repo).args(["--json", "verify", "--wal"]));
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        json(&out).to_string().contains(&gap),
+        "names {gap}: {}",
+        said(&out)
+    );
+
+    // The base backup alone needs no WAL past its end: --backup (meaning --immediate) restores it
+    // over the busy directory with --force, and the server shuts down once consistent.
+    {
+        let (restored, result) = restore_into(
+            &pg,
+            &repo,
+            busy.clone(),
+            &["--backup", &id, "--force", "--target-action", "shutdown"],
+        );
+        assert_eq!(plan_backup(&result), id, "{result:#}");
+        assert_eq!(result["report"]["state"], "shut down", "{result:#}");
+        assert!(!busy.join("keep.txt").exists());
+        assert!(busy.join("PG_VERSION").is_file());
+        assert!(!busy.join("postmaster.pid").exists(), "{result:#}");
+        drop(restored);
+    }
+
+    // A cluster with a tablespace outside the data directory is refused, naming it.
+    let location = repo.scratch("tablespace");
+    fs::create_dir(&location).unwrap();
+    PgCluster::chown_for_server(&location);
+    pg.psql(&format!(
+        "CREATE TABLESPACE extra_space LOCATION '{}'",
+        location.display()
+    ));
+    let out = run(pgkeep(&pg, &repo).args(["backup", "physical"]));
+    assert!(!out.status.success(), "{}", said(&out));
+    assert!(
+        stderr(&out).contains("tablespace") && stderr(&out).contains("extra_space"),
+        "{}",
+        stderr(&out)
+    );
+    let listed = list(&pg, &repo);
+    assert_eq!(
+        listed["backups"].as_array().unwrap().len(),
+        1,
+        "only the first backup is listed: {listed:#}"
+    );
+}
