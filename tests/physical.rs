@@ -1136,3 +1136,159 @@ fn missing_wal_busy_directories_and_tablespaces_are_refused() {
         "only the first backup is listed: {listed:#}"
     );
 }
+
+/// A streaming standby of `primary`, made with pg_basebackup -R.
+fn standby_of(primary: &PgCluster) -> PgCluster {
+    let pg_basebackup = primary.bin("pg_basebackup");
+    let port = primary.port();
+    PgCluster::builder()
+        .setting("hot_standby", "on")
+        .populate_with(move |dir| {
+            let out = Command::new(&pg_basebackup)
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "-R",
+                ])
+                .arg("-p")
+                .arg(port.to_string())
+                .arg("-D")
+                .arg(dir)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "pg_basebackup: {}", stderr(&out));
+        })
+        .start()
+}
+
+#[test]
+fn standby_backups_and_a_failing_archive_stops_recovery() {
+    let repo = Repo::local();
+    let primary = archiving_cluster(&repo);
+    primary.psql("CREATE TABLE s AS SELECT g AS n FROM generate_series(1, 1000) g");
+    let standby = standby_of(&primary);
+    let replayed = |pg: &PgCluster| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while pg
+            .try_psql_db("postgres", "SELECT count(*) FROM s")
+            .as_deref()
+            != Ok("1000")
+        {
+            assert!(Instant::now() < deadline, "the standby does not replay");
+            pause(100);
+        }
+    };
+    replayed(&standby);
+
+    // The wrong flag either way is refused before anything is stored.
+    let out = run(pgkeep(&standby, &repo).args(["backup", "physical"]));
+    assert!(!out.status.success());
+    assert!(said(&out).contains("--from-standby"), "{}", said(&out));
+    let out = run(pgkeep(&primary, &repo).args(["backup", "physical", "--from-standby"]));
+    assert!(!out.status.success());
+    assert!(said(&out).contains("is a primary"), "{}", said(&out));
+
+    // From the standby: the primary archives the WAL; the backup waits for its last segment, which
+    // comes once the primary switches segments.
+    let mut cmd = pgkeep(&standby, &repo);
+    cmd.args([
+        "--json",
+        "backup",
+        "physical",
+        "--from-standby",
+        "--wal-timeout",
+        "120",
+    ]);
+    let stdout = tempfile::NamedTempFile::new().unwrap();
+    let mut child = cmd
+        .stdout(stdout.reopen().unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "backup --from-standby hangs");
+        primary.psql("INSERT INTO s SELECT 0; SELECT pg_switch_wal()");
+        pause(500);
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "backup --from-standby: {err}");
+    let manifest: Value = serde_json::from_slice(&fs::read(stdout.path()).unwrap()).unwrap();
+    assert_eq!(manifest["physical"]["from_standby"], true, "{manifest:#}");
+    let id = manifest["id"].as_str().unwrap().to_string();
+    let stop_segment = manifest["physical"]["stop_segment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(pgkeep(&primary, &repo).args(["verify", &id]));
+
+    // Restored on its own (to its consistent point), it has the data.
+    {
+        let (restored, result) = restore(&primary, &repo, "from-standby", &["--backup", &id]);
+        assert_eq!(result["report"]["state"], "paused", "{result:#}");
+        let n: u64 = restored
+            .psql("SELECT count(*) FROM s WHERE n > 0")
+            .parse()
+            .unwrap();
+        assert_eq!(n, 1000);
+    }
+
+    // wal-fetch failing for real (a segment recovery needs cannot be read) exits 200: PostgreSQL
+    // stops with FATAL instead of taking it for the end of the archive and promoting early.
+    primary.psql("INSERT INTO s SELECT 0");
+    wait_archived_pg(&primary, &switch_wal(&primary));
+    let next = {
+        let n = u64::from_str_radix(&stop_segment[16..], 16).unwrap() + 1;
+        format!("{}{n:08X}", &stop_segment[..16])
+    };
+    let object = repo.wal_object(&next);
+    assert!(object.exists(), "{} is archived", object.display());
+    fs::set_permissions(&object, fs::Permissions::from_mode(0o000)).unwrap();
+    let direct = run(pgkeep(&primary, &repo)
+        .args(["wal-fetch", &next])
+        .arg(repo.scratch("fetched")));
+    assert_eq!(direct.status.code(), Some(200), "{}", said(&direct));
+    assert!(!repo.scratch("fetched").exists());
+    let (restored, out) = try_restore_into(
+        &primary,
+        &repo,
+        repo.scratch("unreadable"),
+        &["--backup", &id, "--latest"],
+    );
+    fs::set_permissions(&object, fs::Permissions::from_mode(0o600)).unwrap();
+    let said = said(&out);
+    assert!(
+        !out.status.success(),
+        "recovery went past an unreadable segment:\n{said}"
+    );
+    assert!(said.contains("could not restore file"), "{said}");
+    assert!(said.contains("exit code 200"), "{said}");
+    assert!(
+        restored.dir.join("recovery.signal").exists(),
+        "it was not promoted"
+    );
+    let control = Command::new(primary.bin("pg_controldata"))
+        .arg(&restored.dir)
+        .output()
+        .unwrap();
+    let control = String::from_utf8_lossy(&control.stdout);
+    assert!(
+        !control.contains("in production"),
+        "a failed fetch must not end recovery: {control}"
+    );
+}
