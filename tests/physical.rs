@@ -924,6 +924,25 @@ fn wal_push_and_wal_fetch_keep_the_archive_and_restore_command_rules() {
         }
         assert_eq!(fs::read_dir(&failed).unwrap().count(), 0, "{}", repo.url);
 
+        // A `.partial` segment (what a promotion archives of the old timeline's last segment) is
+        // served when asked for by that name, never in place of the full segment.
+        let next = {
+            let n = u64::from_str_radix(&name[16..], 16).unwrap() + 1;
+            format!("{}{n:08X}", &name[..16])
+        };
+        let partial = format!("{next}.partial");
+        fs::write(first.join(&partial), &original).unwrap();
+        PgCluster::chown_for_server(&first.join(&partial));
+        ok(pgkeep(&pg, &repo).arg("wal-push").arg(first.join(&partial)));
+        let dest = repo.scratch(&partial);
+        ok(pgkeep(&pg, &repo).args(["wal-fetch", &partial]).arg(&dest));
+        assert!(fs::read(&dest).unwrap() == original, "{}", repo.url);
+        let out = run(pgkeep(&pg, &repo)
+            .args(["wal-fetch", &next])
+            .arg(failed.join(&next)));
+        assert_eq!(out.status.code(), Some(1), "{}: {}", repo.url, said(&out));
+        assert_eq!(fs::read_dir(&failed).unwrap().count(), 0, "{}", repo.url);
+
         // WAL without a base backup: nothing restorable.
         let listed = list(&pg, &repo);
         assert_eq!(listed["backups"], serde_json::json!([]), "{listed:#}");
