@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::logical::{feed_child, fitting_tool, located};
 use crate::pg::{self, query_error};
 use crate::pipeline;
-use crate::process::{self, StdoutStream};
+use crate::process::{self, BlockingStdout};
 use crate::progress::{Progress, ProgressReader};
 use crate::repo::Repository;
 use crate::storage::PutMode;
@@ -187,7 +187,7 @@ pub async fn backup(
     let started_at = Utc::now();
     let id = catalog::new_backup_id(repo).await?;
     let prefix = catalog::backup_prefix(repo, &id);
-    let mut cmd = process::pg_command(&program, conninfo, None);
+    let mut cmd = process::pg_std_command(&program, conninfo, None);
     cmd.args([
         "--pgdata=-",
         "--format=tar",
@@ -199,7 +199,7 @@ pub async fn backup(
     let item = "base backup".to_string();
     progress.start(&item);
     let begun = Instant::now();
-    let stdout = StdoutStream::spawn(cmd, &program)?;
+    let stdout = BlockingStdout::spawn(cmd, &program)?;
     let watch = TarWatch::new(
         ProgressReader {
             inner: stdout,
@@ -209,7 +209,7 @@ pub async fn backup(
         &["backup_label", "backup_manifest"],
     );
     let watched = watch.handle();
-    let base = pipeline::store(
+    let base = pipeline::store_blocking(
         repo.storage(),
         &format!("{prefix}base.tar.zst"),
         watch,

@@ -260,11 +260,25 @@ pub async fn store<R>(
 where
     R: AsyncRead + Send + Unpin + 'static,
 {
+    store_blocking(storage, key, SyncIoBridge::new(reader), mode, compression).await
+}
+
+/// [`store`] from a blocking reader, read on the compression thread itself: for a child process's
+/// stdout pipe this saves a hand-over between threads for every pipe-full of data.
+pub async fn store_blocking<R>(
+    storage: &dyn Storage,
+    key: &str,
+    reader: R,
+    mode: PutMode,
+    compression: Compression,
+) -> Result<StoredObject, Error>
+where
+    R: Read + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-    let bridge = SyncIoBridge::new(reader);
     let key_owned = key.to_string();
     let compressor =
-        tokio::task::spawn_blocking(move || compress_blocking(bridge, tx, compression, &key_owned));
+        tokio::task::spawn_blocking(move || compress_blocking(reader, tx, compression, &key_owned));
     let mut stored = ChannelReader {
         rx,
         current: Bytes::new(),

@@ -57,14 +57,33 @@ impl StderrTail {
                 if n == 0 {
                     break;
                 }
-                let mut tail = self.0.lock().unwrap_or_else(|p| p.into_inner());
-                tail.extend_from_slice(&buf[..n]);
-                if tail.len() > STDERR_TAIL {
-                    let cut = tail.len() - STDERR_TAIL;
-                    tail.drain(..cut);
-                }
+                self.keep(&buf[..n]);
             }
         })
+    }
+
+    fn collect_blocking(
+        self,
+        mut stderr: std::process::ChildStderr,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 8192];
+            while let Ok(n) = std::io::Read::read(&mut stderr, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                self.keep(&buf[..n]);
+            }
+        })
+    }
+
+    fn keep(&self, data: &[u8]) {
+        let mut tail = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        tail.extend_from_slice(data);
+        if tail.len() > STDERR_TAIL {
+            let cut = tail.len() - STDERR_TAIL;
+            tail.drain(..cut);
+        }
     }
 
     /// What was collected so far, trimmed.
@@ -76,7 +95,18 @@ impl StderrTail {
 
 /// A command for a PostgreSQL client program connecting with `conninfo` to `dbname`.
 pub fn pg_command(program: &Path, conninfo: &ConnInfo, dbname: Option<&str>) -> Command {
-    let mut cmd = Command::new(program);
+    let mut cmd = Command::from(pg_std_command(program, conninfo, dbname));
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+/// [`pg_command`] as a `std` command, for [`BlockingStdout`].
+pub fn pg_std_command(
+    program: &Path,
+    conninfo: &ConnInfo,
+    dbname: Option<&str>,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
     // Stale PG* variables of the caller must not mix with the resolved connection.
     for (key, _) in std::env::vars_os() {
         if let Some(key) = key.to_str()
@@ -88,8 +118,7 @@ pub fn pg_command(program: &Path, conninfo: &ConnInfo, dbname: Option<&str>) -> 
     cmd.envs(conninfo.child_env(dbname))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     cmd
 }
 
@@ -206,6 +235,88 @@ impl AsyncRead for StdoutStream {
                 },
                 State::Done => return Poll::Ready(Ok(())),
             }
+        }
+    }
+}
+
+/// A child's stdout read with blocking reads (on a blocking thread), ending cleanly only if the
+/// child exits 0, like [`StdoutStream`]. Dropping it kills a child still running.
+pub struct BlockingStdout {
+    program: PathBuf,
+    child: std::process::Child,
+    stdout: std::process::ChildStdout,
+    stderr: StderrTail,
+    stderr_thread: Option<std::thread::JoinHandle<()>>,
+    done: bool,
+}
+
+impl BlockingStdout {
+    /// Starts `cmd` with stdout and stderr piped.
+    pub fn spawn(
+        mut cmd: std::process::Command,
+        program: &Path,
+    ) -> Result<BlockingStdout, ProcessError> {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+            program: program.to_path_buf(),
+            source,
+        })?;
+        let stderr = StderrTail::default();
+        let stderr_thread = child
+            .stderr
+            .take()
+            .map(|e| stderr.clone().collect_blocking(e));
+        let Some(stdout) = child.stdout.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(ProcessError::Spawn {
+                program: program.to_path_buf(),
+                source: std::io::Error::other("no stdout pipe"),
+            });
+        };
+        Ok(BlockingStdout {
+            program: program.to_path_buf(),
+            child,
+            stdout,
+            stderr,
+            stderr_thread,
+            done: false,
+        })
+    }
+}
+
+impl std::io::Read for BlockingStdout {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        let n = self.stdout.read(buf)?;
+        if n > 0 || buf.is_empty() {
+            return Ok(n);
+        }
+        // End of stdout: the stream is only complete if the child succeeded.
+        let status = self.child.wait()?;
+        if let Some(thread) = self.stderr_thread.take() {
+            let _ = thread.join();
+        }
+        self.done = true;
+        if status.success() {
+            Ok(0)
+        } else {
+            Err(std::io::Error::other(format!(
+                "{} failed ({status}): {}",
+                self.program.display(),
+                self.stderr.text()
+            )))
+        }
+    }
+}
+
+impl Drop for BlockingStdout {
+    fn drop(&mut self) {
+        if !self.done && matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

@@ -51,3 +51,13 @@ impl<R: AsyncRead + Unpin> AsyncRead for ProgressReader<R> {
         poll
     }
 }
+
+impl<R: std::io::Read> std::io::Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.progress.advance(&self.item, n as u64);
+        }
+        Ok(n)
+    }
+}

@@ -195,6 +195,16 @@ impl<R: AsyncRead + Unpin> AsyncRead for TarWatch<R> {
     }
 }
 
+impl<R: std::io::Read> std::io::Read for TarWatch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.state.lock().expect("not poisoned").feed(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
