@@ -810,6 +810,20 @@ fn point_in_time_restores_by_time_lsn_and_onto_a_new_timeline() {
             );
         }
 
+        // Timeline 2 (with its history file) beside timeline 1 is a complete archive; a fork, if
+        // timeline 1 archived past the switch, is reported as a note, not a failure.
+        let checked = json(&ok(pgkeep(&pg, &repo).args(["--json", "verify", "--wal"])));
+        assert_eq!(checked["problems"], serde_json::json!([]), "{checked:#}");
+        assert!(checked["forks"].is_array(), "{checked:#}");
+        assert!(
+            checked["timelines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["timeline"] == 2),
+            "{checked:#}"
+        );
+
         // Outside the window: refused, naming the window, nothing written.
         let started =
             chrono::DateTime::parse_from_rfc3339(b1["started_at"].as_str().unwrap()).unwrap();
@@ -921,6 +935,25 @@ fn wal_push_and_wal_fetch_keep_the_archive_and_restore_command_rules() {
                 .args(["wal-fetch", missing])
                 .arg(failed.join(missing)));
             assert_eq!(out.status.code(), Some(1), "{}: {}", repo.url, said(&out));
+        }
+        assert_eq!(fs::read_dir(&failed).unwrap().count(), 0, "{}", repo.url);
+
+        // A repository that does not hold this cluster at all (not mounted, a wrong --repo or
+        // --cluster) is a failure, not "no such file": recovery must not end there.
+        for wrong in [
+            ["--repo", "file:///nonexistent/pgkeep-repo"],
+            ["--cluster", "not-this-one"],
+        ] {
+            let out = run(pgkeep(&pg, &repo)
+                .args(wrong)
+                .args(["wal-fetch", &name])
+                .arg(failed.join(&name)));
+            assert_eq!(out.status.code(), Some(200), "{wrong:?}: {}", said(&out));
+            assert!(
+                said(&out).contains("holds nothing for cluster"),
+                "{}",
+                said(&out)
+            );
         }
         assert_eq!(fs::read_dir(&failed).unwrap().count(), 0, "{}", repo.url);
 
@@ -1309,5 +1342,111 @@ fn standby_backups_and_a_failing_archive_stops_recovery() {
     assert!(
         !control.contains("in production"),
         "a failed fetch must not end recovery: {control}"
+    );
+}
+
+/// Debian keeps postgresql.conf, pg_hba.conf and pg_ident.conf in /etc/postgresql/..., outside the
+/// data directory, where pg_basebackup does not look: the backup keeps them, and a restore writes
+/// them into the new data directory without the settings that point at the original's files.
+#[test]
+fn configuration_outside_the_data_directory_is_kept_and_restored() {
+    let repo = Repo::local();
+    let mut pg = archiving_cluster(&repo);
+    pg.psql("CREATE TABLE d AS SELECT g AS n FROM generate_series(1, 500) g");
+    pg.stop();
+    let data = pg.data_dir().to_path_buf();
+    let etc = repo.scratch("etc");
+    fs::create_dir(&etc).unwrap();
+    for file in ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"] {
+        fs::rename(data.join(file), etc.join(file)).unwrap();
+    }
+    // As Debian's postgresql.conf does; the harness's own settings file stays in the data directory.
+    let conf = fs::read_to_string(etc.join("postgresql.conf"))
+        .unwrap()
+        .replace(
+            "include 'pgkeep-testkit.conf'",
+            &format!("include '{}'", data.join("pgkeep-testkit.conf").display()),
+        );
+    fs::write(
+        etc.join("postgresql.conf"),
+        format!(
+            "{conf}\ndata_directory = '{}'\nhba_file = '{}'\nident_file = '{}'\nexternal_pid_file = '{}'\n",
+            data.display(),
+            etc.join("pg_hba.conf").display(),
+            etc.join("pg_ident.conf").display(),
+            etc.join("server.pid").display(),
+        ),
+    )
+    .unwrap();
+    PgCluster::chown_for_server(&etc);
+    let pg_ctl = |args: &[&str]| {
+        let out = as_server(&mut Command::new(pg.bin("pg_ctl")))
+            .arg("-D")
+            .arg(&etc)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_ctl {args:?}: {}", stderr(&out));
+    };
+    pg_ctl(&[
+        "-l",
+        &repo.scratch("server.log").to_string_lossy(),
+        "-w",
+        "start",
+    ]);
+    let backup = json(&ok(
+        pgkeep(&pg, &repo).args(["--json", "backup", "physical"])
+    ));
+    let mut kept: Vec<(String, String)> = backup["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["role"] == "config")
+        .map(|o| (text(&o["format"]), text(&o["path"])))
+        .collect();
+    kept.sort();
+    pg.psql("INSERT INTO d SELECT 0");
+    let last = switch_wal(&pg);
+    wait_archived_pg(&pg, &last);
+    let restored = {
+        let (restored, result) = restore(&pg, &repo, "debian", &["--latest"]);
+        assert_eq!(result["report"]["state"], "promoted", "{result:#}");
+        assert_eq!(restored.psql("SELECT count(*) FROM d"), "501");
+        restored
+    };
+    pg_ctl(&["-m", "fast", "-w", "stop"]);
+    assert_eq!(
+        kept,
+        [
+            (
+                "pg_hba.conf".to_string(),
+                etc.join("pg_hba.conf").display().to_string()
+            ),
+            (
+                "pg_ident.conf".to_string(),
+                etc.join("pg_ident.conf").display().to_string()
+            ),
+            (
+                "postgresql.conf".to_string(),
+                etc.join("postgresql.conf").display().to_string()
+            ),
+        ],
+        "{backup:#}"
+    );
+    let written = fs::read_to_string(restored.dir.join("postgresql.conf")).unwrap();
+    for original in [
+        "data_directory",
+        "hba_file",
+        "ident_file",
+        "external_pid_file",
+    ] {
+        assert!(
+            written.contains(&format!("#pgkeep# (the original's) {original} = ")),
+            "{written}"
+        );
+    }
+    assert_eq!(
+        fs::read(restored.dir.join("pg_hba.conf")).unwrap(),
+        fs::read(etc.join("pg_hba.conf")).unwrap()
     );
 }

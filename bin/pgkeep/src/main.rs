@@ -235,6 +235,23 @@ fn init_logging(cli: &Cli) {
         .init();
 }
 
+/// The error and its causes, each cause only if the text so far does not already say it (library
+/// errors quote their cause in their own message).
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -401,7 +418,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if !report.problems.is_empty() {
                 anyhow::bail!(
-                    "verify --wal found {} problem(s) in the WAL archive\n  fix: a gap stops recovery there: push the missing segments from the server's pg_wal if they still exist, and take a new base backup so that restores need not cross the gap",
+                    "verify --wal found {} problem(s) in the WAL archive\n  fix: recovery stops at a gap or a damaged file: push the missing files from the server's pg_wal if they still exist, and take a new base backup so that restores need not cross them",
                     report.problems.len()
                 );
             }
@@ -569,7 +586,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pgkeep: error: {e:#}");
+            eprintln!("pgkeep: error: {}", error_text(&e));
             ExitCode::from(match fetching {
                 true => exit::WAL_FETCH_FAILED,
                 false => exit::code_for(&e),

@@ -280,6 +280,9 @@ pub fn wal_report(r: &WalReport) -> String {
             t.timeline, t.first, t.last, t.segments
         );
     }
+    for f in &r.forks {
+        let _ = writeln!(out, "fork: {f}");
+    }
     for p in &r.problems {
         let _ = writeln!(out, "PROBLEM: {p}");
     }
@@ -317,6 +320,9 @@ pub fn physical_plan(p: &RestorePlan) -> String {
 /// A physical restore's outcome.
 pub fn physical_report(plan: &RestorePlan, r: &RestoreReport) -> String {
     let mut out = String::new();
+    for note in &r.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
     match r.state.as_str() {
         "not started" => {
             let _ = writeln!(

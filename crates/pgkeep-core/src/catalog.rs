@@ -44,6 +44,9 @@ pub enum ObjectRole {
     Base,
     /// PostgreSQL's `backup_manifest` of a physical backup (also inside the base tar).
     BackupManifest,
+    /// A configuration file kept outside the data directory (Debian's /etc/postgresql/...), which
+    /// pg_basebackup does not copy: `postgresql.conf`, `pg_hba.conf` or `pg_ident.conf`.
+    Config,
 }
 
 /// A database's properties at backup time, to recreate it under another name.
@@ -72,6 +75,9 @@ pub struct ManifestObject {
     pub database_info: Option<DatabaseInfo>,
     /// Seconds the dump took.
     pub seconds: f64,
+    /// For [`ObjectRole::Config`], the file's path on the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// Where and how it is stored, with sizes and checksums.
     #[serde(flatten)]
     pub stored: StoredObject,

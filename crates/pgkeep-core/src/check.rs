@@ -141,7 +141,7 @@ fn check_wal_settings(settings: &Settings, server: &ServerInfo, problems: &mut P
              restart PostgreSQL, and set wal.archive = true in the pgkeep configuration"
                 .into(),
         );
-    } else if settings.wal_archive && !server.archive_command.contains("pgkeep wal-push") {
+    } else if settings.wal_archive && !calls_wal_push(&server.archive_command) {
         problems.add(
             Severity::Error,
             "archive_command",
@@ -334,5 +334,37 @@ pub async fn check(settings: &Settings) -> CheckReport {
         tools,
         repository,
         problems: problems.0,
+    }
+}
+
+/// Whether an archive_command runs `pgkeep ... wal-push` (a path and global flags may come between).
+fn calls_wal_push(command: &str) -> bool {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    words.iter().enumerate().any(|(i, w)| {
+        w.trim_matches(|c| c == '\'' || c == '"')
+            .ends_with("pgkeep")
+            && words[i + 1..].contains(&"wal-push")
+    })
+}
+
+#[cfg(test)]
+mod archive_command_tests {
+    #[test]
+    fn wal_push_is_recognized_with_paths_and_flags() {
+        for yes in [
+            "pgkeep wal-push %p",
+            "/usr/local/bin/pgkeep --config /etc/pgkeep/pgkeep.toml wal-push %p",
+            "'/opt/my dir/pgkeep' wal-push --config x %p",
+        ] {
+            assert!(super::calls_wal_push(yes), "{yes}");
+        }
+        for no in [
+            "(disabled)",
+            "cp %p /archive/%f",
+            "pgkeep-wal-push %p",
+            "wal-push pgkeep",
+        ] {
+            assert!(!super::calls_wal_push(no), "{no}");
+        }
     }
 }

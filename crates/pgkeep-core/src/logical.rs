@@ -223,6 +223,7 @@ pub async fn backup(
             format: "sql".into(),
             database_info: None,
             seconds,
+            path: None,
             stored,
         });
     }
@@ -264,6 +265,7 @@ pub async fn backup(
             database: Some(db),
             format: "custom".into(),
             seconds,
+            path: None,
             stored,
         });
     }

@@ -268,6 +268,7 @@ pub async fn backup(
         format: "tar".into(),
         database_info: None,
         seconds,
+        path: None,
         stored: base,
     }];
     if !pg_manifest.truncated {
@@ -285,9 +286,11 @@ pub async fn backup(
             format: "json".into(),
             database_info: None,
             seconds: 0.0,
+            path: None,
             stored,
         });
     }
+    objects.extend(store_outside_config(settings, repo, &client, &prefix).await?);
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         id,
@@ -324,6 +327,176 @@ pub async fn backup(
     };
     catalog::write_manifest(repo, &manifest).await?;
     Ok(manifest)
+}
+
+/// The configuration files a restored data directory needs, by their name in the data directory.
+const CONFIG_FILES: [(&str, &str); 3] = [
+    ("config_file", "postgresql.conf"),
+    ("hba_file", "pg_hba.conf"),
+    ("ident_file", "pg_ident.conf"),
+];
+
+/// Stores the configuration files that live outside the data directory (Debian keeps them in
+/// /etc/postgresql/<major>/<cluster>/), which pg_basebackup leaves out. Files this process cannot
+/// read (a backup taken from another host, or without the rights) are skipped with a warning.
+async fn store_outside_config(
+    settings: &Settings,
+    repo: &Repository,
+    client: &tokio_postgres::Client,
+    prefix: &str,
+) -> Result<Vec<ManifestObject>, Error> {
+    let rows = client
+        .query(
+            "SELECT name, setting, current_setting('data_directory') FROM pg_settings
+              WHERE name IN ('config_file', 'hba_file', 'ident_file')",
+            &[],
+        )
+        .await
+        .map_err(|e| {
+            query_error(
+                &settings.conninfo,
+                "reading the configuration file paths",
+                e,
+            )
+        })?;
+    let mut objects = Vec::new();
+    for row in rows {
+        let (setting, path, data_dir): (String, String, String) =
+            (row.get(0), row.get(1), row.get(2));
+        let Some((_, file_name)) = CONFIG_FILES.iter().find(|(s, _)| *s == setting) else {
+            continue;
+        };
+        if Path::new(&path).starts_with(&data_dir) {
+            continue;
+        }
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(
+                    "{setting} {path} is outside the data directory and cannot be read here ({e}): the backup does not hold it; keep a copy of it elsewhere"
+                );
+                continue;
+            }
+        };
+        let stored = pipeline::store(
+            repo.storage(),
+            &format!("{prefix}config/{file_name}.zst"),
+            std::io::Cursor::new(bytes),
+            PutMode::Create,
+            settings.compression,
+        )
+        .await?;
+        objects.push(ManifestObject {
+            role: ObjectRole::Config,
+            database: None,
+            format: (*file_name).to_string(),
+            database_info: None,
+            seconds: 0.0,
+            path: Some(path),
+            stored,
+        });
+    }
+    Ok(objects)
+}
+
+/// Settings of an outside postgresql.conf that point at the original server's own files.
+const ORIGINAL_FILES: [&str; 4] = [
+    "data_directory",
+    "hba_file",
+    "ident_file",
+    "external_pid_file",
+];
+/// Include directives: relative paths are relative to the original file's directory.
+const INCLUDES: [&str; 3] = ["include", "include_dir", "include_if_exists"];
+
+/// An outside postgresql.conf for the restored data directory: the settings that point at the
+/// original's files are commented out; includes are made absolute against the original file's
+/// directory, and commented out when they do not exist on this host.
+fn adapt_config(text: &str, original: &str) -> String {
+    let base = Path::new(original).parent().unwrap_or(Path::new("/"));
+    let mut out = format!(
+        "# postgresql.conf of the backed-up server ({original}), written by pgkeep restore.\n# Lines pgkeep changed or commented out are marked `#pgkeep#`.\n"
+    );
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let key = trimmed
+            .split(|c: char| c == '=' || c.is_whitespace())
+            .next()
+            .unwrap_or("");
+        if ORIGINAL_FILES.contains(&key) {
+            out.push_str(&format!("#pgkeep# (the original's) {line}\n"));
+            continue;
+        }
+        if INCLUDES.contains(&key) {
+            let value = trimmed[key.len()..]
+                .trim_start()
+                .trim_start_matches('=')
+                .trim();
+            let value = value.split('#').next().unwrap_or("").trim();
+            let path = value.trim_matches('\'');
+            let absolute = base.join(path);
+            if absolute.exists() {
+                out.push_str(&format!(
+                    "#pgkeep# was: {line}\n{key} = '{}'\n",
+                    absolute.display().to_string().replace('\'', "''")
+                ));
+            } else {
+                out.push_str(&format!("#pgkeep# (not on this host) {line}\n"));
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Minimal files for a data directory whose backup holds no configuration (taken from another
+/// host, or before pgkeep kept it): local connections only.
+const MINIMAL_HBA: &str = "# Written by pgkeep restore: the backup held no pg_hba.conf.\n# Local connections only; replace with the original's rules.\nlocal   all   all                 peer\nhost    all   all   127.0.0.1/32  scram-sha-256\nhost    all   all   ::1/128       scram-sha-256\n";
+
+/// Writes the configuration files a restored data directory lacks; returns notes for the report.
+async fn restore_config(repo: &Repository, plan: &RestorePlan) -> Result<Vec<String>, Error> {
+    let dir = &plan.pgdata;
+    let mut notes = Vec::new();
+    for (_, file_name) in CONFIG_FILES {
+        let target = dir.join(file_name);
+        if target.exists() {
+            continue;
+        }
+        let stored = plan
+            .manifest
+            .objects
+            .iter()
+            .find(|o| o.role == ObjectRole::Config && o.format == file_name);
+        let text = match stored {
+            Some(object) => {
+                let mut bytes = Vec::new();
+                pipeline::fetch(repo.storage(), &object.stored, &mut bytes).await?;
+                let original = object.path.clone().unwrap_or_default();
+                notes.push(format!(
+                    "{file_name} restored from the backup's copy of {original}"
+                ));
+                match file_name {
+                    "postgresql.conf" => adapt_config(&String::from_utf8_lossy(&bytes), &original),
+                    _ => String::from_utf8_lossy(&bytes).into_owned(),
+                }
+            }
+            None => {
+                notes.push(format!(
+                    "the backup holds no {file_name}: a minimal one was written; compare it with the original server's"
+                ));
+                match file_name {
+                    "pg_hba.conf" => MINIMAL_HBA.to_string(),
+                    _ => format!("# Written by pgkeep restore: the backup held no {file_name}.\n"),
+                }
+            }
+        };
+        tokio::fs::write(&target, text)
+            .await
+            .map_err(|e| io_error("cannot write", &target, e))?;
+    }
+    Ok(notes)
 }
 
 /// Waits until `segment` is in the archive: without it the backup cannot be restored.
@@ -816,6 +989,8 @@ pub struct RestoreReport {
     /// Tables locked (ACCESS EXCLUSIVE) by transactions still open at a paused target, e.g. the
     /// DROP TABLE recovery stopped before: reading them waits until recovery ends.
     pub locked_tables: i64,
+    /// What the restore had to supply, e.g. configuration files from outside the data directory.
+    pub notes: Vec<String>,
 }
 
 /// The effective user id of this process, from /proc.
@@ -1041,6 +1216,7 @@ pub async fn restore(
     for leftover in ["standby.signal", "postmaster.opts"] {
         let _ = std::fs::remove_file(dir.join(leftover));
     }
+    let notes = restore_config(repo, plan).await?;
     let auto_conf = dir.join("postgresql.auto.conf");
     let existing = std::fs::read_to_string(&auto_conf).unwrap_or_default();
     let text = recovery_settings(settings, repo, plan, options, &existing)?;
@@ -1060,11 +1236,13 @@ pub async fn restore(
             log: None,
             port: options.port,
             locked_tables: 0,
+            notes,
         });
     }
     let major = plan.manifest.server_version_num / 10_000;
     let mut report = start_and_wait(settings, plan, options, owner, major, &progress).await?;
     report.seconds = begun.elapsed().as_secs_f64();
+    report.notes = notes;
     Ok(report)
 }
 
@@ -1096,6 +1274,7 @@ async fn start_and_wait(
 ) -> Result<RestoreReport, Error> {
     let dir = &plan.pgdata;
     let pg_ctl = located(settings, "pg_ctl", major)?;
+    let psql = located(settings, "psql", major)?;
     let log = dir.join("pgkeep-restore.log");
     let mut cmd = tokio::process::Command::new(&pg_ctl);
     cmd.arg("--pgdata")
@@ -1130,9 +1309,28 @@ async fn start_and_wait(
     progress.start(&item);
     let wants_promotion =
         plan.target == Target::Latest || options.target_action == TargetAction::Promote;
-    let mut client: Option<tokio_postgres::Client> = None;
     let mut seen_pid = false;
     let mut port = options.port;
+    let report = |state: &str, row: Option<&[&str]>, port: Option<u16>| RestoreReport {
+        state: state.into(),
+        reached_lsn: row
+            .and_then(|r| r.get(2))
+            .filter(|v| !v.is_empty())
+            .map(|v| v.to_string()),
+        reached_time: row
+            .and_then(|r| r.get(3))
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc)),
+        seconds: 0.0,
+        recovery_seconds: Some(started.elapsed().as_secs_f64()),
+        log: Some(log.clone()),
+        port,
+        locked_tables: row
+            .and_then(|r| r.get(4))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+        notes: Vec::new(),
+    };
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let Some((pid_port, socket_dir, listen, status)) = read_pid_file(dir) else {
@@ -1140,20 +1338,13 @@ async fn start_and_wait(
                 continue;
             }
             progress.finish(&item);
-            if options.target_action == TargetAction::Shutdown && plan.target != Target::Latest {
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                if !text.contains("FATAL") && !text.contains("PANIC") {
-                    return Ok(RestoreReport {
-                        state: "shut down".into(),
-                        reached_lsn: None,
-                        reached_time: None,
-                        seconds: 0.0,
-                        recovery_seconds: Some(started.elapsed().as_secs_f64()),
-                        log: Some(log),
-                        port,
-                        locked_tables: 0,
-                    });
-                }
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if options.target_action == TargetAction::Shutdown
+                && plan.target != Target::Latest
+                && !text.contains("FATAL")
+                && !text.contains("PANIC")
+            {
+                return Ok(report("shut down", None, port));
             }
             return Err(physical(
                 format!(
@@ -1171,76 +1362,64 @@ async fn start_and_wait(
         if status != "ready" && status != "standby" {
             continue;
         }
-        if client.is_none() {
-            let mut conninfo = settings.conninfo.clone();
-            conninfo.hosts = vec![if !socket_dir.is_empty() {
-                socket_dir.clone()
-            } else if listen.is_empty() || listen == "*" {
-                "127.0.0.1".to_string()
-            } else {
-                listen.clone()
-            }];
-            conninfo.ports = vec![pid_port];
-            conninfo.dbname = "postgres".into();
-            match pg::connect(&conninfo, None).await {
-                Ok(c) => client = Some(c),
-                Err(e) => {
-                    tracing::debug!("not yet connected to the restored server: {e}");
-                    continue;
-                }
-            }
-        }
-        let c = client.as_ref().expect("connected");
-        let row = match c
-            .query_one(
+        let host = if !socket_dir.is_empty() {
+            socket_dir
+        } else if listen.is_empty() || listen == "*" {
+            "127.0.0.1".to_string()
+        } else {
+            listen
+        };
+        // psql as the server's user: the restored pg_hba.conf may allow only peer authentication.
+        let mut query = tokio::process::Command::from(process::pg_std_command(
+            &psql,
+            &settings.conninfo,
+            Some("postgres"),
+        ));
+        query
+            .args(["-X", "-A", "-t", "-q", "-F", "|", "-h", &host, "-p", &pid_port.to_string()])
+            .arg("-c")
+            .arg(
                 "SELECT pg_is_in_recovery(),
                         CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() ELSE 'not paused' END,
-                        pg_last_wal_replay_lsn()::text,
-                        to_char(pg_last_xact_replay_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-                &[],
+                        coalesce(pg_last_wal_replay_lsn()::text, ''),
+                        coalesce(to_char(pg_last_xact_replay_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), ''),
+                        (SELECT count(DISTINCT (database, relation)) FROM pg_locks
+                          WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock')",
             )
-            .await
-        {
-            Ok(row) => row,
-            Err(e) => {
-                tracing::debug!("querying the restored server: {e}");
-                client = None;
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some((uid, gid)) = owner {
+            query.uid(uid).gid(gid);
+        }
+        let out = match query.output().await {
+            Ok(out) if out.status.success() => out,
+            Ok(out) => {
+                tracing::debug!(
+                    "querying the restored server: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
                 continue;
             }
+            Err(e) => {
+                return Err(Error::Process(process::ProcessError::Spawn {
+                    program: psql.clone(),
+                    source: e,
+                }));
+            }
         };
-        let in_recovery: bool = row.get(0);
-        let pause_state: String = row.get(1);
-        let reached_lsn: Option<String> = row.get(2);
-        let reached_time: Option<String> = row.get(3);
-        let state = match (in_recovery, pause_state.as_str()) {
-            (false, _) => "promoted",
-            (true, "paused") if !wants_promotion => "paused",
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let row: Vec<&str> = text.split('|').collect();
+        let state = match (row.first().copied(), row.get(1).copied()) {
+            (Some("f"), _) => "promoted",
+            (Some("t"), Some("paused")) if !wants_promotion => "paused",
             _ => continue,
         };
         progress.finish(&item);
-        let locked_tables: i64 = if state == "paused" {
-            c.query_one(
-                "SELECT count(DISTINCT (database, relation)) FROM pg_locks
-                  WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock'",
-                &[],
-            )
-            .await
-            .map_or(0, |row| row.get(0))
-        } else {
-            0
-        };
-        return Ok(RestoreReport {
-            locked_tables,
-            state: state.into(),
-            reached_lsn,
-            reached_time: reached_time
-                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                .map(|t| t.with_timezone(&Utc)),
-            seconds: 0.0,
-            recovery_seconds: Some(started.elapsed().as_secs_f64()),
-            log: Some(log),
-            port,
-        });
+        let mut done = report(state, Some(&row), port);
+        if state != "paused" {
+            done.locked_tables = 0;
+        }
+        return Ok(done);
     }
 }
 
@@ -1325,6 +1504,30 @@ mod tests {
         assert!(overridden("recovery_target_time"));
         assert!(overridden("restore_command"));
         assert!(!overridden("shared_buffers"));
+    }
+
+    #[test]
+    fn outside_config_is_adapted() {
+        let etc = tempfile::tempdir().unwrap();
+        std::fs::create_dir(etc.path().join("conf.d")).unwrap();
+        let original = etc.path().join("postgresql.conf");
+        let text = "data_directory = '/var/lib/postgresql/15/main'\nhba_file = '/etc/x/pg_hba.conf'\n\
+                    external_pid_file = '/run/x.pid'\nport = 5432\ninclude_dir = 'conf.d' # tuning\n\
+                    include_if_exists = 'missing.conf'\nshared_buffers = 1GB\n";
+        let adapted = adapt_config(text, &original.to_string_lossy());
+        let active: Vec<&str> = adapted
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect();
+        assert_eq!(
+            active,
+            [
+                "port = 5432",
+                &*format!("include_dir = '{}'", etc.path().join("conf.d").display()),
+                "shared_buffers = 1GB"
+            ],
+            "{adapted}"
+        );
     }
 
     #[test]

@@ -223,10 +223,8 @@ fn decode(key: &str, stored: &[u8]) -> Result<Vec<u8>, Error> {
     }
     let size = u64::from_le_bytes(stored[16..24].try_into().expect("8 bytes"));
     let expected = hex(&stored[24..56]);
-    let raw = zstd::stream::decode_all(&stored[HEADER_LEN..]).map_err(|source| Error::Corrupt {
-        key: key.to_string(),
-        source,
-    })?;
+    let raw = zstd::stream::decode_all(&stored[HEADER_LEN..])
+        .map_err(|e| corrupt(format!("cannot be decompressed ({e})")))?;
     let actual = hex(&Sha256::digest(&raw));
     if raw.len() as u64 != size || actual != expected {
         return Err(Error::ChecksumMismatch {
@@ -398,7 +396,24 @@ pub async fn fetch(repo: &Repository, name: &str, dest: &Path) -> Result<Fetched
     let key = wal_key(repo, name)?;
     let stored = match repo.storage().get_bytes(&key).await {
         Ok(bytes) => bytes,
-        Err(e) if e.is_not_found() => return Ok(Fetched::NotFound),
+        Err(e) if e.is_not_found() => {
+            // "Not found" ends recovery: say it only when the repository does hold this cluster.
+            // A backup records cluster.json; before any backup, archived WAL is the evidence.
+            if repo.identity().await?.is_none()
+                && repo.storage().list(&repo.key("wal/")).await?.is_empty()
+            {
+                return Err(Error::Wal {
+                    name: name.to_string(),
+                    problem: format!(
+                        "{} holds nothing for cluster `{}`: a wrong --repo, --cluster or --config, or a repository that is not mounted",
+                        repo.storage().url(),
+                        repo.cluster()
+                    ),
+                    fix: "fix restore_command (`pgkeep list` with the same flags, as the server's user, must show the backups); PostgreSQL stops instead of taking this for the end of the archive".into(),
+                });
+            }
+            return Ok(Fetched::NotFound);
+        }
         Err(e) => return Err(e.into()),
     };
     let raw = tokio::task::spawn_blocking({
@@ -668,8 +683,10 @@ pub enum ChainBreak {
 pub struct WalReport {
     /// Timelines seen, each with its first and last segment and count.
     pub timelines: Vec<TimelineSummary>,
-    /// Problems: gaps, forks, damaged files.
+    /// Problems: gaps, damaged files, timelines without their history file.
     pub problems: Vec<String>,
+    /// Timeline forks: a parent timeline that kept archiving after a child branched off it.
+    pub forks: Vec<String>,
     /// Files read and checked.
     pub checked: usize,
 }
@@ -723,6 +740,14 @@ pub async fn verify_archive(repo: &Repository, segment_size: u64) -> Result<WalR
             expected = segno + 1;
         }
     }
+    let mut forks = Vec::new();
+    for tli in archive.segments.keys() {
+        if *tli > 1 && !archive.histories.contains_key(tli) {
+            problems.push(format!(
+                "timeline {tli} has segments but no {tli:08X}.history: recovery cannot follow it (push the file from that server's pg_wal with `pgkeep wal-push`)"
+            ));
+        }
+    }
     for (tli, history) in &archive.histories {
         if let Some(last) = history.last() {
             let switch_seg = last.switch.segno(segment_size);
@@ -731,8 +756,8 @@ pub async fn verify_archive(repo: &Repository, segment_size: u64) -> Result<WalR
                 .get(&last.parent)
                 .and_then(|s| s.range(switch_seg + 1..).next())
             {
-                problems.push(format!(
-                    "timeline fork: timeline {} branched off timeline {} at {}, but timeline {} kept writing ({} was archived after the switch); two servers may have been primary at once",
+                forks.push(format!(
+                    "timeline {} branched off timeline {} at {}, and timeline {} kept writing ({} was archived after the switch): expected after a point-in-time restore that was promoted beside the old primary; split brain if both still serve writes",
                     tli,
                     last.parent,
                     last.switch,
@@ -767,6 +792,7 @@ pub async fn verify_archive(repo: &Repository, segment_size: u64) -> Result<WalR
     Ok(WalReport {
         timelines,
         problems,
+        forks,
         checked,
     })
 }
