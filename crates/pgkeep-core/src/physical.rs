@@ -1187,18 +1187,7 @@ pub async fn restore(
     })?;
     let item = format!("extract {}", plan.backup);
     progress.start(&item);
-    let mut cmd = tokio::process::Command::new("tar");
-    cmd.args([
-        "--extract",
-        "--file=-",
-        "--same-permissions",
-        "--no-same-owner",
-        "--directory",
-    ])
-    .arg(dir)
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::piped())
-    .kill_on_drop(true);
+    let cmd = tar_extract(dir, true);
     let fed = feed_child(cmd, Path::new("tar"), repo, &base.stored, &progress, &item).await?;
     progress.finish(&item);
     if !fed.status.success() {
@@ -1244,6 +1233,28 @@ pub async fn restore(
     report.seconds = begun.elapsed().as_secs_f64();
     report.notes = notes;
     Ok(report)
+}
+
+/// GNU tar extracting stdin into `dir`, reading 1 MiB records: with tar's default 10 KiB ones,
+/// every write into its pipe would be cut to 10 KiB.
+fn tar_extract(dir: &Path, same_permissions: bool) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("tar");
+    cmd.args([
+        "--extract",
+        "--file=-",
+        "--blocking-factor=2048",
+        "--read-full-records",
+        "--no-same-owner",
+    ]);
+    if same_permissions {
+        cmd.arg("--same-permissions");
+    }
+    cmd.arg("--directory")
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
 }
 
 /// `postmaster.pid`: port, socket directory, listen address and status.
@@ -1439,12 +1450,7 @@ pub(crate) async fn verify_base(
         .tempdir()
         .map_err(|e| format!("cannot create a scratch directory under TMPDIR: {e}"))?;
     let item = format!("verify {}", object.stored.key);
-    let mut cmd = tokio::process::Command::new("tar");
-    cmd.args(["--extract", "--file=-", "--no-same-owner", "--directory"])
-        .arg(scratch.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
+    let cmd = tar_extract(scratch.path(), false);
     let fed = feed_child(cmd, Path::new("tar"), repo, &object.stored, progress, &item)
         .await
         .map_err(|e| e.to_string())?;
