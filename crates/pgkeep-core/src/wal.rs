@@ -887,6 +887,85 @@ mod tests {
         );
     }
 
+    /// A synthetic segment of `size` bytes whose first page header names `tli` and `sysid`.
+    fn segment(tli: u32, sysid: u64, size: u32) -> Vec<u8> {
+        let mut raw = vec![0u8; size as usize];
+        raw[2..4].copy_from_slice(&2u16.to_le_bytes()); // XLP_LONG_HEADER
+        raw[4..8].copy_from_slice(&tli.to_le_bytes());
+        raw[24..32].copy_from_slice(&sysid.to_le_bytes());
+        raw[32..36].copy_from_slice(&size.to_le_bytes());
+        raw
+    }
+
+    #[tokio::test]
+    async fn verify_archive_reports_gaps_forks_and_missing_history() {
+        const SIZE: u32 = 1024 * 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::new(
+            std::sync::Arc::new(crate::storage::LocalStorage::new(dir.path().join("repo"))),
+            "main",
+        );
+        let files = dir.path().join("pg_wal");
+        std::fs::create_dir(&files).unwrap();
+        let push_file = |name: String, bytes: Vec<u8>| {
+            let path = files.join(&name);
+            std::fs::write(&path, bytes).unwrap();
+            let repo = &repo;
+            async move { push(repo, &path, Compression::default()).await.unwrap() }
+        };
+        // Timeline 1: segments 1..=5; timeline 2 branched in segment 3 and has 3 and 4.
+        for segno in 1..=5 {
+            push_file(
+                segment_name(1, segno, u64::from(SIZE)),
+                segment(1, 42, SIZE),
+            )
+            .await;
+        }
+        for segno in 3..=4 {
+            push_file(
+                segment_name(2, segno, u64::from(SIZE)),
+                segment(1, 42, SIZE),
+            )
+            .await;
+        }
+        // Timeline 3 has a segment but no history file.
+        push_file(segment_name(3, 9, u64::from(SIZE)), segment(3, 42, SIZE)).await;
+        let switch = Lsn(3 * u64::from(SIZE) + 100);
+        push_file(
+            "00000002.history".into(),
+            format!("1\t{switch}\tbefore the drop\n").into_bytes(),
+        )
+        .await;
+
+        let report = verify_archive(&repo, u64::from(SIZE)).await.unwrap();
+        assert_eq!(report.checked, 9, "{report:?}");
+        assert_eq!(report.forks.len(), 1, "{report:?}");
+        assert!(
+            report.forks[0].contains("timeline 2 branched off timeline 1"),
+            "{report:?}"
+        );
+        assert_eq!(report.problems.len(), 1, "{report:?}");
+        assert!(
+            report.problems[0].contains("00000003.history"),
+            "{report:?}"
+        );
+
+        // A segment lost from the middle of timeline 1 is a gap.
+        let lost = segment_name(1, 2, u64::from(SIZE));
+        repo.storage()
+            .delete(&wal_key(&repo, &lost).unwrap())
+            .await
+            .unwrap();
+        let report = verify_archive(&repo, u64::from(SIZE)).await.unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains(&lost) && p.contains("gap")),
+            "{report:?}"
+        );
+    }
+
     fn meta(at: i64) -> ObjectMeta {
         ObjectMeta {
             key: String::new(),
