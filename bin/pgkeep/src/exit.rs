@@ -25,6 +25,10 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
         cause.is::<pgkeep_core::ConfigError>()
             || cause.is::<UsageError>()
             || matches!(
+                cause.downcast_ref::<pgkeep_failover::FailoverError>(),
+                Some(pgkeep_failover::FailoverError::Config { .. })
+            )
+            || matches!(
                 cause.downcast_ref::<pgkeep_core::Error>(),
                 Some(pgkeep_core::Error::Config(_) | pgkeep_core::Error::NoRepository)
             )

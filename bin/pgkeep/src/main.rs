@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use pgkeep_core::logical::{self, BackupChoice, LogicalBackupOptions};
 use pgkeep_core::{Overrides, Repository, Settings, catalog, physical, wal};
+use pgkeep_failover::Pair;
 
 /// PostgreSQL backup, restore and failover.
 #[derive(Debug, Parser)]
@@ -74,6 +75,12 @@ enum Command {
     },
     /// Restore a database (or the roles) from a logical backup.
     Restore(RestoreArgs),
+    /// The two-server master/standby pair: status.
+    #[command(subcommand)]
+    Failover(FailoverCommand),
+    /// Replicate files from the master to the other nodes.
+    #[command(subcommand)]
+    Sync(SyncCommand),
     /// Archive one WAL file: `archive_command = 'pgkeep wal-push %p'`. Exits 0 once it is durable
     /// (or the archive already holds the same content), 1 otherwise.
     WalPush {
@@ -88,6 +95,31 @@ enum Command {
         name: String,
         /// Where to write it (%p).
         dest: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FailoverCommand {
+    /// Each node's marker, PostgreSQL role, timeline, LSNs and lag, and the pair's problems. Exits 3
+    /// when there is a problem.
+    Status {
+        /// This machine's node (overrides failover.local-node).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SyncCommand {
+    /// rsync the [sync] paths from this node, if it is the master, to the other nodes. On a node
+    /// without the marker it does nothing and exits 0.
+    Files {
+        /// This machine's node (overrides failover.local-node).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// Show what would be copied and deleted (rsync --dry-run).
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -507,6 +539,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_json(&serde_json::json!({ "plan": plan, "report": report }))?;
             } else {
                 print!("{}", output::restore_report(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Failover(FailoverCommand::Status { node }) => {
+            let pair = Pair::from_settings(&settings, node.as_deref())?;
+            let status = pgkeep_failover::status::status(&pair).await;
+            if cli.json {
+                print_json(&status)?;
+            } else {
+                print!("{}", output::pair_status(&status));
+            }
+            Ok(if status.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(exit::CHECK_FAILED)
+            })
+        }
+        Command::Sync(SyncCommand::Files { node, dry_run }) => {
+            let pair = Pair::from_settings(&settings, node.as_deref())?;
+            let report = pgkeep_failover::sync::sync_files(&pair, dry_run).await?;
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                print!("{}", output::sync_report(&report));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -32,6 +32,10 @@ pub struct Config {
     pub compression: CompressionConfig,
     /// WAL archiving.
     pub wal: WalConfig,
+    /// The two-server failover scheme (read by `pgkeep-failover`).
+    pub failover: FailoverConfig,
+    /// File replication from the master to its peers (read by `pgkeep-failover`).
+    pub sync: SyncConfig,
 }
 
 /// `[repository]`
@@ -123,6 +127,74 @@ pub struct WalConfig {
     /// Whether this cluster archives its WAL to the repository with `pgkeep wal-push`. When true,
     /// `pgkeep check` requires archive_mode and archive_command to be set accordingly.
     pub archive: bool,
+}
+
+/// `[failover]`: the nodes of the master/standby pair and how to switch between them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FailoverConfig {
+    /// Which node this machine is (else `--node`).
+    pub local_node: Option<String>,
+    /// Directory for the switchover journal and lock (default `/var/lib/pgkeep`).
+    pub state_dir: Option<PathBuf>,
+    /// Largest replay lag, in bytes, a switchover target may have (default 16 MiB).
+    pub max_lag_bytes: Option<u64>,
+    /// Seconds to wait for the target to replay the old master's last checkpoint (default 60).
+    pub catch_up_timeout: Option<u64>,
+    /// Commands run after a role change, with `PGKEEP_NEW_PRIMARY` set to the new master's name.
+    pub hooks: Vec<String>,
+    /// The nodes, by name: `[failover.nodes.a]`, `[failover.nodes.b]`.
+    pub nodes: std::collections::BTreeMap<String, NodeConfig>,
+}
+
+/// `[failover.nodes.NAME]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Reach the node over ssh (BatchMode) at this host; absent: the node is this machine.
+    pub ssh_host: Option<String>,
+    /// ssh user (default: ssh's own default).
+    pub ssh_user: Option<String>,
+    /// ssh port (default 22).
+    pub ssh_port: Option<u16>,
+    /// libpq connection string to the node's PostgreSQL, from wherever pgkeep runs.
+    pub conninfo: Option<String>,
+    /// The node's data directory.
+    pub pgdata: Option<PathBuf>,
+    /// The node's PostgreSQL programs (default: found as for the backups).
+    pub bin_dir: Option<PathBuf>,
+    /// The marker file whose presence makes the node the master (default `/primary_server`).
+    pub marker: Option<PathBuf>,
+    /// Command that starts PostgreSQL on the node (default `systemctl start postgresql`).
+    pub start_postgres: Option<String>,
+    /// Command that stops PostgreSQL on the node (default `systemctl stop postgresql`).
+    pub stop_postgres: Option<String>,
+    /// Application services that run only on the master, in start order (e.g. `nginx`).
+    pub services: Vec<String>,
+    /// Command that starts a service; `{service}` is replaced (default `systemctl start {service}`).
+    pub start_service: Option<String>,
+    /// Command that stops a service (default `systemctl stop {service}`).
+    pub stop_service: Option<String>,
+    /// Prefix of the `[sync]` paths on this node (default `/`): for test setups that put both
+    /// nodes on one machine.
+    pub sync_root: Option<PathBuf>,
+}
+
+/// `[sync]`: rsync of site files from the master to the other nodes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Directories to copy, each to the same path on the peer (e.g. `/www`).
+    pub paths: Vec<PathBuf>,
+    /// rsync `--exclude` patterns.
+    pub exclude: Vec<String>,
+    /// A file that must exist at the top of each source path, so that an empty or unmounted source
+    /// never wipes the peer (default `.pgkeep-sync`).
+    pub sentinel: Option<String>,
+    /// rsync `--max-delete`: refuse to delete more files than this in one run (default 1000).
+    pub max_delete: Option<u64>,
+    /// rsync `--timeout` in seconds (default 600).
+    pub timeout: Option<u64>,
 }
 
 /// Values given on the command line (or through `PGKEEP_*` variables); they win over the file.
@@ -295,6 +367,10 @@ pub struct Settings {
     pub compression: Compression,
     /// Whether WAL archiving through pgkeep is expected.
     pub wal_archive: bool,
+    /// `[failover]` as written; `pgkeep-failover` validates it.
+    pub failover: FailoverConfig,
+    /// `[sync]` as written; `pgkeep-failover` validates it.
+    pub sync: SyncConfig,
 }
 
 /// A configuration problem: where, which key, what is wrong, and how to fix it.
@@ -623,6 +699,8 @@ impl Settings {
             bin_dir: config.postgres.bin_dir,
             compression,
             wal_archive: config.wal.archive,
+            failover: config.failover,
+            sync: config.sync,
         })
     }
 }

@@ -2,17 +2,26 @@
 //! the master; switchover, promotion and rejoin move the marker, the PostgreSQL roles and the services
 //! together; site files are replicated by rsync, only from the master.
 //!
-//! This crate is a placeholder in the foundation release; the module plan it will grow into is:
+//! Built so far:
 //!
-//! - `node`: a node from the configuration, reached locally or over ssh, with its marker path, data
-//!   directory, connection and service commands.
-//! - `marker`: reading, creating and removing the marker file durably (write, fsync, rename, fsync dir).
-//! - `status`: each node's view (marker present, PostgreSQL reachable, `pg_is_in_recovery()`, replication
-//!   lag) and the verdict on whether the pair is consistent.
-//! - `journal`: a step-by-step record of a switchover on both nodes, so a rerun resumes where it stopped
-//!   and never repeats a step that must not repeat.
-//! - `switchover`: the planned move (stop services on the master, checkpoint, wait for the standby to
-//!   replay everything, demote, promote, move the marker, start services), under one lock.
-//! - `promote` / `rejoin`: the unplanned path and the way back (pg_rewind or a fresh base backup).
-//! - `sync`: `rsync` of the configured site paths from the master to its peer, with the guards against
-//!   wiping the peer (sentinel file, `--max-delete`, marker checks).
+//! - [`node`]: the nodes from the configuration ([`Pair`]), reached locally or over ssh (BatchMode),
+//!   with their marker path, data directory, connection and service commands.
+//! - [`status`]: each node's view (marker, PostgreSQL up, recovery, timeline, LSNs, lag, replay paused,
+//!   streaming) and the problems of the pair (markers on both or none, a marker on a standby, two
+//!   primaries, a standby not streaming).
+//! - [`sync`]: `rsync` of the configured site paths from the master to its peers, with the guards
+//!   against wiping a peer (marker checks, sentinel file, `--max-delete`) under the failover lock.
+//!
+//! Still to come (the module plan): `journal` (a step-by-step record of a switchover so a rerun
+//! resumes where it stopped), `switchover` (the planned move), `promote` / `rejoin` (the unplanned
+//! path and the way back with pg_rewind or a fresh base backup).
+
+pub mod error;
+pub mod node;
+pub mod status;
+pub mod sync;
+
+pub use error::FailoverError;
+pub use node::{Node, Pair, Transport};
+pub use status::{NodeStatus, PairStatus};
+pub use sync::SyncReport;

@@ -1,0 +1,39 @@
+//! The failover crate's error type: what failed, on which node, and what to do next.
+
+/// Errors of failover operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FailoverError {
+    /// The `[failover]` or `[sync]` configuration is incomplete or wrong.
+    #[error("{origin}: `{key}`: {problem}\n  fix: {fix}")]
+    Config {
+        /// The configuration file.
+        origin: String,
+        /// The dotted key.
+        key: String,
+        /// What is wrong.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
+    /// Running something on a node failed.
+    #[error("node {node}: {what}: {detail}\n  fix: {fix}")]
+    Node {
+        /// The node's name.
+        node: String,
+        /// What was being done.
+        what: String,
+        /// The error or the command's output.
+        detail: String,
+        /// What to do.
+        fix: String,
+    },
+    /// The pair is not in a state that allows the operation; nothing was changed.
+    #[error("{problem}; nothing was changed\n  fix: {fix}")]
+    Refused {
+        /// Why.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
+}

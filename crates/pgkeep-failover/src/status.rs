@@ -1,0 +1,200 @@
+//! `pgkeep failover status`: each node's view and the problems of the pair.
+
+use pgkeep_core::wal::Lsn;
+use serde::Serialize;
+
+use crate::node::{Node, Pair};
+
+/// What one node looks like.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeStatus {
+    /// The node's name.
+    pub name: String,
+    /// Commands run on it (locally or over ssh).
+    pub reachable: bool,
+    /// The marker file exists.
+    pub marker: bool,
+    /// PostgreSQL answers.
+    pub postgres_up: bool,
+    /// `pg_is_in_recovery()`.
+    pub in_recovery: Option<bool>,
+    /// The timeline it is on.
+    pub timeline: Option<u32>,
+    /// A primary's `pg_current_wal_lsn()`.
+    pub current_lsn: Option<String>,
+    /// A standby's `pg_last_wal_receive_lsn()`.
+    pub received_lsn: Option<String>,
+    /// A standby's `pg_last_wal_replay_lsn()`.
+    pub replayed_lsn: Option<String>,
+    /// Bytes the standby's replay is behind the primary's current location.
+    pub lag_bytes: Option<u64>,
+    /// Seconds since the last replayed transaction's commit, on a standby.
+    pub lag_seconds: Option<f64>,
+    /// `pg_get_wal_replay_pause_state() <> 'not paused'`.
+    pub replay_paused: Option<bool>,
+    /// A standby's WAL receiver is streaming.
+    pub streaming: Option<bool>,
+    /// Why something could not be read.
+    pub error: Option<String>,
+}
+
+/// The pair as a whole.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairStatus {
+    /// The node this command ran for.
+    pub local: String,
+    /// The master (the node with the marker), when exactly one has it.
+    pub master: Option<String>,
+    /// Every node.
+    pub nodes: Vec<NodeStatus>,
+    /// What is wrong, each with what to do.
+    pub problems: Vec<String>,
+}
+
+async fn node_status(node: &Node) -> NodeStatus {
+    let mut status = NodeStatus {
+        name: node.name.clone(),
+        ..NodeStatus::default()
+    };
+    match node.has_marker().await {
+        Ok(marker) => {
+            status.reachable = true;
+            status.marker = marker;
+        }
+        Err(e) => status.error = Some(e.to_string()),
+    }
+    let client = match pgkeep_core::pg::connect(&node.conninfo, None).await {
+        Ok(client) => client,
+        Err(e) => {
+            status.error.get_or_insert(e.to_string());
+            return status;
+        }
+    };
+    status.postgres_up = true;
+    let row = client
+        .query_one(
+            "SELECT pg_is_in_recovery(),
+                    (SELECT timeline_id FROM pg_control_checkpoint())::int8,
+                    CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END,
+                    pg_last_wal_receive_lsn()::text,
+                    pg_last_wal_replay_lsn()::text,
+                    CASE WHEN pg_is_in_recovery()
+                         THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END,
+                    CASE WHEN pg_is_in_recovery()
+                         THEN pg_get_wal_replay_pause_state() <> 'not paused' END,
+                    (SELECT status = 'streaming' FROM pg_stat_wal_receiver),
+                    (SELECT received_tli::int8 FROM pg_stat_wal_receiver)",
+            &[],
+        )
+        .await;
+    match row {
+        Ok(row) => {
+            let in_recovery: bool = row.get(0);
+            status.in_recovery = Some(in_recovery);
+            let checkpoint_tli: Option<i64> = row.get(1);
+            let received_tli: Option<i64> = row.get(8);
+            status.timeline = received_tli
+                .or(checkpoint_tli)
+                .and_then(|t| u32::try_from(t).ok());
+            status.current_lsn = row.get(2);
+            status.received_lsn = row.get(3);
+            status.replayed_lsn = row.get(4);
+            status.lag_seconds = row.get(5);
+            status.replay_paused = row.get(6);
+            status.streaming = in_recovery.then(|| row.get::<_, Option<bool>>(7).unwrap_or(false));
+        }
+        Err(e) => status.error = Some(format!("querying the server: {e}")),
+    }
+    status
+}
+
+/// Reads every node and judges the pair.
+pub async fn status(pair: &Pair) -> PairStatus {
+    let mut nodes = Vec::new();
+    for node in &pair.nodes {
+        nodes.push(node_status(node).await);
+    }
+    let primary_lsn = nodes
+        .iter()
+        .filter(|n| n.in_recovery == Some(false))
+        .find_map(|n| n.current_lsn.as_deref().and_then(Lsn::parse));
+    for n in &mut nodes {
+        if n.in_recovery == Some(true)
+            && let (Some(primary), Some(replayed)) =
+                (primary_lsn, n.replayed_lsn.as_deref().and_then(Lsn::parse))
+        {
+            n.lag_bytes = Some(primary.0.saturating_sub(replayed.0));
+        }
+    }
+    let problems = judge(&nodes);
+    let with_marker: Vec<&NodeStatus> = nodes.iter().filter(|n| n.marker).collect();
+    PairStatus {
+        local: pair.local().name.clone(),
+        master: (with_marker.len() == 1).then(|| with_marker[0].name.clone()),
+        nodes,
+        problems,
+    }
+}
+
+/// The problems of a pair, each with what to do.
+pub fn judge(nodes: &[NodeStatus]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for n in nodes {
+        if !n.reachable {
+            problems.push(format!(
+                "node {} cannot be reached: {}",
+                n.name,
+                n.error.as_deref().unwrap_or("unknown error")
+            ));
+        }
+    }
+    let markers: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.marker)
+        .map(|n| n.name.as_str())
+        .collect();
+    let reachable_all = nodes.iter().all(|n| n.reachable);
+    match markers.len() {
+        0 if reachable_all => problems.push(
+            "no node holds the marker: no node is the master (file sync and switchover refuse); create the marker on the node whose PostgreSQL is the primary".into(),
+        ),
+        n if n > 1 => problems.push(format!(
+            "the marker is on {} nodes ({}): both count as master; remove it from the one whose PostgreSQL is not the primary",
+            n,
+            markers.join(", ")
+        )),
+        _ => {}
+    }
+    for n in nodes {
+        if n.marker && n.in_recovery == Some(true) {
+            problems.push(format!(
+                "node {} holds the marker but its PostgreSQL is a standby: promote it (`pgkeep failover promote`) or move the marker to the primary",
+                n.name
+            ));
+        }
+        if n.in_recovery == Some(true) && n.streaming == Some(false) {
+            problems.push(format!(
+                "node {} is a standby that is not streaming from the primary: check primary_conninfo and the primary's pg_hba.conf, and its server log",
+                n.name
+            ));
+        }
+        if n.replay_paused == Some(true) {
+            problems.push(format!(
+                "node {} has WAL replay paused: `SELECT pg_wal_replay_resume()` there before a switchover",
+                n.name
+            ));
+        }
+    }
+    let primaries: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.in_recovery == Some(false))
+        .map(|n| n.name.as_str())
+        .collect();
+    if primaries.len() > 1 {
+        problems.push(format!(
+            "split brain: {} are all primaries; stop the one without the marker at once and rejoin it (`pgkeep failover rejoin NODE`)",
+            primaries.join(", ")
+        ));
+    }
+    problems
+}
