@@ -59,20 +59,38 @@ fn setup() -> Setup {
         fs::create_dir_all(dir.path().join(node).join("www")).unwrap();
     }
     let config = dir.path().join("pgkeep.toml");
+    // PostgreSQL runs as the postgres OS user when the tests run as root.
+    let as_server = if is_root() {
+        "runuser -u postgres -- "
+    } else {
+        ""
+    };
     let node = |name: &str, pg: &PgCluster| {
+        let pg_ctl = format!(
+            "{as_server}{} -D {} -w",
+            pg.bin("pg_ctl").display(),
+            pg.data_dir().display()
+        );
+        let here = dir.path().join(name);
         format!(
-            "[failover.nodes.{name}]\nconninfo = \"host=127.0.0.1 port={} user=postgres dbname=postgres\"\npgdata = \"{}\"\nmarker = \"{}\"\nsync-root = \"{}\"\n",
+            "[failover.nodes.{name}]\nconninfo = \"host=127.0.0.1 port={} user=postgres dbname=postgres\"\npgdata = \"{}\"\nmarker = \"{}\"\nsync-root = \"{}\"\n\
+             stop-postgres = \"{pg_ctl} -m fast stop\"\nstart-postgres = \"{pg_ctl} -l {} start\"\n\
+             services = [\"nginx\"]\nstart-service = \"touch {}/{{service}}.running\"\nstop-service = \"rm {}/{{service}}.running\"\n",
             pg.port(),
             pg.data_dir().display(),
-            dir.path().join(name).join("primary_server").display(),
-            dir.path().join(name).display(),
+            here.join("primary_server").display(),
+            here.display(),
+            here.join("server.log").display(),
+            here.display(),
+            here.display(),
         )
     };
     fs::write(
         &config,
         format!(
-            "[failover]\nlocal-node = \"a\"\nstate-dir = \"{}\"\n\n{}\n{}\n[sync]\npaths = [\"/www\"]\nexclude = [\"*.tmp\"]\nmax-delete = 3\n",
+            "[failover]\nlocal-node = \"a\"\nstate-dir = \"{}\"\ncatch-up-timeout = 60\nhooks = [\"echo $PGKEEP_NEW_PRIMARY > {}\"]\n\n{}\n{}\n[sync]\npaths = [\"/www\"]\nexclude = [\"*.tmp\"]\nmax-delete = 3\n",
             dir.path().join("state").display(),
+            dir.path().join("hook.out").display(),
             node("a", &primary),
             node("b", &standby),
         ),
@@ -116,6 +134,11 @@ impl Setup {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
         (out, value)
     }
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 fn said(out: &Output) -> String {
@@ -330,4 +353,151 @@ fn sync_files_only_from_the_master_and_never_wipes_a_peer() {
         said(&out)
     );
     let _ = (&s.primary, &s.standby);
+}
+
+#[test]
+fn switchover_checks_first_then_moves_marker_roles_and_services_and_resumes_after_a_kill() {
+    let s = setup();
+    fs::write(s.marker("a"), "").unwrap();
+    fs::write(s.dir.path().join("a/nginx.running"), "").unwrap();
+    fs::write(s.www("a").join(".pgkeep-sync"), "").unwrap();
+    fs::write(s.www("a").join("index.html"), "the site").unwrap();
+    s.primary
+        .psql("INSERT INTO t SELECT 1000 + g FROM generate_series(1, 10) g");
+    let switchover = |args: &[&str]| {
+        s.pgkeep()
+            .args(["failover", "switchover"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let unchanged = || {
+        assert!(s.marker("a").exists() && s.dir.path().join("a/nginx.running").exists());
+        assert_eq!(s.primary.psql("SELECT pg_is_in_recovery()"), "f");
+        assert_eq!(s.standby.psql("SELECT pg_is_in_recovery()"), "t");
+    };
+
+    // Refusals change nothing: the target is the master; replay paused; markers on both.
+    let out = switchover(&["--to", "a"]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(said(&out).contains("already the master"), "{}", said(&out));
+    s.standby.psql("SELECT pg_wal_replay_pause()");
+    let out = switchover(&["--to", "b"]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        said(&out).contains("WAL replay is paused on b"),
+        "{}",
+        said(&out)
+    );
+    s.standby.psql("SELECT pg_wal_replay_resume()");
+    fs::write(s.marker("b"), "").unwrap();
+    let out = switchover(&["--to", "b"]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        said(&out).contains("marker is on a and b"),
+        "{}",
+        said(&out)
+    );
+    fs::remove_file(s.marker("b")).unwrap();
+    unchanged();
+
+    // The dry run prints the plan and changes nothing.
+    let out = switchover(&["--to", "b", "--dry-run"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("stop services on a: nginx"),
+        "{}",
+        said(&out)
+    );
+    unchanged();
+
+    // Killed while waiting for the standby to replay the master's last checkpoint (its replay is
+    // paused by node a's stop-service command, after the checks): the journal shows where it
+    // stopped, and the rerun finishes the job.
+    let pause = format!(
+        " && {} -h 127.0.0.1 -p {} -U postgres -d postgres -c 'SELECT pg_wal_replay_pause()'",
+        s.standby.bin("psql").display(),
+        s.standby.port()
+    );
+    let mut paused_once = false;
+    let config: Vec<String> = fs::read_to_string(&s.config)
+        .unwrap()
+        .lines()
+        .map(|line| match line.strip_suffix('"') {
+            Some(command) if line.starts_with("stop-service = ") && !paused_once => {
+                paused_once = true;
+                format!("{command}{pause}\"")
+            }
+            _ => line.to_string(),
+        })
+        .collect();
+    let config = config.join("\n");
+    fs::write(&s.config, config).unwrap();
+    let mut child = s
+        .pgkeep()
+        .args(["failover", "switchover", "--to", "b"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = s.dir.path().join("state/switchover.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = fs::read_to_string(&journal).unwrap_or_default();
+        if text.contains("read-checkpoint") {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the switchover ended early: {text}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the switchover did not stop the master: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        s.marker("a").exists(),
+        "the marker stays until the standby caught up"
+    );
+    assert!(
+        !s.primary.data_dir().join("postmaster.pid").exists(),
+        "the master is stopped"
+    );
+    assert_eq!(s.standby.psql("SELECT pg_is_in_recovery()"), "t");
+    s.standby.psql("SELECT pg_wal_replay_resume()");
+    let out = switchover(&["--to", "b"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("resuming the switchover from a to b"),
+        "{}",
+        said(&out)
+    );
+
+    // The marker, the roles and the service moved; the data and the files are there.
+    assert!(!s.marker("a").exists() && s.marker("b").exists());
+    assert_eq!(s.standby.psql("SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(
+        s.standby.psql("SELECT count(*) FROM t WHERE g > 1000"),
+        "10"
+    );
+    s.standby.psql("CREATE TABLE after_switchover (x int)");
+    assert!(!s.dir.path().join("a/nginx.running").exists());
+    assert!(s.dir.path().join("b/nginx.running").exists());
+    assert_eq!(
+        fs::read_to_string(s.www("b").join("index.html")).unwrap(),
+        "the site"
+    );
+    assert_eq!(
+        fs::read_to_string(s.dir.path().join("hook.out"))
+            .unwrap()
+            .trim(),
+        "b"
+    );
+    let (out, status) = s.status();
+    assert_eq!(status["master"], "b", "{}", said(&out));
 }

@@ -107,6 +107,20 @@ enum FailoverCommand {
         #[arg(long, value_name = "NAME")]
         node: Option<String>,
     },
+    /// Planned switchover: checks, final file sync, stop services and PostgreSQL on the master,
+    /// wait for the standby to replay everything, move the marker, promote, start services, hooks.
+    /// A rerun after an interruption continues where it stopped.
+    Switchover {
+        /// The standby to become the master.
+        #[arg(long, value_name = "NODE")]
+        to: String,
+        /// Print the plan with the live values; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// This machine's node (overrides failover.local-node).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -555,6 +569,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(exit::CHECK_FAILED)
             })
+        }
+        Command::Failover(FailoverCommand::Switchover { to, dry_run, node }) => {
+            let pair = Pair::from_settings(&settings, node.as_deref())?;
+            let report = pgkeep_failover::switchover::switchover(
+                &pair,
+                &to,
+                dry_run,
+                std::time::Duration::from_secs(settings.failover.catch_up_timeout.unwrap_or(60)),
+                &settings.failover.hooks,
+            )
+            .await?;
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                print!("{}", output::switchover_report(&report));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Sync(SyncCommand::Files { node, dry_run }) => {
             let pair = Pair::from_settings(&settings, node.as_deref())?;

@@ -581,3 +581,42 @@ pub fn sync_report(r: &pgkeep_failover::SyncReport) -> String {
     }
     out
 }
+
+/// A switchover's plan and outcome.
+pub fn switchover_report(r: &pgkeep_failover::switchover::SwitchoverReport) -> String {
+    let mut out = String::new();
+    if !r.resumed_after.is_empty() {
+        let _ = writeln!(
+            out,
+            "resuming the switchover from {} to {} after {:?}",
+            r.from, r.to, r.resumed_after
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} from {} to {}:",
+        if r.dry_run {
+            "plan of the switchover"
+        } else {
+            "switchover"
+        },
+        r.from,
+        r.to
+    );
+    for (i, step) in r.plan.iter().enumerate() {
+        let _ = writeln!(out, "  {:>2}. {step}", i + 1);
+    }
+    if !r.dry_run {
+        let _ = writeln!(
+            out,
+            "done: {} is the master{}; {} is stopped: make it a standby of {} before it runs again",
+            r.to,
+            r.checkpoint
+                .map(|c| format!(" (the old master's last checkpoint {c} was replayed)"))
+                .unwrap_or_default(),
+            r.from,
+            r.to
+        );
+    }
+    out
+}

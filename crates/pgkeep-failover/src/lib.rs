@@ -12,13 +12,16 @@
 //! - [`sync`]: `rsync` of the configured site paths from the master to its peers, with the guards
 //!   against wiping a peer (marker checks, sentinel file, `--max-delete`) under the failover lock.
 //!
-//! Still to come (the module plan): `journal` (a step-by-step record of a switchover so a rerun
-//! resumes where it stopped), `switchover` (the planned move), `promote` / `rejoin` (the unplanned
-//! path and the way back with pg_rewind or a fresh base backup).
+//! - [`switchover`]: the planned move, checked first, then step by step with a journal so that a
+//!   rerun after an interruption continues where it stopped.
+//!
+//! Still to come (the module plan): `promote` / `rejoin` (the unplanned path and the way back with
+//! pg_rewind or a fresh base backup).
 
 pub mod error;
 pub mod node;
 pub mod status;
+pub mod switchover;
 pub mod sync;
 
 pub use error::FailoverError;

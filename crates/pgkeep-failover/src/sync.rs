@@ -132,9 +132,35 @@ pub async fn sync_files(pair: &Pair, dry_run: bool) -> Result<SyncReport, Failov
             "list the directories to copy in [sync] paths, e.g. paths = [\"/www\"]",
         ));
     }
+    let mut copies = Vec::new();
+    for peer in pair.peers() {
+        copies.extend(copy_all(pair, local, peer, dry_run).await?);
+    }
+    Ok(SyncReport {
+        ran: true,
+        reason: None,
+        dry_run,
+        copies,
+    })
+}
+
+/// Copies every `[sync]` path from `from` (this machine) to `to`, after checking each source's
+/// sentinel file. No marker checks: the callers make them.
+pub async fn copy_all(
+    pair: &Pair,
+    from: &Node,
+    to: &Node,
+    dry_run: bool,
+) -> Result<Vec<PathSync>, FailoverError> {
+    if from.transport != Transport::Local {
+        return Err(refused(
+            format!("the files are on {}, which is not this machine", from.name),
+            "run the command on the master, where the files are",
+        ));
+    }
     let sentinel = pair.sync.sentinel.as_deref().unwrap_or(DEFAULT_SENTINEL);
     for path in &pair.sync.paths {
-        let source = local.sync_path(path);
+        let source = from.sync_path(path);
         if !source.join(sentinel).exists() {
             return Err(refused(
                 format!(
@@ -150,26 +176,19 @@ pub async fn sync_files(pair: &Pair, dry_run: bool) -> Result<SyncReport, Failov
         }
     }
     let mut copies = Vec::new();
-    for peer in pair.peers() {
-        for path in &pair.sync.paths {
-            copies.push(
-                rsync(
-                    pair,
-                    &local.sync_path(path),
-                    peer,
-                    &peer.sync_path(path),
-                    dry_run,
-                )
-                .await?,
-            );
-        }
+    for path in &pair.sync.paths {
+        copies.push(
+            rsync(
+                pair,
+                &from.sync_path(path),
+                to,
+                &to.sync_path(path),
+                dry_run,
+            )
+            .await?,
+        );
     }
-    Ok(SyncReport {
-        ran: true,
-        reason: None,
-        dry_run,
-        copies,
-    })
+    Ok(copies)
 }
 
 async fn rsync(
