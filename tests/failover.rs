@@ -18,42 +18,13 @@ struct Setup {
     config: PathBuf,
 }
 
-fn standby_of(primary: &PgCluster) -> PgCluster {
-    let pg_basebackup = primary.bin("pg_basebackup");
-    let port = primary.port();
-    PgCluster::builder()
-        .populate_with(move |dir| {
-            let out = Command::new(&pg_basebackup)
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "postgres",
-                    "-X",
-                    "stream",
-                    "-c",
-                    "fast",
-                    "-R",
-                ])
-                .arg("-p")
-                .arg(port.to_string())
-                .arg("-D")
-                .arg(dir)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "pg_basebackup: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        })
-        .start()
-}
-
 fn setup() -> Setup {
     let primary = PgCluster::start();
     primary.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
-    let standby = standby_of(&primary);
+    let standby = PgCluster::builder()
+        .setting("hot_standby", "on")
+        .standby_of(&primary)
+        .start();
     let dir = tempfile::tempdir().unwrap();
     for node in ["a", "b"] {
         fs::create_dir_all(dir.path().join(node).join("www")).unwrap();

@@ -1189,42 +1189,15 @@ fn missing_wal_busy_directories_and_tablespaces_are_refused() {
     );
 }
 
-/// A streaming standby of `primary`, made with pg_basebackup -R.
-fn standby_of(primary: &PgCluster) -> PgCluster {
-    let pg_basebackup = primary.bin("pg_basebackup");
-    let port = primary.port();
-    PgCluster::builder()
-        .setting("hot_standby", "on")
-        .populate_with(move |dir| {
-            let out = Command::new(&pg_basebackup)
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "postgres",
-                    "-X",
-                    "stream",
-                    "-c",
-                    "fast",
-                    "-R",
-                ])
-                .arg("-p")
-                .arg(port.to_string())
-                .arg("-D")
-                .arg(dir)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "pg_basebackup: {}", stderr(&out));
-        })
-        .start()
-}
-
 #[test]
 fn standby_backups_and_a_failing_archive_stops_recovery() {
     let repo = Repo::local();
     let primary = archiving_cluster(&repo);
     primary.psql("CREATE TABLE s AS SELECT g AS n FROM generate_series(1, 1000) g");
-    let standby = standby_of(&primary);
+    let standby = PgCluster::builder()
+        .setting("hot_standby", "on")
+        .standby_of(&primary)
+        .start();
     let replayed = |pg: &PgCluster| {
         let deadline = Instant::now() + Duration::from_secs(60);
         while pg

@@ -268,6 +268,38 @@ impl PgClusterBuilder {
         self
     }
 
+    /// A streaming standby of `primary` instead of a new cluster: the data directory is filled by
+    /// `pg_basebackup -R -X stream` from it (run as the current user, before the harness fixes
+    /// ownership), so the server starts as its standby.
+    pub fn standby_of(self, primary: &PgCluster) -> Self {
+        let pg_basebackup = primary.bin("pg_basebackup");
+        let port = primary.port();
+        self.populate_with(move |dir| {
+            let out = run(Command::new(&pg_basebackup)
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "-R",
+                ])
+                .arg("-p")
+                .arg(port.to_string())
+                .arg("-D")
+                .arg(dir));
+            if !out.status.success() {
+                panic!(
+                    "pgkeep-testkit: pg_basebackup for a standby of port {port} failed: {}",
+                    describe_output(&out)
+                );
+            }
+        })
+    }
+
     /// Creates the cluster and starts the server. Panics with the `initdb` /
     /// `pg_ctl` output and the server log if anything fails.
     pub fn start(self) -> PgCluster {
