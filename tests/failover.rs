@@ -19,16 +19,25 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let primary = PgCluster::start();
+    // wal_log_hints: pg_rewind can bring a former master back as a standby; wal_keep_size keeps
+    // the WAL it reads back to the last common checkpoint (these tests archive no WAL).
+    let primary = PgCluster::builder()
+        .setting("wal_log_hints", "on")
+        .setting("wal_keep_size", "256MB")
+        .start();
     primary.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
     let standby = PgCluster::builder()
         .setting("hot_standby", "on")
+        .setting("wal_log_hints", "on")
+        .setting("wal_keep_size", "256MB")
         .standby_of(&primary)
         .start();
     let dir = tempfile::tempdir().unwrap();
     for node in ["a", "b"] {
         fs::create_dir_all(dir.path().join(node).join("www")).unwrap();
     }
+    // The servers' OS user writes its logs here when the node commands start PostgreSQL.
+    PgCluster::chown_for_server(dir.path());
     let config = dir.path().join("pgkeep.toml");
     // PostgreSQL runs as the postgres OS user when the tests run as root.
     let as_server = if is_root() {
@@ -471,4 +480,166 @@ fn switchover_checks_first_then_moves_marker_roles_and_services_and_resumes_afte
     );
     let (out, status) = s.status();
     assert_eq!(status["master"], "b", "{}", said(&out));
+    assert!(
+        problems(&status).contains("node a was replaced by b"),
+        "{status:#}"
+    );
+
+    // The old master comes back as a standby of the new one; then a switchover goes back.
+    let out = s
+        .pgkeep()
+        .args(["failover", "rejoin", "a"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(s.primary.data_dir().join("standby.signal").exists());
+    assert_eq!(s.primary.psql("SELECT pg_is_in_recovery()"), "t");
+    let (_, status) = s.status();
+    assert_eq!(status["problems"], serde_json::json!([]), "{status:#}");
+    let out = switchover(&["--to", "a"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(s.marker("a").exists() && !s.marker("b").exists());
+    assert_eq!(s.primary.psql("SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(s.primary.psql("SELECT count(*) FROM after_switchover"), "0");
+    assert!(s.dir.path().join("a/nginx.running").exists());
+}
+
+#[test]
+fn promote_when_the_master_is_gone_then_rejoin_it_with_pg_rewind() {
+    let s = setup();
+    fs::write(s.marker("a"), "").unwrap();
+    s.primary.psql("INSERT INTO t SELECT 5000");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.standby.psql("SELECT count(*) FROM t WHERE g = 5000") != "1" {
+        assert!(Instant::now() < deadline, "the standby does not replay");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // While the master answers as a primary: refused, nothing changes.
+    let out = s
+        .pgkeep()
+        .args(["failover", "promote", "--node", "b"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        said(&out).contains("still answers as a primary"),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(s.standby.psql("SELECT pg_is_in_recovery()"), "t");
+
+    // The master dies (SIGKILL of the postmaster): promote the standby.
+    let pid = fs::read_to_string(s.primary.data_dir().join("postmaster.pid")).unwrap();
+    let pid = pid.lines().next().unwrap().trim().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.primary.try_psql_db("postgres", "SELECT 1").is_ok() {
+        assert!(Instant::now() < deadline, "the master does not die");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = s
+        .pgkeep()
+        .args(["failover", "promote", "--node", "b"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(s.standby.psql("SELECT pg_is_in_recovery()"), "f");
+    assert!(s.marker("b").exists());
+    assert!(s.dir.path().join("b/nginx.running").exists());
+    assert_eq!(
+        fs::read_to_string(s.dir.path().join("hook.out"))
+            .unwrap()
+            .trim(),
+        "b"
+    );
+    s.standby
+        .psql("CREATE TABLE after_promote AS SELECT 1 AS x");
+
+    // The old master comes back as a primary and takes a write of its own: split histories.
+    let start = fs::read_to_string(&s.config).unwrap();
+    let start = start
+        .lines()
+        .find(|l| l.starts_with("start-postgres = "))
+        .unwrap()
+        .trim_start_matches("start-postgres = ")
+        .trim_matches('"')
+        .to_string();
+    // Its orphaned backends notice the postmaster's death and exit within moments; until then
+    // the shared memory is still in use and it cannot start.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new("sh").arg("-c").arg(&start).output().unwrap();
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old master does not start: {}",
+            said(&out)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    s.primary.psql("CREATE TABLE split_write AS SELECT 1 AS x");
+    let (out, status) = s.status();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(problems(&status).contains("split brain"), "{status:#}");
+
+    // rejoin rewinds it: the split write is gone, it streams from the new master.
+    let out = s
+        .pgkeep()
+        .args(["--json", "failover", "rejoin", "a", "--node", "b"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["method"], "rewind", "{report:#}");
+    assert!(!s.marker("a").exists());
+    assert_eq!(s.primary.psql("SELECT pg_is_in_recovery()"), "t");
+    assert_eq!(
+        s.primary.psql("SELECT to_regclass('split_write') IS NULL"),
+        "t"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s
+        .primary
+        .try_psql_db("postgres", "SELECT count(*) FROM after_promote")
+        .as_deref()
+        != Ok("1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the rejoined node does not replay"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // --reclone copies the master afresh (for when pg_rewind cannot), keeping the node's own
+    // configuration files.
+    let out = s
+        .pgkeep()
+        .args([
+            "--json",
+            "failover",
+            "rejoin",
+            "a",
+            "--node",
+            "b",
+            "--reclone",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["method"], "reclone", "{report:#}");
+    assert_eq!(s.primary.psql("SELECT pg_is_in_recovery()"), "t");
+    assert_eq!(s.primary.psql("SELECT count(*) FROM after_promote"), "1");
+    let (_, status) = s.status();
+    assert_eq!(status["problems"], serde_json::json!([]), "{status:#}");
 }

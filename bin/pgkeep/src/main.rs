@@ -121,6 +121,28 @@ enum FailoverCommand {
         #[arg(long, value_name = "NAME")]
         node: Option<String>,
     },
+    /// Unplanned: promote this machine's standby when the master is gone; creates the marker,
+    /// starts services, runs hooks, and records that the old master must be rejoined.
+    Promote {
+        /// Promote even though the old master still answers as a primary.
+        #[arg(long)]
+        force: bool,
+        /// This machine's node (overrides failover.local-node).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+    },
+    /// Turn a former master into a streaming standby of the current master (pg_rewind).
+    Rejoin {
+        /// The former master.
+        target: String,
+        /// Copy the master afresh with pg_basebackup instead of pg_rewind (the node's data
+        /// directory is emptied first).
+        #[arg(long)]
+        reclone: bool,
+        /// This machine's node (overrides failover.local-node).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -584,6 +606,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_json(&report)?;
             } else {
                 print!("{}", output::switchover_report(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Failover(FailoverCommand::Promote { force, node }) => {
+            let pair = Pair::from_settings(&settings, node.as_deref())?;
+            let report =
+                pgkeep_failover::promote::promote(&pair, force, &settings.failover.hooks).await?;
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{} is the master now; {} must be rejoined (`pgkeep failover rejoin NODE`) before it runs again",
+                    report.promoted,
+                    report.must_rejoin.join(", ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Failover(FailoverCommand::Rejoin {
+            target,
+            reclone,
+            node,
+        }) => {
+            let pair = Pair::from_settings(&settings, node.as_deref())?;
+            let report = pgkeep_failover::promote::rejoin(&pair, &target, reclone).await?;
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{} is a streaming standby of {} ({})",
+                    report.node, report.master, report.method
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -14,12 +14,12 @@
 //!
 //! - [`switchover`]: the planned move, checked first, then step by step with a journal so that a
 //!   rerun after an interruption continues where it stopped.
-//!
-//! Still to come (the module plan): `promote` / `rejoin` (the unplanned path and the way back with
-//! pg_rewind or a fresh base backup).
+//! - [`promote`]: the unplanned path (promote this machine's standby when the master is gone) and the
+//!   way back (`rejoin`: pg_rewind, or a fresh pg_basebackup, then start it as a standby).
 
 pub mod error;
 pub mod node;
+pub mod promote;
 pub mod status;
 pub mod switchover;
 pub mod sync;

@@ -126,7 +126,13 @@ pub async fn status(pair: &Pair) -> PairStatus {
             n.lag_bytes = Some(primary.0.saturating_sub(replayed.0));
         }
     }
-    let problems = judge(&nodes);
+    let mut problems = judge(&nodes);
+    for m in crate::promote::must_rejoin(pair) {
+        problems.push(format!(
+            "node {} was replaced by {} and must be made its standby before it runs again: `pgkeep failover rejoin {}`",
+            m.node, m.replaced_by, m.node
+        ));
+    }
     let with_marker: Vec<&NodeStatus> = nodes.iter().filter(|n| n.marker).collect();
     PairStatus {
         local: pair.local().name.clone(),

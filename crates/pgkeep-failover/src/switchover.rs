@@ -346,6 +346,7 @@ pub async fn switchover(
     }
     journal.finished = true;
     write_journal(&path, &journal)?;
+    crate::promote::record_replaced(pair, &from.name, &target.name)?;
     report.checkpoint = journal.checkpoint;
     Ok(report)
 }
@@ -475,14 +476,7 @@ async fn run_step(
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        Step::RemoveMarker => {
-            let dir = from.marker.parent().unwrap_or(Path::new("/"));
-            from.run(
-                "removing the marker",
-                &format!("rm -f {} && sync {}", quoted(&from.marker), quoted(dir)),
-            )
-            .await?;
-        }
+        Step::RemoveMarker => crate::promote::remove_marker(from).await?,
         Step::Promote => {
             let client = pgkeep_core::pg::connect(&to.conninfo, None)
                 .await
@@ -506,20 +500,7 @@ async fn run_step(
                 }
             }
         }
-        Step::CreateMarker => {
-            let dir = to.marker.parent().unwrap_or(Path::new("/"));
-            to.run(
-                "creating the marker",
-                &format!(
-                    "printf '%s\\n' {} > {tmp} && sync {tmp} && mv {tmp} {marker} && sync {dir}",
-                    crate::node::shell_quote(&to.name),
-                    tmp = quoted(&to.marker.with_extension("pgkeep-tmp")),
-                    marker = quoted(&to.marker),
-                    dir = quoted(dir)
-                ),
-            )
-            .await?;
-        }
+        Step::CreateMarker => crate::promote::create_marker(to).await?,
         Step::StartServices => {
             for service in &to.services {
                 to.run(
