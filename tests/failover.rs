@@ -68,7 +68,7 @@ fn setup() -> Setup {
     fs::write(
         &config,
         format!(
-            "[failover]\nlocal-node = \"a\"\nstate-dir = \"{}\"\ncatch-up-timeout = 60\nhooks = [\"echo $PGKEEP_NEW_PRIMARY > {}\"]\n\n{}\n{}\n[sync]\npaths = [\"/www\"]\nexclude = [\"*.tmp\"]\nmax-delete = 3\n",
+            "[failover]\nlocal-node = \"a\"\nstate-dir = \"{}\"\ncatch-up-timeout = 60\nmax-lag-bytes = 4096\nhooks = [\"echo $PGKEEP_NEW_PRIMARY > {}\"]\n\n{}\n{}\n[sync]\npaths = [\"/www\"]\nexclude = [\"*.tmp\"]\nmax-delete = 3\n",
             dir.path().join("state").display(),
             dir.path().join("hook.out").display(),
             node("a", &primary),
@@ -84,7 +84,22 @@ fn setup() -> Setup {
     }
 }
 
+/// The pair as it was before a refused switchover: a the master, b its standby.
+fn unchanged(s: &Setup) {
+    assert!(s.marker("a").exists() && s.dir.path().join("a/nginx.running").exists());
+    assert_eq!(s.primary.psql("SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(s.standby.psql("SELECT pg_is_in_recovery()"), "t");
+}
+
 impl Setup {
+    fn switchover(&self, args: &[&str]) -> Output {
+        self.pgkeep()
+            .args(["failover", "switchover"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     fn pgkeep(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgkeep"));
         for (key, _) in std::env::vars() {
@@ -337,32 +352,19 @@ fn sync_files_only_from_the_master_and_never_wipes_a_peer() {
 
 #[test]
 fn switchover_checks_first_then_moves_marker_roles_and_services_and_resumes_after_a_kill() {
-    let s = setup();
+    let mut s = setup();
     fs::write(s.marker("a"), "").unwrap();
     fs::write(s.dir.path().join("a/nginx.running"), "").unwrap();
     fs::write(s.www("a").join(".pgkeep-sync"), "").unwrap();
     fs::write(s.www("a").join("index.html"), "the site").unwrap();
     s.primary
         .psql("INSERT INTO t SELECT 1000 + g FROM generate_series(1, 10) g");
-    let switchover = |args: &[&str]| {
-        s.pgkeep()
-            .args(["failover", "switchover"])
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let unchanged = || {
-        assert!(s.marker("a").exists() && s.dir.path().join("a/nginx.running").exists());
-        assert_eq!(s.primary.psql("SELECT pg_is_in_recovery()"), "f");
-        assert_eq!(s.standby.psql("SELECT pg_is_in_recovery()"), "t");
-    };
-
     // Refusals change nothing: the target is the master; replay paused; markers on both.
-    let out = switchover(&["--to", "a"]);
+    let out = s.switchover(&["--to", "a"]);
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
     assert!(said(&out).contains("already the master"), "{}", said(&out));
     s.standby.psql("SELECT pg_wal_replay_pause()");
-    let out = switchover(&["--to", "b"]);
+    let out = s.switchover(&["--to", "b"]);
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
     assert!(
         said(&out).contains("WAL replay is paused on b"),
@@ -371,7 +373,7 @@ fn switchover_checks_first_then_moves_marker_roles_and_services_and_resumes_afte
     );
     s.standby.psql("SELECT pg_wal_replay_resume()");
     fs::write(s.marker("b"), "").unwrap();
-    let out = switchover(&["--to", "b"]);
+    let out = s.switchover(&["--to", "b"]);
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
     assert!(
         said(&out).contains("marker is on a and b"),
@@ -379,17 +381,69 @@ fn switchover_checks_first_then_moves_marker_roles_and_services_and_resumes_afte
         said(&out)
     );
     fs::remove_file(s.marker("b")).unwrap();
-    unchanged();
+    unchanged(&s);
+
+    // Replay lagging more than max-lag-bytes (4096; the standby delays applying commits).
+    s.standby.set_setting("recovery_min_apply_delay", "1h");
+    s.standby.reload();
+    // Replay stops before the first delayed commit; the second transaction is all behind.
+    s.primary.psql("INSERT INTO t SELECT 1");
+    s.primary
+        .psql("INSERT INTO t SELECT g FROM generate_series(1, 1000) g");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, status) = s.status();
+        if status["nodes"][1]["lag_bytes"]
+            .as_u64()
+            .is_some_and(|l| l > 4096)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no lag: {status:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = s.switchover(&["--to", "b"]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        said(&out).contains("more than failover.max-lag-bytes"),
+        "{}",
+        said(&out)
+    );
+    s.standby.set_setting("recovery_min_apply_delay", "0");
+    s.standby.reload();
+    // A target that is not a running standby.
+    s.standby.stop();
+    let out = s.switchover(&["--to", "b"]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        said(&out).contains("b is not a streaming standby"),
+        "{}",
+        said(&out)
+    );
+    s.standby.start_again();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (out, status) = s.status();
+        if out.status.success() && status["nodes"][1]["lag_bytes"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the standby does not catch up: {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unchanged(&s);
 
     // The dry run prints the plan and changes nothing.
-    let out = switchover(&["--to", "b", "--dry-run"]);
+    let out = s.switchover(&["--to", "b", "--dry-run"]);
     assert!(out.status.success(), "{}", said(&out));
     assert!(
         said(&out).contains("stop services on a: nginx"),
         "{}",
         said(&out)
     );
-    unchanged();
+    unchanged(&s);
 
     // Killed while waiting for the standby to replay the master's last checkpoint (its replay is
     // paused by node a's stop-service command, after the checks): the journal shows where it
@@ -450,7 +504,7 @@ fn switchover_checks_first_then_moves_marker_roles_and_services_and_resumes_afte
     );
     assert_eq!(s.standby.psql("SELECT pg_is_in_recovery()"), "t");
     s.standby.psql("SELECT pg_wal_replay_resume()");
-    let out = switchover(&["--to", "b"]);
+    let out = s.switchover(&["--to", "b"]);
     assert!(out.status.success(), "{}", said(&out));
     assert!(
         said(&out).contains("resuming the switchover from a to b"),
@@ -496,7 +550,7 @@ fn switchover_checks_first_then_moves_marker_roles_and_services_and_resumes_afte
     assert_eq!(s.primary.psql("SELECT pg_is_in_recovery()"), "t");
     let (_, status) = s.status();
     assert_eq!(status["problems"], serde_json::json!([]), "{status:#}");
-    let out = switchover(&["--to", "a"]);
+    let out = s.switchover(&["--to", "a"]);
     assert!(out.status.success(), "{}", said(&out));
     assert!(s.marker("a").exists() && !s.marker("b").exists());
     assert_eq!(s.primary.psql("SELECT pg_is_in_recovery()"), "f");
