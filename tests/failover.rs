@@ -272,6 +272,33 @@ fn sync_files_only_from_the_master_and_never_wipes_a_peer() {
     assert!(tree(&dst).is_empty());
     fs::write(src.join(".pgkeep-sync"), "").unwrap();
 
+    // While another switchover or sync holds the lock: refused at once.
+    fs::create_dir_all(s.dir.path().join("state")).unwrap();
+    // (-o: the lock stays with flock itself, so killing it releases the lock)
+    let mut holder = Command::new("flock")
+        .arg("-o")
+        .arg(s.dir.path().join("state/failover.lock"))
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        let out = s.pgkeep().args(["sync", "files"]).output().unwrap();
+        if said(&out).contains("holds") || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        said(&out).contains("another pgkeep switchover or file sync holds"),
+        "{}",
+        said(&out)
+    );
+    assert!(tree(&dst).is_empty());
+
     // A dry run copies nothing; the real run copies everything but the excluded file.
     let out = s
         .pgkeep()
