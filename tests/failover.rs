@@ -447,6 +447,19 @@ fn switchover_checks_first_then_moves_marker_roles_and_services_and_resumes_afte
         "{}",
         said(&out)
     );
+    let (out, status) = s.status();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        problems(&status).contains("node b: PostgreSQL does not answer"),
+        "{status:#}"
+    );
+    let out = s.switchover(&["--to", "c"]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        said(&out).contains("there is no node `c`"),
+        "{}",
+        said(&out)
+    );
     s.standby.start_again();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -28,6 +28,14 @@ pub enum FailoverError {
         /// What to do.
         fix: String,
     },
+    /// An operation stopped partway; the message says in which state it left the nodes.
+    #[error("{problem}\n  fix: {fix}")]
+    Stopped {
+        /// What happened and where things stand.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
     /// The pair is not in a state that allows the operation; nothing was changed.
     #[error("{problem}; nothing was changed\n  fix: {fix}")]
     Refused {

@@ -277,6 +277,19 @@ impl Node {
     /// Runs `script` with `sh -c` on the node; the output whatever the exit status. Fails only when
     /// the command cannot be run or reached (ssh's own failures exit 255).
     pub async fn shell(&self, script: &str) -> Result<Output, FailoverError> {
+        self.shell_within(script, Some(COMMAND_TIMEOUT)).await
+    }
+
+    /// [`shell`](Self::shell) for long work (pg_rewind, pg_basebackup): no time limit.
+    pub async fn shell_unbounded(&self, script: &str) -> Result<Output, FailoverError> {
+        self.shell_within(script, None).await
+    }
+
+    async fn shell_within(
+        &self,
+        script: &str,
+        limit: Option<Duration>,
+    ) -> Result<Output, FailoverError> {
         let mut cmd = match &self.transport {
             Transport::Local => {
                 let mut cmd = tokio::process::Command::new("sh");
@@ -299,18 +312,18 @@ impl Node {
             }
         };
         cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
-        let out = tokio::time::timeout(COMMAND_TIMEOUT, cmd.output())
-            .await
-            .map_err(|_| {
-                self.failed(
-                    "running a command",
-                    format!(
-                        "`{script}` did not finish within {} s",
-                        COMMAND_TIMEOUT.as_secs()
-                    ),
-                )
-            })?
-            .map_err(|e| self.failed("running a command", format!("`{script}`: {e}")))?;
+        let out = match limit {
+            Some(limit) => tokio::time::timeout(limit, cmd.output())
+                .await
+                .map_err(|_| {
+                    self.failed(
+                        "running a command",
+                        format!("`{script}` did not finish within {} s", limit.as_secs()),
+                    )
+                })?,
+            None => cmd.output().await,
+        }
+        .map_err(|e| self.failed("running a command", format!("`{script}`: {e}")))?;
         if matches!(self.transport, Transport::Ssh { .. }) && out.status.code() == Some(255) {
             return Err(self.failed(
                 "reaching it over ssh",
@@ -323,6 +336,16 @@ impl Node {
     /// Runs `script` and fails unless it exits 0.
     pub async fn run(&self, what: &str, script: &str) -> Result<String, FailoverError> {
         let out = self.shell(script).await?;
+        self.check_output(what, script, out)
+    }
+
+    /// [`run`](Self::run) without a time limit.
+    pub async fn run_unbounded(&self, what: &str, script: &str) -> Result<String, FailoverError> {
+        let out = self.shell_unbounded(script).await?;
+        self.check_output(what, script, out)
+    }
+
+    fn check_output(&self, what: &str, script: &str, out: Output) -> Result<String, FailoverError> {
         if !out.status.success() {
             return Err(FailoverError::Node {
                 node: self.name.clone(),

@@ -12,6 +12,13 @@ use crate::error::FailoverError;
 use crate::node::{Node, Pair, quoted, shell_quote};
 use crate::switchover::run_hooks;
 
+fn stopped(problem: String, fix: &str) -> FailoverError {
+    FailoverError::Stopped {
+        problem,
+        fix: fix.to_string(),
+    }
+}
+
 fn refuse(problem: String, fix: &str) -> FailoverError {
     FailoverError::Refused {
         problem,
@@ -141,9 +148,9 @@ pub async fn promote(
         })?
         .get(0);
     if !promoted {
-        return Err(refuse(
+        return Err(stopped(
             format!("{} did not finish its promotion within 120 s", local.name),
-            "look at its server log",
+            "look at its server log; once it accepts writes, create its marker and start its services by hand",
         ));
     }
     let former: Vec<String> = pair.peers().map(|n| n.name.clone()).collect();
@@ -276,11 +283,13 @@ pub async fn rejoin(pair: &Pair, name: &str, reclone: bool) -> Result<RejoinRepo
             ),
             dir = quoted(&node.pgdata)
         );
-        let out = node.run("cloning with pg_basebackup", &script).await?;
+        let out = node
+            .run_unbounded("cloning with pg_basebackup", &script)
+            .await?;
         Ok(("reclone".to_string(), out))
     } else {
         let out = node
-            .shell(&pg_program(
+            .shell_unbounded(&pg_program(
                 node,
                 "pg_rewind",
                 &format!(
@@ -348,7 +357,7 @@ pub async fn rejoin(pair: &Pair, name: &str, reclone: bool) -> Result<RejoinRepo
             break;
         }
         if begun.elapsed() > Duration::from_secs(120) {
-            return Err(refuse(
+            return Err(stopped(
                 format!(
                     "{name} started but does not stream from {} within 120 s",
                     master.name

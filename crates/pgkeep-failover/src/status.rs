@@ -146,6 +146,13 @@ pub async fn status(pair: &Pair) -> PairStatus {
 pub fn judge(nodes: &[NodeStatus]) -> Vec<String> {
     let mut problems = Vec::new();
     for n in nodes {
+        if n.reachable && !n.postgres_up {
+            problems.push(format!(
+                "node {}: PostgreSQL does not answer ({}): start it, or fail over if it is the master",
+                n.name,
+                n.error.as_deref().unwrap_or("no connection")
+            ));
+        }
         if !n.reachable {
             problems.push(format!(
                 "node {} cannot be reached: {}",

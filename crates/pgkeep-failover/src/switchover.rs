@@ -284,9 +284,19 @@ pub async fn switchover(
             j
         }
         _ => {
+            node(pair, to)?;
             let status = status::status(pair).await;
             let from = check(pair, &status, to)?;
-            node(pair, to)?;
+            if !pair.sync.paths.is_empty()
+                && node(pair, &from)?.transport != crate::node::Transport::Local
+            {
+                return Err(refuse(
+                    format!(
+                        "the master {from} is not this machine, and the final file sync runs from the master"
+                    ),
+                    &format!("run the switchover on {from}"),
+                ));
+            }
             Journal {
                 from,
                 to: to.to_string(),
@@ -377,13 +387,13 @@ fn stopped_at(step: Step, journal: &Journal, error: FailoverError) -> FailoverEr
     } else {
         format!("nothing has changed yet; {} is the master", journal.from)
     };
-    refuse(
-        format!("the switchover stopped at step `{step:?}`: {error}\n  state: {state}"),
-        &format!(
+    FailoverError::Stopped {
+        problem: format!("the switchover stopped at step `{step:?}`: {error}\n  state: {state}"),
+        fix: format!(
             "fix the cause, then rerun `pgkeep failover switchover --to {}`: it continues from this step (done so far: {:?})",
             journal.to, journal.done
         ),
-    )
+    }
 }
 
 async fn run_step(
@@ -551,14 +561,14 @@ pub async fn run_hooks(hooks: &[String], new: &str, old: &str) -> Result<(), Fai
             .await
             .map_err(|e| refuse(format!("hook `{hook}`: {e}"), "check the hook command"))?;
         if !out.status.success() {
-            return Err(refuse(
-                format!(
+            return Err(FailoverError::Stopped {
+                problem: format!(
                     "hook `{hook}` failed ({}): {}",
                     out.status,
                     String::from_utf8_lossy(&out.stderr).trim()
                 ),
-                "fix the hook; the role change itself is done",
-            ));
+                fix: "fix the hook and run it by hand; the role change itself is done".into(),
+            });
         }
     }
     Ok(())
