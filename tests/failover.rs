@@ -736,4 +736,30 @@ fn promote_when_the_master_is_gone_then_rejoin_it_with_pg_rewind() {
     assert_eq!(s.primary.psql("SELECT count(*) FROM after_promote"), "1");
     let (_, status) = s.status();
     assert_eq!(status["problems"], serde_json::json!([]), "{status:#}");
+
+    // --force promotes even though the master answers (the operator knows it is cut off): two
+    // primaries until the old one is rejoined.
+    let out = s
+        .pgkeep()
+        .args(["failover", "promote", "--node", "a", "--force"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(s.primary.psql("SELECT pg_is_in_recovery()"), "f");
+    let (_, status) = s.status();
+    assert!(problems(&status).contains("split brain"), "{status:#}");
+    assert!(
+        problems(&status).contains("node b was replaced by a"),
+        "{status:#}"
+    );
+    let out = s
+        .pgkeep()
+        .args(["failover", "rejoin", "b", "--node", "a"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(s.standby.psql("SELECT pg_is_in_recovery()"), "t");
+    let (_, status) = s.status();
+    assert_eq!(status["problems"], serde_json::json!([]), "{status:#}");
+    assert_eq!(status["master"], "a", "{status:#}");
 }
