@@ -336,6 +336,37 @@ fn sync_files_only_from_the_master_and_never_wipes_a_peer() {
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
     assert!(said(&out).contains("max-delete"), "{}", said(&out));
 
+    // rsync's exit 24 (files vanished while copying, e.g. a cache file deleted meanwhile) is a
+    // warning, not a failure: a wrapper around the real rsync reports it.
+    let wrapper = s.dir.path().join("rsync-vanished");
+    fs::write(&wrapper, "#!/bin/sh\nrsync \"$@\" || exit $?\nexit 24\n").unwrap();
+    fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let config = fs::read_to_string(&s.config).unwrap().replace(
+        "[sync]\n",
+        &format!("[sync]\nrsync = \"{}\"\n", wrapper.display()),
+    );
+    fs::write(&s.config, &config).unwrap();
+    fs::write(src.join("vanishing.html"), "x").unwrap();
+    let out = s
+        .pgkeep()
+        .args(["--json", "sync", "files"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["copies"][0]["warning"]
+            .as_str()
+            .unwrap()
+            .contains("vanished"),
+        "{report:#}"
+    );
+    assert!(dst.join("vanishing.html").exists());
+
     // On the node without the marker: nothing, exit 0, saying why.
     let out = s
         .pgkeep()

@@ -195,6 +195,8 @@ pub struct SyncConfig {
     pub max_delete: Option<u64>,
     /// rsync `--timeout` in seconds (default 600).
     pub timeout: Option<u64>,
+    /// The rsync program (default `rsync` from PATH).
+    pub rsync: Option<PathBuf>,
 }
 
 /// Values given on the command line (or through `PGKEEP_*` variables); they win over the file.

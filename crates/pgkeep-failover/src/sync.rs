@@ -198,7 +198,12 @@ async fn rsync(
     destination: &Path,
     dry_run: bool,
 ) -> Result<PathSync, FailoverError> {
-    let mut cmd = tokio::process::Command::new("rsync");
+    let mut cmd = tokio::process::Command::new(
+        pair.sync
+            .rsync
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("rsync")),
+    );
     cmd.args([
         "-aHAX",
         "--numeric-ids",
