@@ -100,6 +100,11 @@ impl Setup {
             .unwrap()
     }
 
+    /// `pgkeep ARGS` to its end.
+    fn run(&self, args: &[&str]) -> Output {
+        self.pgkeep().args(args).output().unwrap()
+    }
+
     fn pgkeep(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgkeep"));
         for (key, _) in std::env::vars() {
@@ -229,7 +234,7 @@ fn status_names_roles_lag_and_every_inconsistency() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // Human form: one line per node and the problems.
-    let out = s.pgkeep().args(["failover", "status"]).output().unwrap();
+    let out = s.run(&["failover", "status"]);
     let text = said(&out);
     assert!(
         text.contains("a*") && text.contains("PROBLEM: split brain"),
@@ -266,7 +271,7 @@ fn sync_files_only_from_the_master_and_never_wipes_a_peer() {
     fs::write(src.join("scratch.tmp"), "excluded").unwrap();
 
     // Without the sentinel: refused, nothing copied.
-    let out = s.pgkeep().args(["sync", "files"]).output().unwrap();
+    let out = s.run(&["sync", "files"]);
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
     assert!(said(&out).contains(".pgkeep-sync"), "{}", said(&out));
     assert!(tree(&dst).is_empty());
@@ -283,7 +288,7 @@ fn sync_files_only_from_the_master_and_never_wipes_a_peer() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let out = loop {
-        let out = s.pgkeep().args(["sync", "files"]).output().unwrap();
+        let out = s.run(&["sync", "files"]);
         if said(&out).contains("holds") || Instant::now() > deadline {
             break out;
         }
@@ -300,18 +305,10 @@ fn sync_files_only_from_the_master_and_never_wipes_a_peer() {
     assert!(tree(&dst).is_empty());
 
     // A dry run copies nothing; the real run copies everything but the excluded file.
-    let out = s
-        .pgkeep()
-        .args(["sync", "files", "--dry-run"])
-        .output()
-        .unwrap();
+    let out = s.run(&["sync", "files", "--dry-run"]);
     assert!(out.status.success(), "{}", said(&out));
     assert!(tree(&dst).is_empty());
-    let out = s
-        .pgkeep()
-        .args(["--json", "sync", "files"])
-        .output()
-        .unwrap();
+    let out = s.run(&["--json", "sync", "files"]);
     assert!(out.status.success(), "{}", said(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ran"], true, "{report:#}");
@@ -326,13 +323,13 @@ fn sync_files_only_from_the_master_and_never_wipes_a_peer() {
 
     // Deletions follow, up to max-delete (3): four at once are refused by rsync.
     fs::remove_file(src.join("old-1")).unwrap();
-    let out = s.pgkeep().args(["sync", "files"]).output().unwrap();
+    let out = s.run(&["sync", "files"]);
     assert!(out.status.success(), "{}", said(&out));
     assert!(!dst.join("old-1").exists());
     for f in ["old-2", "old-3", "old-4", "logo.png"] {
         fs::remove_file(src.join(f)).unwrap();
     }
-    let out = s.pgkeep().args(["sync", "files"]).output().unwrap();
+    let out = s.run(&["sync", "files"]);
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
     assert!(said(&out).contains("max-delete"), "{}", said(&out));
 
@@ -351,11 +348,7 @@ fn sync_files_only_from_the_master_and_never_wipes_a_peer() {
     );
     fs::write(&s.config, &config).unwrap();
     fs::write(src.join("vanishing.html"), "x").unwrap();
-    let out = s
-        .pgkeep()
-        .args(["--json", "sync", "files"])
-        .output()
-        .unwrap();
+    let out = s.run(&["--json", "sync", "files"]);
     assert!(out.status.success(), "{}", said(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
@@ -368,11 +361,7 @@ fn sync_files_only_from_the_master_and_never_wipes_a_peer() {
     assert!(dst.join("vanishing.html").exists());
 
     // On the node without the marker: nothing, exit 0, saying why.
-    let out = s
-        .pgkeep()
-        .args(["sync", "files", "--node", "b"])
-        .output()
-        .unwrap();
+    let out = s.run(&["sync", "files", "--node", "b"]);
     assert!(out.status.success(), "{}", said(&out));
     assert!(
         said(&out).contains("does not hold the marker"),
@@ -383,7 +372,7 @@ fn sync_files_only_from_the_master_and_never_wipes_a_peer() {
     // Markers on both: refused, nothing changes.
     fs::write(s.marker("b"), "").unwrap();
     fs::write(src.join("new.html"), "new").unwrap();
-    let out = s.pgkeep().args(["sync", "files"]).output().unwrap();
+    let out = s.run(&["sync", "files"]);
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
     assert!(
         said(&out).contains("both look like the master"),
@@ -394,11 +383,7 @@ fn sync_files_only_from_the_master_and_never_wipes_a_peer() {
 
     // The marker on the standby only: refused there too.
     fs::remove_file(s.marker("a")).unwrap();
-    let out = s
-        .pgkeep()
-        .args(["sync", "files", "--node", "b"])
-        .output()
-        .unwrap();
+    let out = s.run(&["sync", "files", "--node", "b"]);
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
     assert!(
         said(&out).contains("PostgreSQL is a standby"),
@@ -611,11 +596,7 @@ fn switchover_checks_first_then_moves_marker_roles_and_services_and_resumes_afte
     );
 
     // The old master comes back as a standby of the new one; then a switchover goes back.
-    let out = s
-        .pgkeep()
-        .args(["failover", "rejoin", "a"])
-        .output()
-        .unwrap();
+    let out = s.run(&["failover", "rejoin", "a"]);
     assert!(out.status.success(), "{}", said(&out));
     assert!(s.primary.data_dir().join("standby.signal").exists());
     assert_eq!(s.primary.psql("SELECT pg_is_in_recovery()"), "t");
@@ -641,11 +622,7 @@ fn promote_when_the_master_is_gone_then_rejoin_it_with_pg_rewind() {
     }
 
     // While the master answers as a primary: refused, nothing changes.
-    let out = s
-        .pgkeep()
-        .args(["failover", "promote", "--node", "b"])
-        .output()
-        .unwrap();
+    let out = s.run(&["failover", "promote", "--node", "b"]);
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
     assert!(
         said(&out).contains("still answers as a primary"),
@@ -669,11 +646,7 @@ fn promote_when_the_master_is_gone_then_rejoin_it_with_pg_rewind() {
         assert!(Instant::now() < deadline, "the master does not die");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = s
-        .pgkeep()
-        .args(["failover", "promote", "--node", "b"])
-        .output()
-        .unwrap();
+    let out = s.run(&["failover", "promote", "--node", "b"]);
     assert!(out.status.success(), "{}", said(&out));
     assert_eq!(s.standby.psql("SELECT pg_is_in_recovery()"), "f");
     assert!(s.marker("b").exists());
@@ -717,11 +690,7 @@ fn promote_when_the_master_is_gone_then_rejoin_it_with_pg_rewind() {
     assert!(problems(&status).contains("split brain"), "{status:#}");
 
     // rejoin rewinds it: the split write is gone, it streams from the new master.
-    let out = s
-        .pgkeep()
-        .args(["--json", "failover", "rejoin", "a", "--node", "b"])
-        .output()
-        .unwrap();
+    let out = s.run(&["--json", "failover", "rejoin", "a", "--node", "b"]);
     assert!(out.status.success(), "{}", said(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["method"], "rewind", "{report:#}");
@@ -747,19 +716,15 @@ fn promote_when_the_master_is_gone_then_rejoin_it_with_pg_rewind() {
 
     // --reclone copies the master afresh (for when pg_rewind cannot), keeping the node's own
     // configuration files.
-    let out = s
-        .pgkeep()
-        .args([
-            "--json",
-            "failover",
-            "rejoin",
-            "a",
-            "--node",
-            "b",
-            "--reclone",
-        ])
-        .output()
-        .unwrap();
+    let out = s.run(&[
+        "--json",
+        "failover",
+        "rejoin",
+        "a",
+        "--node",
+        "b",
+        "--reclone",
+    ]);
     assert!(out.status.success(), "{}", said(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["method"], "reclone", "{report:#}");
@@ -770,11 +735,7 @@ fn promote_when_the_master_is_gone_then_rejoin_it_with_pg_rewind() {
 
     // --force promotes even though the master answers (the operator knows it is cut off): two
     // primaries until the old one is rejoined.
-    let out = s
-        .pgkeep()
-        .args(["failover", "promote", "--node", "a", "--force"])
-        .output()
-        .unwrap();
+    let out = s.run(&["failover", "promote", "--node", "a", "--force"]);
     assert!(out.status.success(), "{}", said(&out));
     assert_eq!(s.primary.psql("SELECT pg_is_in_recovery()"), "f");
     let (_, status) = s.status();
@@ -783,11 +744,7 @@ fn promote_when_the_master_is_gone_then_rejoin_it_with_pg_rewind() {
         problems(&status).contains("node b was replaced by a"),
         "{status:#}"
     );
-    let out = s
-        .pgkeep()
-        .args(["failover", "rejoin", "b", "--node", "a"])
-        .output()
-        .unwrap();
+    let out = s.run(&["failover", "rejoin", "b", "--node", "a"]);
     assert!(out.status.success(), "{}", said(&out));
     assert_eq!(s.standby.psql("SELECT pg_is_in_recovery()"), "t");
     let (_, status) = s.status();

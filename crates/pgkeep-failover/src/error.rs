@@ -45,3 +45,13 @@ pub enum FailoverError {
         fix: String,
     },
 }
+
+impl FailoverError {
+    /// A refusal: nothing was changed.
+    pub(crate) fn refused(problem: String, fix: &str) -> FailoverError {
+        FailoverError::Refused {
+            problem,
+            fix: fix.to_string(),
+        }
+    }
+}

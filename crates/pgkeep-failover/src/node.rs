@@ -373,6 +373,17 @@ impl Node {
         }
     }
 
+    /// Whether the node's PostgreSQL is a primary (`Some(false)` in recovery, `None` when it does
+    /// not answer).
+    pub async fn is_primary(&self) -> Option<bool> {
+        let client = pgkeep_core::pg::connect(&self.conninfo, None).await.ok()?;
+        let row = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .ok()?;
+        Some(!row.get::<_, bool>(0))
+    }
+
     /// Whether the marker file exists.
     pub async fn has_marker(&self) -> Result<bool, FailoverError> {
         let out = self

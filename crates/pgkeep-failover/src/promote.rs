@@ -19,23 +19,6 @@ fn stopped(problem: String, fix: &str) -> FailoverError {
     }
 }
 
-fn refuse(problem: String, fix: &str) -> FailoverError {
-    FailoverError::Refused {
-        problem,
-        fix: fix.to_string(),
-    }
-}
-
-/// Whether `node`'s PostgreSQL answers, and as a primary.
-async fn answers_as_primary(node: &Node) -> Option<bool> {
-    let client = pgkeep_core::pg::connect(&node.conninfo, None).await.ok()?;
-    let row = client
-        .query_one("SELECT pg_is_in_recovery()", &[])
-        .await
-        .ok()?;
-    Some(!row.get::<_, bool>(0))
-}
-
 /// A node that was promoted away from and must be rejoined before it runs again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MustRejoin {
@@ -68,7 +51,7 @@ fn record_must_rejoin(pair: &Pair, list: &[MustRejoin]) -> Result<(), FailoverEr
         std::fs::write(&path, serde_json::to_vec_pretty(list).expect("serializes"))
     };
     result.map_err(|e| {
-        refuse(
+        FailoverError::refused(
             format!("cannot write {}: {e}", path.display()),
             "check the permissions of failover.state-dir",
         )
@@ -104,16 +87,16 @@ pub async fn promote(
 ) -> Result<PromoteReport, FailoverError> {
     let _lock = pair.lock("promote")?;
     let local = pair.local();
-    match answers_as_primary(local).await {
+    match local.is_primary().await {
         Some(false) => {}
         Some(true) => {
-            return Err(refuse(
+            return Err(FailoverError::refused(
                 format!("{} is already a primary", local.name),
                 "nothing to promote; `pgkeep failover status` shows the pair",
             ));
         }
         None => {
-            return Err(refuse(
+            return Err(FailoverError::refused(
                 format!("PostgreSQL on {} does not answer", local.name),
                 "start the standby first",
             ));
@@ -121,12 +104,12 @@ pub async fn promote(
     }
     let mut alive = Vec::new();
     for peer in pair.peers() {
-        if answers_as_primary(peer).await == Some(true) {
+        if peer.is_primary().await == Some(true) {
             alive.push(peer.name.clone());
         }
     }
     if !alive.is_empty() && !force {
-        return Err(refuse(
+        return Err(FailoverError::refused(
             format!(
                 "the master {} still answers as a primary: promoting now would make two primaries",
                 alive.join(", ")
@@ -136,12 +119,12 @@ pub async fn promote(
     }
     let client = pgkeep_core::pg::connect(&local.conninfo, None)
         .await
-        .map_err(|e| refuse(e.to_string(), "check the standby"))?;
+        .map_err(|e| FailoverError::refused(e.to_string(), "check the standby"))?;
     let promoted: bool = client
         .query_one("SELECT pg_promote(true, 120)", &[])
         .await
         .map_err(|e| {
-            refuse(
+            FailoverError::refused(
                 format!("promoting {}: {e}", local.name),
                 "look at its server log",
             )
@@ -233,25 +216,23 @@ fn pg_program(node: &Node, program: &str, args: &str) -> String {
 /// `failover rejoin NODE [--reclone]`.
 pub async fn rejoin(pair: &Pair, name: &str, reclone: bool) -> Result<RejoinReport, FailoverError> {
     let _lock = pair.lock("rejoin")?;
-    let node = pair
-        .nodes
-        .iter()
-        .find(|n| n.name == name)
-        .ok_or_else(|| refuse(format!("there is no node `{name}`"), "check the name"))?;
+    let node = pair.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
+        FailoverError::refused(format!("there is no node `{name}`"), "check the name")
+    })?;
     let mut master = None;
     for other in pair.nodes.iter().filter(|n| n.name != name) {
-        if other.has_marker().await? && answers_as_primary(other).await == Some(true) {
+        if other.has_marker().await? && other.is_primary().await == Some(true) {
             master = Some(other);
         }
     }
     let master = master.ok_or_else(|| {
-        refuse(
+        FailoverError::refused(
             format!("no other node holds the marker and runs as a primary for {name} to follow"),
             "promote the standby first (`pgkeep failover promote`), then rejoin",
         )
     })?;
     // Stop it (a former master may have come back as a primary), and take its marker away.
-    if answers_as_primary(node).await.is_some() {
+    if node.is_primary().await.is_some() {
         node.run("stopping PostgreSQL", &node.stop_postgres).await?;
     }
     remove_marker(node).await?;

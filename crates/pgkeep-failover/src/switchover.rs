@@ -183,13 +183,6 @@ fn node<'a>(pair: &'a Pair, name: &str) -> Result<&'a Node, FailoverError> {
         })
 }
 
-fn refuse(problem: String, fix: &str) -> FailoverError {
-    FailoverError::Refused {
-        problem,
-        fix: fix.to_string(),
-    }
-}
-
 /// The checks before a switchover starts; the status they were made on.
 fn check(pair: &Pair, status: &PairStatus, to: &str) -> Result<String, FailoverError> {
     let markers: Vec<&str> = status
@@ -201,20 +194,20 @@ fn check(pair: &Pair, status: &PairStatus, to: &str) -> Result<String, FailoverE
     let from = match markers.as_slice() {
         [one] => one.to_string(),
         [] => {
-            return Err(refuse(
+            return Err(FailoverError::refused(
                 "no node holds the marker, so there is no master to switch from".into(),
                 "use `pgkeep failover promote` on the standby if the master is gone",
             ));
         }
         many => {
-            return Err(refuse(
+            return Err(FailoverError::refused(
                 format!("the marker is on {}", many.join(" and ")),
                 "fix the markers first (`pgkeep failover status` says which node is the primary)",
             ));
         }
     };
     if from == to {
-        return Err(refuse(
+        return Err(FailoverError::refused(
             format!("{to} is already the master"),
             "name the standby with --to",
         ));
@@ -230,26 +223,26 @@ fn check(pair: &Pair, status: &PairStatus, to: &str) -> Result<String, FailoverE
         .find(|n| n.name == from)
         .expect("status covers every node");
     if master.in_recovery != Some(false) {
-        return Err(refuse(
+        return Err(FailoverError::refused(
             format!("the master {from} does not answer as a primary"),
             "check its PostgreSQL; if it is gone, use `pgkeep failover promote` on the standby",
         ));
     }
     if target.in_recovery != Some(true) || target.streaming != Some(true) {
-        return Err(refuse(
+        return Err(FailoverError::refused(
             format!("{to} is not a streaming standby of {from}"),
             "rejoin it first (`pgkeep failover rejoin`), and check `pgkeep failover status`",
         ));
     }
     if target.replay_paused == Some(true) {
-        return Err(refuse(
+        return Err(FailoverError::refused(
             format!("WAL replay is paused on {to}"),
             "run `SELECT pg_wal_replay_resume()` there, then switch over",
         ));
     }
     let lag = target.lag_bytes.unwrap_or(u64::MAX);
     if lag > pair.max_lag_bytes {
-        return Err(refuse(
+        return Err(FailoverError::refused(
             format!(
                 "{to} replays {lag} bytes behind {from}, more than failover.max-lag-bytes ({})",
                 pair.max_lag_bytes
@@ -273,7 +266,7 @@ pub async fn switchover(
     let mut journal = match read_journal(&path)? {
         Some(j) if !j.finished => {
             if j.to != to {
-                return Err(refuse(
+                return Err(FailoverError::refused(
                     format!(
                         "a switchover from {} to {} stopped after {:?} and must be finished first",
                         j.from, j.to, j.done
@@ -290,7 +283,7 @@ pub async fn switchover(
             if !pair.sync.paths.is_empty()
                 && node(pair, &from)?.transport != crate::node::Transport::Local
             {
-                return Err(refuse(
+                return Err(FailoverError::refused(
                     format!(
                         "the master {from} is not this machine, and the final file sync runs from the master"
                     ),
@@ -437,7 +430,7 @@ async fn run_step(
             };
             let state = field("Database cluster state:").unwrap_or_default();
             if state != "shut down" {
-                return Err(refuse(
+                return Err(FailoverError::refused(
                     format!(
                         "PostgreSQL on {} is `{state}`, not cleanly shut down",
                         from.name
@@ -447,7 +440,7 @@ async fn run_step(
             }
             journal.checkpoint = field("Latest checkpoint location:").and_then(|v| Lsn::parse(&v));
             if journal.checkpoint.is_none() {
-                return Err(refuse(
+                return Err(FailoverError::refused(
                     "pg_controldata shows no latest checkpoint location".into(),
                     "check the node's data directory (failover.nodes.NAME.pgdata)",
                 ));
@@ -473,7 +466,7 @@ async fn run_step(
                     break;
                 }
                 if begun.elapsed() > catch_up_timeout {
-                    return Err(refuse(
+                    return Err(FailoverError::refused(
                         format!(
                             "{} did not replay the old master's last checkpoint {checkpoint} within {} s (replayed: {})",
                             to.name,
@@ -503,7 +496,7 @@ async fn run_step(
                     .map_err(|e| node_error(to, "promoting", e.to_string()))?
                     .get(0);
                 if !promoted {
-                    return Err(refuse(
+                    return Err(FailoverError::refused(
                         format!("{} did not finish its promotion within 120 s", to.name),
                         "look at its server log; rerun when it accepts writes",
                     ));
@@ -559,7 +552,9 @@ pub async fn run_hooks(hooks: &[String], new: &str, old: &str) -> Result<(), Fai
             .stdin(std::process::Stdio::null())
             .output()
             .await
-            .map_err(|e| refuse(format!("hook `{hook}`: {e}"), "check the hook command"))?;
+            .map_err(|e| {
+                FailoverError::refused(format!("hook `{hook}`: {e}"), "check the hook command")
+            })?;
         if !out.status.success() {
             return Err(FailoverError::Stopped {
                 problem: format!(

@@ -46,23 +46,6 @@ pub struct SyncReport {
     pub copies: Vec<PathSync>,
 }
 
-fn refused(problem: String, fix: &str) -> FailoverError {
-    FailoverError::Refused {
-        problem,
-        fix: fix.to_string(),
-    }
-}
-
-/// Whether `node`'s PostgreSQL is a primary (`Some(false)` in recovery, `None` unreachable).
-async fn is_primary(node: &Node) -> Option<bool> {
-    let client = pgkeep_core::pg::connect(&node.conninfo, None).await.ok()?;
-    let row = client
-        .query_one("SELECT pg_is_in_recovery()", &[])
-        .await
-        .ok()?;
-    Some(!row.get::<_, bool>(0))
-}
-
 /// Runs the sync from this machine's node; see the module documentation.
 pub async fn sync_files(pair: &Pair, dry_run: bool) -> Result<SyncReport, FailoverError> {
     let _lock = pair.lock("sync files")?;
@@ -75,7 +58,7 @@ pub async fn sync_files(pair: &Pair, dry_run: bool) -> Result<SyncReport, Failov
     }
     if !local.has_marker().await? {
         if peers_with_marker.is_empty() {
-            return Err(refused(
+            return Err(FailoverError::refused(
                 format!(
                     "no node holds the marker (this node {} has no {})",
                     local.name,
@@ -96,7 +79,7 @@ pub async fn sync_files(pair: &Pair, dry_run: bool) -> Result<SyncReport, Failov
         });
     }
     if !peers_with_marker.is_empty() {
-        return Err(refused(
+        return Err(FailoverError::refused(
             format!(
                 "the marker is on this node {} and on {}: both look like the master",
                 local.name,
@@ -105,10 +88,10 @@ pub async fn sync_files(pair: &Pair, dry_run: bool) -> Result<SyncReport, Failov
             "remove the marker from the node whose PostgreSQL is not the primary (`pgkeep failover status`)",
         ));
     }
-    match is_primary(local).await {
+    match local.is_primary().await {
         Some(true) => {}
         Some(false) => {
-            return Err(refused(
+            return Err(FailoverError::refused(
                 format!(
                     "node {} holds the marker but its PostgreSQL is a standby",
                     local.name
@@ -117,7 +100,7 @@ pub async fn sync_files(pair: &Pair, dry_run: bool) -> Result<SyncReport, Failov
             ));
         }
         None => {
-            return Err(refused(
+            return Err(FailoverError::refused(
                 format!(
                     "node {} holds the marker but its PostgreSQL does not answer",
                     local.name
@@ -127,7 +110,7 @@ pub async fn sync_files(pair: &Pair, dry_run: bool) -> Result<SyncReport, Failov
         }
     }
     if pair.sync.paths.is_empty() {
-        return Err(refused(
+        return Err(FailoverError::refused(
             "no [sync] paths are configured".into(),
             "list the directories to copy in [sync] paths, e.g. paths = [\"/www\"]",
         ));
@@ -153,7 +136,7 @@ pub async fn copy_all(
     dry_run: bool,
 ) -> Result<Vec<PathSync>, FailoverError> {
     if from.transport != Transport::Local {
-        return Err(refused(
+        return Err(FailoverError::refused(
             format!("the files are on {}, which is not this machine", from.name),
             "run the command on the master, where the files are",
         ));
@@ -162,7 +145,7 @@ pub async fn copy_all(
     for path in &pair.sync.paths {
         let source = from.sync_path(path);
         if !source.join(sentinel).exists() {
-            return Err(refused(
+            return Err(FailoverError::refused(
                 format!(
                     "{} has no sentinel file {sentinel}: it may be empty or not mounted, and copying it would wipe the peers",
                     source.display()
