@@ -149,6 +149,23 @@ impl Pair {
         })
     }
 
+    /// The node named `name`, or a refusal listing the names.
+    pub fn node(&self, name: &str) -> Result<&Node, FailoverError> {
+        self.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
+            FailoverError::refused(
+                format!("there is no node `{name}`"),
+                &format!(
+                    "use one of: {}",
+                    self.nodes
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })
+    }
+
     /// This machine's node.
     pub fn local(&self) -> &Node {
         &self.nodes[self.local]
@@ -371,6 +388,22 @@ impl Node {
                 Transport::Ssh { .. } => "check that `ssh -o BatchMode=yes` to the node works without a password (keys, known_hosts)".into(),
             },
         }
+    }
+
+    /// A shell command running PostgreSQL's `program` with `args` on the node: from its bin-dir,
+    /// else the Debian location for the data directory's major version, else the PATH; as the
+    /// data directory's owner when run as root (pg_rewind and initdb-made files refuse root).
+    pub fn pg_program(&self, program: &str, args: &str) -> String {
+        let pgdata = quoted(&self.pgdata);
+        let path = match &self.bin_dir {
+            Some(dir) => quoted(&dir.join(program)),
+            None => format!(
+                "\"$(P=/usr/lib/postgresql/$(cat {pgdata}/PG_VERSION 2>/dev/null)/bin/{program}; [ -x \"$P\" ] && echo \"$P\" || echo {program})\""
+            ),
+        };
+        format!(
+            "cd / && if [ \"$(id -u)\" = 0 ]; then runuser -u \"$(stat -c %U {pgdata})\" -- {path} {args}; else {path} {args}; fi"
+        )
     }
 
     /// Whether the node's PostgreSQL is a primary (`Some(false)` in recovery, `None` when it does

@@ -197,28 +197,10 @@ pub struct RejoinReport {
     pub output: String,
 }
 
-/// A PostgreSQL program on `node`: from its bin-dir, else the Debian location for the data
-/// directory's major version, else the PATH; run as the data directory's owner when root.
-fn pg_program(node: &Node, program: &str, args: &str) -> String {
-    let path = match &node.bin_dir {
-        Some(dir) => quoted(&dir.join(program)),
-        None => format!(
-            "\"$(P=/usr/lib/postgresql/$(cat {pgdata}/PG_VERSION 2>/dev/null)/bin/{program}; [ -x \"$P\" ] && echo \"$P\" || echo {program})\"",
-            pgdata = quoted(&node.pgdata)
-        ),
-    };
-    format!(
-        "cd / && if [ \"$(id -u)\" = 0 ]; then runuser -u \"$(stat -c %U {pgdata})\" -- {path} {args}; else {path} {args}; fi",
-        pgdata = quoted(&node.pgdata)
-    )
-}
-
 /// `failover rejoin NODE [--reclone]`.
 pub async fn rejoin(pair: &Pair, name: &str, reclone: bool) -> Result<RejoinReport, FailoverError> {
     let _lock = pair.lock("rejoin")?;
-    let node = pair.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
-        FailoverError::refused(format!("there is no node `{name}`"), "check the name")
-    })?;
+    let node = pair.node(name)?;
     let mut master = None;
     for other in pair.nodes.iter().filter(|n| n.name != name) {
         if other.has_marker().await? && other.is_primary().await == Some(true) {
@@ -249,57 +231,7 @@ pub async fn rejoin(pair: &Pair, name: &str, reclone: bool) -> Result<RejoinRepo
         .await?;
     let saved = saved.trim().to_string();
     let source = master.conninfo.to_string();
-    let copied: Result<(String, String), FailoverError> = async {
-    if reclone {
-        let script = format!(
-            "find {dir} -mindepth 1 -delete && {}",
-            pg_program(
-                node,
-                "pg_basebackup",
-                &format!(
-                    "-D {} -R -X stream -c fast -d {}",
-                    quoted(&node.pgdata),
-                    shell_quote(&source)
-                )
-            ),
-            dir = quoted(&node.pgdata)
-        );
-        let out = node
-            .run_unbounded("cloning with pg_basebackup", &script)
-            .await?;
-        Ok(("reclone".to_string(), out))
-    } else {
-        let out = node
-            .shell_unbounded(&pg_program(
-                node,
-                "pg_rewind",
-                &format!(
-                    "--target-pgdata={} --source-server={} --write-recovery-conf 2>&1",
-                    quoted(&node.pgdata),
-                    shell_quote(&source)
-                ),
-            ))
-            .await?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() {
-            return Err(FailoverError::Node {
-                node: node.name.clone(),
-                what: "pg_rewind".into(),
-                detail: text.trim().to_string(),
-                fix: format!(
-                    "if it cannot rewind (no wal_log_hints or data checksums, missing WAL), run `pgkeep failover rejoin {name} --reclone` to copy the master afresh"
-                ),
-            });
-        }
-        let method = if text.contains("no rewind required") {
-            "no rewind needed"
-        } else {
-            "rewind"
-        };
-        Ok((method.to_string(), text))
-    }
-    }
-    .await;
+    let copied = copy_from_master(node, &source, reclone).await;
     node.run(
         "putting its configuration files back",
         &format!(
@@ -359,4 +291,61 @@ pub async fn rejoin(pair: &Pair, name: &str, reclone: bool) -> Result<RejoinRepo
         method,
         output: output.trim().to_string(),
     })
+}
+
+/// Brings `node`'s data directory in line with the master at `source`: pg_rewind (which may find
+/// nothing to do), or with `reclone` an emptied directory and pg_basebackup. Returns the method and
+/// what the program said.
+async fn copy_from_master(
+    node: &Node,
+    source: &str,
+    reclone: bool,
+) -> Result<(String, String), FailoverError> {
+    if reclone {
+        let script = format!(
+            "find {dir} -mindepth 1 -delete && {}",
+            node.pg_program(
+                "pg_basebackup",
+                &format!(
+                    "-D {} -R -X stream -c fast -d {}",
+                    quoted(&node.pgdata),
+                    shell_quote(source)
+                )
+            ),
+            dir = quoted(&node.pgdata)
+        );
+        let out = node
+            .run_unbounded("cloning with pg_basebackup", &script)
+            .await?;
+        Ok(("reclone".to_string(), out))
+    } else {
+        let out = node
+            .shell_unbounded(&node.pg_program(
+                "pg_rewind",
+                &format!(
+                    "--target-pgdata={} --source-server={} --write-recovery-conf 2>&1",
+                    quoted(&node.pgdata),
+                    shell_quote(source)
+                ),
+            ))
+            .await?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            return Err(FailoverError::Node {
+                node: node.name.clone(),
+                what: "pg_rewind".into(),
+                detail: text.trim().to_string(),
+                fix: format!(
+                    "if it cannot rewind (no wal_log_hints or data checksums, missing WAL), run `pgkeep failover rejoin {} --reclone` to copy the master afresh",
+                    node.name
+                ),
+            });
+        }
+        let method = if text.contains("no rewind required") {
+            "no rewind needed"
+        } else {
+            "rewind"
+        };
+        Ok((method.to_string(), text))
+    }
 }

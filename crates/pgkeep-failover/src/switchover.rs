@@ -166,23 +166,6 @@ fn write_journal(path: &Path, journal: &Journal) -> Result<(), FailoverError> {
     })
 }
 
-fn node<'a>(pair: &'a Pair, name: &str) -> Result<&'a Node, FailoverError> {
-    pair.nodes
-        .iter()
-        .find(|n| n.name == name)
-        .ok_or_else(|| FailoverError::Refused {
-            problem: format!("there is no node `{name}`"),
-            fix: format!(
-                "use one of: {}",
-                pair.nodes
-                    .iter()
-                    .map(|n| n.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        })
-}
-
 /// The checks before a switchover starts; the status they were made on.
 fn check(pair: &Pair, status: &PairStatus, to: &str) -> Result<String, FailoverError> {
     let markers: Vec<&str> = status
@@ -277,11 +260,11 @@ pub async fn switchover(
             j
         }
         _ => {
-            node(pair, to)?;
+            pair.node(to)?;
             let status = status::status(pair).await;
             let from = check(pair, &status, to)?;
             if !pair.sync.paths.is_empty()
-                && node(pair, &from)?.transport != crate::node::Transport::Local
+                && pair.node(&from)?.transport != crate::node::Transport::Local
             {
                 return Err(FailoverError::refused(
                     format!(
@@ -299,8 +282,8 @@ pub async fn switchover(
             }
         }
     };
-    let from = node(pair, &journal.from)?.clone();
-    let target = node(pair, &journal.to)?.clone();
+    let from = pair.node(&journal.from)?.clone();
+    let target = pair.node(&journal.to)?.clone();
     let resumed_after = journal.done.clone();
     let plan: Vec<String> = STEPS
         .iter()
@@ -421,7 +404,13 @@ async fn run_step(
         }
         Step::ReadCheckpoint => {
             let text = from
-                .run("reading pg_controldata", &controldata_command(from))
+                .run(
+                    "reading pg_controldata",
+                    &format!(
+                        "export LC_ALL=C; {}",
+                        from.pg_program("pg_controldata", &quoted(&from.pgdata))
+                    ),
+                )
                 .await?;
             let field = |name: &str| {
                 text.lines()
@@ -516,19 +505,6 @@ async fn run_step(
         Step::Hooks => run_hooks(hooks, &to.name, &from.name).await?,
     }
     Ok(())
-}
-
-/// A shell command printing pg_controldata of `node` (in the C locale): from its bin-dir, else
-/// the Debian location for the data directory's major version, else the PATH.
-fn controldata_command(node: &Node) -> String {
-    let program = match &node.bin_dir {
-        Some(dir) => quoted(&dir.join("pg_controldata")),
-        None => format!(
-            "\"$(P=/usr/lib/postgresql/$(cat {}/PG_VERSION)/bin/pg_controldata; [ -x \"$P\" ] && echo \"$P\" || echo pg_controldata)\"",
-            quoted(&node.pgdata)
-        ),
-    };
-    format!("LC_ALL=C {program} {}", quoted(&node.pgdata))
 }
 
 fn node_error(node: &Node, what: &str, detail: String) -> FailoverError {
