@@ -1,6 +1,10 @@
 //! End-to-end tests of the built `pgkeep` binary against real PostgreSQL clusters and a real Garage
 //! S3 server: `check`, configuration and flag errors, libpq connection conventions.
 
+mod common;
+
+use common::{json, stderr};
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -25,19 +29,10 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("pgkeep.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", stdout(out), stderr(out)))
 }
 
 fn problems(report: &Value) -> Vec<(String, String, String)> {

@@ -2,6 +2,10 @@
 //! one machine (a primary and a standby made by pg_basebackup -R), per-node marker files and web
 //! roots under a temporary directory, and real rsync.
 
+mod common;
+
+use common::json;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -125,13 +129,8 @@ impl Setup {
     }
 
     fn status(&self) -> (Output, Value) {
-        let out = self
-            .pgkeep()
-            .args(["--json", "failover", "status"])
-            .output()
-            .unwrap();
-        let value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+        let out = self.run(&["--json", "failover", "status"]);
+        let value = json(&out);
         (out, value)
     }
 }
@@ -310,7 +309,7 @@ fn sync_files_only_from_the_master_and_never_wipes_a_peer() {
     assert!(tree(&dst).is_empty());
     let out = s.run(&["--json", "sync", "files"]);
     assert!(out.status.success(), "{}", said(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = json(&out);
     assert_eq!(report["ran"], true, "{report:#}");
     assert_eq!(report["copies"][0]["files_transferred"], 8, "{report:#}");
     let mut expected = tree(&src);
@@ -350,7 +349,7 @@ fn sync_files_only_from_the_master_and_never_wipes_a_peer() {
     fs::write(src.join("vanishing.html"), "x").unwrap();
     let out = s.run(&["--json", "sync", "files"]);
     assert!(out.status.success(), "{}", said(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = json(&out);
     assert!(
         report["copies"][0]["warning"]
             .as_str()
@@ -692,7 +691,7 @@ fn promote_when_the_master_is_gone_then_rejoin_it_with_pg_rewind() {
     // rejoin rewinds it: the split write is gone, it streams from the new master.
     let out = s.run(&["--json", "failover", "rejoin", "a", "--node", "b"]);
     assert!(out.status.success(), "{}", said(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = json(&out);
     assert_eq!(report["method"], "rewind", "{report:#}");
     assert!(!s.marker("a").exists());
     assert_eq!(s.primary.psql("SELECT pg_is_in_recovery()"), "t");
@@ -726,7 +725,7 @@ fn promote_when_the_master_is_gone_then_rejoin_it_with_pg_rewind() {
         "--reclone",
     ]);
     assert!(out.status.success(), "{}", said(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = json(&out);
     assert_eq!(report["method"], "reclone", "{report:#}");
     assert_eq!(s.primary.psql("SELECT pg_is_in_recovery()"), "t");
     assert_eq!(s.primary.psql("SELECT count(*) FROM after_promote"), "1");

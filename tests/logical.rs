@@ -1,6 +1,10 @@
 //! Logical backups and restores end to end, with the built binary, real clusters, a local-directory
 //! repository and a real Garage S3 repository.
 
+mod common;
+
+use common::{json, stderr};
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -70,20 +74,6 @@ fn ok(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn list(pg: &PgCluster, repo: &Repo) -> Vec<Value> {

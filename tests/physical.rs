@@ -7,6 +7,10 @@
 //! with `HOME` in a directory of its own and a per-test configuration file (owned by it, mode 0600,
 //! holding Garage's keys for an S3 repository) passed with `--config`.
 
+mod common;
+
+use common::{json, stderr};
+
 use std::fs;
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::net::{Ipv4Addr, TcpListener};
@@ -233,20 +237,6 @@ fn ok(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Both streams, for messages that may go to either.
