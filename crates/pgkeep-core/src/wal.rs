@@ -282,13 +282,17 @@ fn segment_header(raw: &[u8]) -> Option<SegmentHeader> {
 
 /// Checks that a segment belongs to this repository's cluster, so that a second server pointed at
 /// the same repository and cluster name cannot mix its WAL in.
-async fn check_segment(repo: &Repository, name: &str, raw: &[u8]) -> Result<(), Error> {
-    let refuse = |problem: String| {
-        Error::Wal {
+async fn check_segment(
+    repo: &Repository,
+    name: &str,
+    timeline: u32,
+    raw: &[u8],
+) -> Result<(), Error> {
+    const FIX: &str = "push only files from the server's pg_wal directory (archive_command = 'pgkeep wal-push %p')";
+    let refuse = |problem: String| Error::Wal {
         name: name.to_string(),
         problem,
-        fix: "push only files from the server's pg_wal directory (archive_command = 'pgkeep wal-push %p')".into(),
-    }
+        fix: FIX.into(),
     };
     let header = segment_header(raw).ok_or_else(|| refuse("has no WAL segment header".into()))?;
     if u64::from(header.segment_size) != raw.len() as u64 {
@@ -298,16 +302,13 @@ async fn check_segment(repo: &Repository, name: &str, raw: &[u8]) -> Result<(), 
             header.segment_size
         )));
     }
-    if WalFile::parse(name).map(|f| f.timeline()) != Some(header.tli) && header.tli != 0 {
-        // The first page's timeline can be older than the name's (a new timeline's first segment is
-        // a copy of the old one), never newer.
-        let named = WalFile::parse(name).map_or(0, |f| f.timeline());
-        if header.tli > named {
-            return Err(refuse(format!(
-                "its header is from timeline {} but its name says timeline {named}",
-                header.tli
-            )));
-        }
+    // The first page's timeline can be older than the name's (a new timeline's first segment is a
+    // copy of the old one), never newer.
+    if header.tli > timeline {
+        return Err(refuse(format!(
+            "its header is from timeline {} but its name says timeline {timeline}",
+            header.tli
+        )));
     }
     if let Some(identity) = repo.identity().await?
         && identity.system_identifier != header.system_identifier.to_string()
@@ -343,18 +344,16 @@ pub async fn push(
         source: std::io::Error::new(source.kind(), format!("{}: {source}", path.display())),
     })?;
     if matches!(file, WalFile::Segment { .. } | WalFile::Partial { .. }) {
-        check_segment(repo, &name, &raw).await?;
+        check_segment(repo, &name, file.timeline(), &raw).await?;
     }
-    let encoded = {
-        let raw = raw.clone();
-        tokio::task::spawn_blocking(move || encode(&raw, compression))
-            .await
-            .expect("compression does not panic")
-            .map_err(|source| Error::Compress {
-                key: key.clone(),
-                source,
-            })?
-    };
+    // The segment goes to the compression thread and comes back, for the comparison below.
+    let (encoded, raw) = tokio::task::spawn_blocking(move || (encode(&raw, compression), raw))
+        .await
+        .expect("compression does not panic");
+    let encoded = encoded.map_err(|source| Error::Compress {
+        key: key.clone(),
+        source,
+    })?;
     match repo
         .storage()
         .put_bytes(&key, &encoded, PutMode::Create)
