@@ -389,7 +389,6 @@ async fn restore_physical(
         eprint!("{}", output::physical_plan(&plan));
     }
     let options = physical::RestoreOptions {
-        force: args.force,
         start: args.start,
         target_action: match args.target_action {
             CliTargetAction::Pause => physical::TargetAction::Pause,

@@ -740,6 +740,9 @@ pub struct RestorePlan {
     pub size: u64,
     #[serde(skip)]
     manifest: Manifest,
+    /// The request's `force`: the restore replaces a non-empty directory's contents.
+    #[serde(skip)]
+    force: bool,
 }
 
 fn is_empty_dir(dir: &Path) -> Result<Option<usize>, Error> {
@@ -949,14 +952,13 @@ pub async fn plan_restore(
         window,
         size: chosen.base().map_or(0, |b| b.stored.size),
         manifest: chosen,
+        force: request.force,
     })
 }
 
 /// How to carry out a plan.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
-    /// Replace a non-empty directory's contents.
-    pub force: bool,
     /// Start the server and wait for the target.
     pub start: bool,
     /// What the server does at the target.
@@ -1160,7 +1162,7 @@ pub async fn restore(
         }
         (false, None) => None,
     };
-    check_target_dir(dir, options.force)?;
+    check_target_dir(dir, plan.force)?;
     if is_empty_dir(dir)?.is_some_and(|n| n > 0) {
         for entry in std::fs::read_dir(dir).map_err(|e| io_error("cannot read", dir, e))? {
             let path = entry.map_err(|e| io_error("cannot read", dir, e))?.path();
