@@ -1338,7 +1338,9 @@ async fn start_and_wait(
         recovery_seconds: Some(started.elapsed().as_secs_f64()),
         log: Some(log.clone()),
         port,
+        // Only a paused server keeps the locks of the transactions it stopped in.
         locked_tables: row
+            .filter(|_| state == "paused")
             .and_then(|r| r.get(4))
             .and_then(|n| n.parse().ok())
             .unwrap_or(0),
@@ -1428,11 +1430,7 @@ async fn start_and_wait(
             _ => continue,
         };
         progress.finish(&item);
-        let mut done = report(state, Some(&row), port);
-        if state != "paused" {
-            done.locked_tables = 0;
-        }
-        return Ok(done);
+        return Ok(report(state, Some(&row), port));
     }
 }
 
