@@ -183,11 +183,10 @@ impl Pair {
     /// Takes the failover lock (shared by switchover and file sync), failing at once if another
     /// pgkeep holds it. Held until the returned file is dropped.
     pub fn lock(&self, what: &str) -> Result<std::fs::File, FailoverError> {
-        let refused = |problem: String, fix: String| FailoverError::Refused { problem, fix };
         std::fs::create_dir_all(&self.state_dir).map_err(|e| {
-            refused(
+            FailoverError::refused(
                 format!("cannot create {}: {e}", self.state_dir.display()),
-                "create it, writable by the user pgkeep runs as, or set failover.state-dir".into(),
+                "create it, writable by the user pgkeep runs as, or set failover.state-dir",
             )
         })?;
         let path = self.state_dir.join("failover.lock");
@@ -197,23 +196,23 @@ impl Pair {
             .write(true)
             .open(&path)
             .map_err(|e| {
-                refused(
+                FailoverError::refused(
                     format!("cannot open {}: {e}", path.display()),
-                    "check the permissions of failover.state-dir".into(),
+                    "check the permissions of failover.state-dir",
                 )
             })?;
         match file.try_lock() {
             Ok(()) => Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => Err(refused(
+            Err(std::fs::TryLockError::WouldBlock) => Err(FailoverError::refused(
                 format!(
                     "another pgkeep switchover or file sync holds {} ({what} would run beside it)",
                     path.display()
                 ),
-                "wait for it to finish (see `pgkeep failover status`), then run this again".into(),
+                "wait for it to finish (see `pgkeep failover status`), then run this again",
             )),
-            Err(std::fs::TryLockError::Error(e)) => Err(refused(
+            Err(std::fs::TryLockError::Error(e)) => Err(FailoverError::refused(
                 format!("cannot lock {}: {e}", path.display()),
-                "check the file system of failover.state-dir".into(),
+                "check the file system of failover.state-dir",
             )),
         }
     }
