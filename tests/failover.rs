@@ -285,14 +285,18 @@ fn sync_files_only_from_the_master_and_never_wipes_a_peer() {
         .args(["sleep", "30"])
         .spawn()
         .unwrap();
+    // Wait until flock holds it (probing with a lock of our own, released at once), so that the
+    // sync below cannot run before it.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let out = loop {
-        let out = s.run(&["sync", "files"]);
-        if said(&out).contains("holds") || Instant::now() > deadline {
-            break out;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let held = || {
+        fs::File::open(s.dir.path().join("state/failover.lock"))
+            .is_ok_and(|f| f.try_lock().is_err())
     };
+    while !held() {
+        assert!(Instant::now() < deadline, "flock did not take the lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = s.run(&["sync", "files"]);
     holder.kill().unwrap();
     holder.wait().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
