@@ -12,11 +12,6 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-/// Quotes `s` for a POSIX shell.
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 fn main() -> ExitCode {
     let Some(garage) = pgkeep_testkit::Garage::shared() else {
         eprintln!("garage-env: no garage binary (install it with `cargo install garage --locked`)");
@@ -36,7 +31,7 @@ fn main() -> ExitCode {
         format!("{:.2}", garage.startup_time().as_secs_f64()),
     ));
     for (name, value) in lines {
-        let _ = writeln!(out, "export {name}={}", quote(&value));
+        let _ = writeln!(out, "export {name}={}", pgkeep_core::shell_quote(&value));
     }
     let _ = writeln!(out, "# READY");
     let _ = out.flush();

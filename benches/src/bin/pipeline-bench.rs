@@ -3,9 +3,9 @@
 //! Every run prints one JSON line on stdout. Subcommands:
 //!
 //! - `store` streams N GiB of incompressible pseudo-random bytes through
-//!   `pgkeep_core::pipeline::store` into a repository (`--repo file:///path` or
+//!   `pgkeep_core::store_object` into a repository (`--repo file:///path` or
 //!   `--repo s3://bucket/prefix`, the S3 endpoint and keys from flags or the standard `AWS_*`
-//!   variables), then with `--fetch` reads it back through `pipeline::fetch` into a sink, and
+//!   variables), then with `--fetch` reads it back through `fetch_object` into a sink, and
 //!   deletes the object (unless `--keep`). Each phase reports wall time, MiB/s, CPU time, its own
 //!   peak resident memory and the busiest threads. With `--keep` it keeps the object and prints
 //!   it (`object`), and `fetch --object FILE` then reads it back in a process of its own, so that
@@ -28,7 +28,7 @@ use pgkeep_benches::{
     random_pool, reset_peak_rss, round1, thread_cpu,
 };
 use pgkeep_core::{
-    Compression, PutMode, RepoLocation, S3Settings, Storage, StoredObject, open_storage, pipeline,
+    Compression, PutMode, RepoLocation, S3Settings, Storage, StoredObject, open_storage,
 };
 use rand::{RngCore, SeedableRng};
 use serde_json::{Value, json};
@@ -47,15 +47,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Store N GiB of random bytes through pipeline::store (and fetch them back with --fetch).
+    /// Store N GiB of random bytes through store_object (and fetch them back with --fetch).
     Store(StoreArgs),
-    /// Fetch an object kept by `store --keep` through pipeline::fetch into a sink, and delete it.
+    /// Fetch an object kept by `store --keep` through fetch_object into a sink, and delete it.
     Fetch(FetchArgs),
     /// Measure the random generator alone.
     Gen(SizeArgs),
     /// zstd compression of random bytes with the multi-threaded encoder.
     Zstd(ZstdArgs),
-    /// zstd decompression (single-threaded, as in pipeline::fetch) of compressed random bytes.
+    /// zstd decompression (single-threaded, as in fetch_object) of compressed random bytes.
     Unzstd(ZstdArgs),
     /// Single-threaded sha256 of random bytes.
     Sha256(SizeArgs),
@@ -119,7 +119,7 @@ struct StoreArgs {
     /// How much data to store, in GiB (fractions allowed).
     #[arg(long, default_value_t = 2.0)]
     gib: f64,
-    /// Read the object back with pipeline::fetch into a sink after storing it, in the same
+    /// Read the object back with fetch_object into a sink after storing it, in the same
     /// process. The peak memory of each phase is then measured by resetting the kernel's
     /// high-water mark between them, so an outer `/usr/bin/time` sees only the fetch's peak.
     #[arg(long)]
@@ -182,8 +182,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Opens the repository: `(backend name, storage)`.
 async fn open(args: &RepoArgs) -> Result<(&'static str, Arc<dyn Storage>), String> {
-    let location =
-        RepoLocation::parse(&args.repo).map_err(|(problem, fix)| format!("{problem}; {fix}"))?;
+    let location = RepoLocation::parse(&args.repo).map_err(|e| e.to_string())?;
     let s3 = S3Settings {
         region: args.region.clone(),
         endpoint: args.endpoint.clone(),
@@ -214,7 +213,7 @@ async fn fetch_phase(
         reset_peak_rss();
     }
     let phase = Phase::start();
-    let n = pipeline::fetch(storage, stored, &mut tokio::io::sink())
+    let n = pgkeep_core::fetch_object(storage, stored, &mut tokio::io::sink())
         .await
         .map_err(|e| format!("fetch: {e}"))?;
     let result = phase.finish();
@@ -252,7 +251,7 @@ async fn store(args: StoreArgs) -> Result<Value, String> {
     let rss_before = current_rss();
 
     let phase = Phase::start();
-    let stored = pipeline::store(
+    let stored = pgkeep_core::store_object(
         &*storage,
         &key,
         RandomReader::new(len, args.seed),
@@ -448,7 +447,7 @@ fn compress(args: &ZstdArgs) -> std::io::Result<Value> {
 }
 
 /// zstd decompression alone: the pool is compressed once, then decompressed until `len` bytes came
-/// out, reading through the streaming decoder as `pipeline::fetch` does.
+/// out, reading through the streaming decoder as `fetch_object` does.
 fn decompress(args: &ZstdArgs) -> std::io::Result<Value> {
     let len = bytes_of(args.size.gib);
     let pool = random_pool(args.size.pool_mib * MIB as usize, 2);

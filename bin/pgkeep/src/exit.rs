@@ -19,6 +19,19 @@ pub const WAL_FETCH_FAILED: u8 = 200;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// An invalid value found after parsing (exit code 2).
+pub fn usage(message: String) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message))
+}
+
+/// 0 when a check found nothing wrong, else [`CHECK_FAILED`].
+pub fn check_code(ok: bool) -> std::process::ExitCode {
+    match ok {
+        true => std::process::ExitCode::SUCCESS,
+        false => std::process::ExitCode::from(CHECK_FAILED),
+    }
+}
+
 /// The exit code for an error that ended a command.
 pub fn code_for(error: &anyhow::Error) -> u8 {
     let is_config = error.chain().any(|cause| {

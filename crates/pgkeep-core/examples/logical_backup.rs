@@ -12,8 +12,9 @@
 
 use std::sync::Arc;
 
-use pgkeep_core::logical::{self, LogicalBackupOptions};
-use pgkeep_core::{NoProgress, Overrides, Repository, Settings, catalog};
+use pgkeep_core::{
+    LogicalBackupOptions, NoProgress, Overrides, Repository, Settings, backup_logical, list_backups,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         jobs: 1,
         ..LogicalBackupOptions::default()
     };
-    let manifest = logical::backup(&settings, &repo, &options, Arc::new(NoProgress)).await?;
+    let manifest = backup_logical(&settings, &repo, &options, Arc::new(NoProgress)).await?;
     println!(
         "backed up {} as {}: {} bytes, {} stored",
         manifest.databases().join(", "),
@@ -43,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         manifest.stored_size()
     );
 
-    for backup in catalog::list_backups(&repo).await? {
+    for backup in list_backups(&repo).await? {
         println!(
             "{}  {:?}  {}",
             backup.id,

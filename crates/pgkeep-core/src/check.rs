@@ -6,12 +6,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::config::Settings;
-use crate::conninfo::PasswordSource;
-use crate::pg::{self, ServerInfo};
+use crate::exec::{self, CLIENT_TOOLS, ToolInfo};
+use crate::pg::{self, PasswordSource, ServerInfo};
 use crate::repo::{ClusterIdentity, Repository, open_storage};
+use crate::settings::Settings;
 use crate::storage::PutMode;
-use crate::tools::{self, CLIENT_TOOLS, ToolInfo};
 
 /// How serious a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -201,8 +200,8 @@ fn check_data_dir(
 
 fn check_tools(tools: &[ToolInfo], server: Option<&ServerInfo>, problems: &mut Problems) {
     for tool in tools {
-        if let Some((problem, fix)) = tools::misfit(tool, server.map(|s| s.major)) {
-            problems.add(Severity::Error, &tool.name, problem, fix);
+        if let Some(e) = exec::misfit(tool, server.map(|s| s.major)) {
+            problems.add(Severity::Error, &tool.name, e.problem(), e.fix());
         }
     }
 }
@@ -315,7 +314,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
     let mut tools = Vec::new();
     for name in CLIENT_TOOLS {
         tools.push(
-            tools::inspect(
+            exec::inspect(
                 name,
                 settings.bin_dir.as_deref(),
                 server.as_ref().map(|s| s.major),

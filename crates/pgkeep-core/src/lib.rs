@@ -1,59 +1,140 @@
-//! pgkeep-core: PostgreSQL backups, WAL archiving and restores, as a library.
+//! pgkeep-core: PostgreSQL backups, WAL archiving and point-in-time restores, as a library.
 //!
 //! Every feature of the `pgkeep` command line is a call into this crate first; the CLI only parses
-//! flags, draws progress and maps errors to exit codes. The pieces, in the order data flows through
-//! them:
-//!
-//! - [`Settings`] — configuration from a TOML file, flags and the environment ([`config`]), with the
-//!   PostgreSQL connection resolved the way libpq does it ([`ConnInfo`]).
-//! - [`Storage`] — a repository's object store: a local directory ([`LocalStorage`]) or S3
-//!   ([`S3Storage`]). A put is all or nothing.
-//! - [`pipeline`] — streams bytes through multi-threaded zstd and sha256 into storage and back,
-//!   with bounded memory and no temporary files; [`StoredObject`] records what was written.
-//! - [`Repository`] — a cluster's place in the storage, guarded by the identity record that keeps two
-//!   clusters from sharing a name.
-//! - [`check()`] — the preflight behind `pgkeep check`.
+//! flags, draws progress and maps errors to exit codes. A nightly logical backup of every database
+//! and the roles, into a local repository, without a configuration file:
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), pgkeep_core::Error> {
-//! use pgkeep_core::{Compression, LocalStorage, PutMode, pipeline};
+//! use std::sync::Arc;
 //!
-//! let storage = LocalStorage::new("/var/lib/pgkeep/repo");
-//! let data: &[u8] = b"hello";
-//! let stored = pipeline::store(&storage, "main/demo.zst", data, PutMode::Create, Compression::default()).await?;
-//! let mut out = Vec::new();
-//! pipeline::fetch(&storage, &stored, &mut out).await?;
-//! assert_eq!(out, b"hello");
+//! use pgkeep_core::{
+//!     ConnInfo, LogicalBackupOptions, NoProgress, RepoLocation, Repository, Settings,
+//!     backup_logical,
+//! };
+//!
+//! # async fn nightly() -> Result<(), Box<dyn std::error::Error>> {
+//! let settings = Settings::new(
+//!     RepoLocation::parse("file:///var/lib/pgkeep/repo")?,
+//!     ConnInfo::from_conninfo_and_env(Some("host=/var/run/postgresql user=postgres"))?,
+//! );
+//! let repo = Repository::open(&settings).await?;
+//! let options = LogicalBackupOptions {
+//!     all: true,
+//!     jobs: 2,
+//!     ..LogicalBackupOptions::default()
+//! };
+//! let manifest = backup_logical(&settings, &repo, &options, Arc::new(NoProgress)).await?;
+//! println!("backup {}: {} bytes stored", manifest.id, manifest.stored_size());
 //! # Ok(()) }
 //! ```
+//!
+//! The incident at 15:07: someone dropped a table at 15:05. Plan a restore to 15:04:30 — which
+//! base backup, which WAL, proven present before anything is written — then carry it out:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use pgkeep_core::{
+//!     NoProgress, PhysicalRestoreOptions, PhysicalRestoreRequest, RecoveryTarget, Repository,
+//!     Settings, TargetAction, TimelineChoice, parse_time, plan_physical_restore,
+//!     restore_physical,
+//! };
+//!
+//! # async fn incident(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+//! let repo = Repository::open(&settings).await?;
+//! let request = PhysicalRestoreRequest {
+//!     target: RecoveryTarget::Time(parse_time("2026-11-25 15:04:30+01")?),
+//!     backup: None,
+//!     timeline: TimelineChoice::Latest,
+//!     pgdata: "/srv/restore".into(),
+//!     force: false,
+//! };
+//! let plan = plan_physical_restore(&repo, &request).await?;
+//! println!("backup {}, WAL {} to {}", plan.backup, plan.wal_from, plan.wal_to);
+//! let options = PhysicalRestoreOptions {
+//!     start: true,
+//!     target_action: TargetAction::Pause,
+//!     port: Some(5433),
+//!     keep_archiving: false,
+//!     owner: None,
+//! };
+//! let report = restore_physical(&settings, &repo, &plan, &options, Arc::new(NoProgress)).await?;
+//! println!("{}: reached {:?}", report.state, report.reached_lsn);
+//! # Ok(()) }
+//! ```
+//!
+//! `crates/pgkeep-core/examples/` has both as runnable programs, and a third that archives a WAL
+//! segment as `archive_command` would.
+//!
+//! # The surface
+//!
+//! - Settings: [`Settings`] (from a file with [`Settings::load`], or in code with
+//!   [`Settings::new`]), [`Config`] (the file as written), [`ConnInfo`] (libpq's rules),
+//!   [`RepoLocation`], [`Compression`].
+//! - The repository: [`Repository`] over a [`Storage`] ([`LocalStorage`], [`S3Storage`]); its
+//!   backups' [`Manifest`]s ([`list_backups`], [`find_backup`]); objects streamed through zstd and
+//!   sha256 ([`store_object`], [`fetch_object`]).
+//! - Logical: [`backup_logical`], [`plan_logical_restore`] and [`restore_logical`],
+//!   [`restore_globals`].
+//! - Physical and WAL: [`backup_physical`], [`wal_push`], [`wal_fetch`],
+//!   [`recoverable_window`], [`plan_physical_restore`] and [`restore_physical`].
+//! - Checks: [`verify_backups`], [`verify_wal`], [`check()`].
+//! - Errors: [`Error`], with the lower layers' errors and each feature's refusals as variants.
+//!
+//! The code is layered (docs/architecture.md): PostgreSQL vocabulary and access, settings, child
+//! processes, storage, errors, streams, the repository, then the features; each layer imports only
+//! from the layers before it.
 
-pub mod archive;
-pub mod catalog;
 mod check;
-pub mod config;
-mod conninfo;
 mod error;
-pub mod logical;
-pub mod pg;
-pub mod physical;
-pub mod pipeline;
-pub mod process;
-pub mod progress;
+mod exec;
+mod logical;
+mod pg;
+mod physical;
+mod pitr;
 mod repo;
-pub mod storage;
-mod tarwatch;
-pub mod time;
-pub mod tools;
-pub mod wal;
+mod settings;
+mod storage;
+mod stream;
+mod verify;
+mod wal;
 
-pub use catalog::{BackupKind, Manifest};
 pub use check::{
     CheckReport, ConnectionReport, DataDirReport, Problem, RepositoryReport, Severity, check,
 };
-pub use config::{ConfigError, Overrides, RepoLocation, S3Settings, Settings};
-pub use conninfo::{ConnInfo, PasswordSource};
-pub use error::Error;
-pub use pipeline::{Compression, StoredObject};
-pub use progress::{NoProgress, Progress};
+pub use error::{Damage, Error, LogicalError, PhysicalError, PitrError, SegmentProblem, WalError};
+pub use exec::{ProcessError, ToolError, ToolInfo, shell_quote};
+pub use logical::{
+    BackupChoice, GlobalsReport, LogicalBackupOptions, LogicalRestoreOptions, LogicalRestorePlan,
+    LogicalRestoreReport, backup_logical, plan_logical_restore, restore_globals, restore_logical,
+};
+pub use pg::{
+    ConnInfo, ConnInfoError, DEFAULT_PORT, DEFAULT_SEGMENT_SIZE, DEFAULT_SOCKET_DIR, Lsn,
+    PasswordSource, PgError, ServerInfo, TimeError, WalFile, connect, parse_time, segment_name,
+    server_info,
+};
+pub use physical::{PhysicalBackupOptions, backup_physical};
+pub use pitr::{
+    PhysicalRestoreOptions, PhysicalRestorePlan, PhysicalRestoreReport, PhysicalRestoreRequest,
+    RecoveryTarget, RecoveryWindow, RestoreState, TargetAction, TimelineChoice,
+    TimelineChoiceError, plan_physical_restore, recoverable_window, restore_physical,
+};
+pub use repo::catalog::{
+    BackupKind, ConfigFile, DatabaseInfo, LogicalOptions, Manifest, ManifestObject, ObjectFormat,
+    ObjectRole, PhysicalInfo, find_backup, list_backups,
+};
 pub use repo::{ClusterIdentity, Repository, open_storage};
-pub use storage::{LocalStorage, ObjectMeta, PutMode, S3Storage, Storage, StorageError};
+pub use settings::{
+    Compression, CompressionConfig, Config, ConfigError, DEFAULT_CLUSTER, DEFAULT_CONFIG_PATHS,
+    FailoverConfig, InvalidValue, NodeConfig, Overrides, PostgresConfig, RepoLocation,
+    RepositoryConfig, S3Config, S3Settings, Settings, SyncConfig, WalConfig, validate_cluster_name,
+};
+pub use storage::{
+    ByteReader, FileError, LocalStorage, ObjectMeta, PutMode, S3Storage, Storage, StorageError,
+    remove_file, write_file,
+};
+pub use stream::{Codec, NoProgress, Progress, StoredObject, fetch_object, store_object};
+pub use verify::{
+    BackupCheck, ObjectCheck, VerifyReport, VerifySelection, verify_backups, verify_wal,
+};
+pub use wal::{Fetched, Pushed, TimelineSummary, WalReport, wal_fetch, wal_push};

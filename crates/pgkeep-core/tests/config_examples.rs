@@ -1,6 +1,6 @@
 //! Every example configuration shipped in config/ parses and validates.
 
-use pgkeep_core::config::Config;
+use pgkeep_core::Config;
 use pgkeep_core::{Overrides, Settings};
 
 #[test]

@@ -4,10 +4,12 @@
 mod common;
 
 use common::{backends, random_bytes, text_bytes};
-use pgkeep_core::{Compression, Error, PutMode, Repository, StoredObject, pipeline};
+use pgkeep_core::{
+    Compression, Error, PutMode, Repository, StoredObject, fetch_object, store_object,
+};
 
 async fn roundtrip(storage: &dyn pgkeep_core::Storage, key: &str, data: Vec<u8>) -> StoredObject {
-    let stored = pipeline::store(
+    let stored = store_object(
         storage,
         key,
         std::io::Cursor::new(data.clone()),
@@ -20,13 +22,13 @@ async fn roundtrip(storage: &dyn pgkeep_core::Storage, key: &str, data: Vec<u8>)
     .await
     .expect("store");
     assert_eq!(stored.size, data.len() as u64);
-    assert_eq!(stored.compression, "zstd");
+    assert_eq!(serde_json::to_value(stored.compression).unwrap(), "zstd");
     assert_eq!(
         storage.head(key).await.expect("head").size,
         stored.stored_size
     );
     let mut out = Vec::new();
-    let n = pipeline::fetch(storage, &stored, &mut out)
+    let n = fetch_object(storage, &stored, &mut out)
         .await
         .expect("fetch");
     assert_eq!(n, data.len() as u64);
@@ -74,7 +76,7 @@ async fn flipped_byte_is_a_checksum_error() {
             let stored = roundtrip(s, key, text_bytes(3 * 1024 * 1024)).await;
             damage(s, key, truncate).await;
             let mut out = Vec::new();
-            let err = pipeline::fetch(s, &stored, &mut out).await.unwrap_err();
+            let err = fetch_object(s, &stored, &mut out).await.unwrap_err();
             assert!(
                 matches!(err, Error::ChecksumMismatch { .. }),
                 "{}: {key}: expected a checksum mismatch, got {err}",
@@ -117,7 +119,7 @@ async fn failing_source_stores_nothing() {
     for b in backends("pipe-fail").await {
         let s = b.storage.as_ref();
         for (key, len) in [("p/small.zst", 10_000), ("p/large.zst", 14 * 1024 * 1024)] {
-            let err = pipeline::store(
+            let err = store_object(
                 s,
                 key,
                 FailingSource { left: len },
@@ -155,7 +157,7 @@ async fn dropped_store_leaves_nothing_listed() {
                 }
             }
         });
-        let store = pipeline::store(
+        let store = store_object(
             s,
             "p/never.zst",
             reader,

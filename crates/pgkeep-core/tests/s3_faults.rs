@@ -124,7 +124,7 @@ async fn broken_downloads_resume_where_they_stopped() {
     assert!(s3.get_bytes("g/object").await.is_err());
 
     // Through the pipeline, a read that keeps breaking is an outage, not corruption.
-    let stored = pgkeep_core::pipeline::store(
+    let stored = pgkeep_core::store_object(
         &direct(garage, &prefix).await,
         "g/piped",
         std::io::Cursor::new(data.clone()),
@@ -134,7 +134,7 @@ async fn broken_downloads_resume_where_they_stopped() {
     .await
     .unwrap();
     let (_proxy, s3) = behind_new_proxy(garage, &prefix, one_mib).await;
-    let err = pgkeep_core::pipeline::fetch(&s3, &stored, &mut tokio::io::sink())
+    let err = pgkeep_core::fetch_object(&s3, &stored, &mut tokio::io::sink())
         .await
         .unwrap_err();
     assert!(

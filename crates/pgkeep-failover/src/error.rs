@@ -36,6 +36,16 @@ pub enum FailoverError {
         /// What to do.
         fix: String,
     },
+    /// A state file (the switchover journal, the must-rejoin record) cannot be read or written.
+    #[error("{}: {problem}\n  fix: {fix}", path.display())]
+    State {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
     /// The pair is not in a state that allows the operation; nothing was changed.
     #[error("{problem}; nothing was changed\n  fix: {fix}")]
     Refused {

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use pgkeep_core::config::{NodeConfig, SyncConfig};
-use pgkeep_core::{ConnInfo, Settings};
+use pgkeep_core::{ConnInfo, NodeConfig, Settings, SyncConfig, shell_quote};
 
 use crate::error::FailoverError;
 
@@ -75,11 +74,10 @@ pub struct Pair {
     pub state_dir: PathBuf,
     /// Largest replay lag for a switchover target.
     pub max_lag_bytes: u64,
-}
-
-/// Single-quotes `value` for a POSIX shell.
-pub fn shell_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "'\\''"))
+    /// How long a switchover waits for the target to replay the old master's last checkpoint.
+    pub catch_up_timeout: Duration,
+    /// Commands run after a role change (`failover.hooks`).
+    pub hooks: Vec<String>,
 }
 
 impl Pair {
@@ -146,6 +144,8 @@ impl Pair {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("/var/lib/pgkeep")),
             max_lag_bytes: failover.max_lag_bytes.unwrap_or(16 * 1024 * 1024),
+            catch_up_timeout: Duration::from_secs(failover.catch_up_timeout.unwrap_or(60)),
+            hooks: failover.hooks.clone(),
         })
     }
 
@@ -236,7 +236,7 @@ fn node_from_config(
     .map_err(|problem| {
         config_error(
             &key("conninfo"),
-            problem,
+            problem.to_string(),
             "write it as libpq does: key=value pairs or a postgresql:// URL",
         )
     })?;
@@ -408,12 +408,36 @@ impl Node {
     /// Whether the node's PostgreSQL is a primary (`Some(false)` in recovery, `None` when it does
     /// not answer).
     pub async fn is_primary(&self) -> Option<bool> {
-        let client = pgkeep_core::pg::connect(&self.conninfo, None).await.ok()?;
+        let client = pgkeep_core::connect(&self.conninfo, None).await.ok()?;
         let row = client
             .query_one("SELECT pg_is_in_recovery()", &[])
             .await
             .ok()?;
         Some(!row.get::<_, bool>(0))
+    }
+
+    /// Starts the application services, in order.
+    pub async fn start_services(&self) -> Result<(), FailoverError> {
+        for service in &self.services {
+            self.run(
+                &format!("starting {service}"),
+                &self.start_service.replace("{service}", service),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the application services, in reverse order.
+    pub async fn stop_services(&self) -> Result<(), FailoverError> {
+        for service in self.services.iter().rev() {
+            self.run(
+                &format!("stopping {service}"),
+                &self.stop_service.replace("{service}", service),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Whether the marker file exists.

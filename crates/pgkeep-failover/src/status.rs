@@ -1,9 +1,10 @@
 //! `pgkeep failover status`: each node's view and the problems of the pair.
 
-use pgkeep_core::wal::Lsn;
+use pgkeep_core::Lsn;
 use serde::Serialize;
 
 use crate::node::{Node, Pair};
+use crate::state::must_rejoin;
 
 /// What one node looks like.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -63,7 +64,7 @@ async fn node_status(node: &Node) -> NodeStatus {
         }
         Err(e) => status.error = Some(e.to_string()),
     }
-    let client = match pgkeep_core::pg::connect(&node.conninfo, None).await {
+    let client = match pgkeep_core::connect(&node.conninfo, None).await {
         Ok(client) => client,
         Err(e) => {
             status.error.get_or_insert(e.to_string());
@@ -127,11 +128,12 @@ pub async fn status(pair: &Pair) -> PairStatus {
         }
     }
     let mut problems = judge(&nodes);
-    for m in crate::promote::must_rejoin(pair) {
-        problems.push(format!(
+    match must_rejoin(pair) {
+        Ok(list) => problems.extend(list.iter().map(|m| format!(
             "node {} was replaced by {} and must be made its standby before it runs again: `pgkeep failover rejoin {}`",
             m.node, m.replaced_by, m.node
-        ));
+        ))),
+        Err(e) => problems.push(e.to_string()),
     }
     let with_marker: Vec<&NodeStatus> = nodes.iter().filter(|n| n.marker).collect();
     PairStatus {

@@ -6,10 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+use pgkeep_core::shell_quote;
 use serde::Serialize;
 
 use crate::error::FailoverError;
-use crate::node::{Node, Pair, Transport, shell_quote};
+use crate::node::{Node, Pair, Transport};
 
 /// The sentinel file's default name.
 pub const DEFAULT_SENTINEL: &str = ".pgkeep-sync";

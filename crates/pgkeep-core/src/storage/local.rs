@@ -1,9 +1,10 @@
 //! A repository in a local directory.
 //!
-//! A put writes a uniquely named staging file (`.pgkeep-tmp-<random>`) in the target's own directory,
-//! fsyncs it, publishes it — by `rename` to overwrite, or by `link`, which fails if the name exists, to
-//! create — and fsyncs the directory so the new name survives a crash. A staging file left by a
-//! killed process is never listed and never read.
+//! A put is a durable write ([`super::durable`]): a uniquely named staging file
+//! (`.pgkeep-tmp-<random>`) in the target's own directory, fsynced, published — by `rename` to
+//! overwrite, or by `link`, which fails if the name exists, to create — and the directory fsynced so
+//! the new name survives a crash. A staging file left by a killed process is never listed and
+//! never read.
 
 use std::io::SeekFrom;
 use std::ops::Range;
@@ -13,10 +14,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
+use super::durable::{FileError, STAGING_PREFIX, Staged, fsync_dir};
 use super::{ByteReader, ObjectMeta, PutMode, Storage, StorageError, validate_key};
-
-/// Names starting with this are staging files of puts in progress (or of killed ones).
-pub(crate) const STAGING_PREFIX: &str = ".pgkeep-tmp-";
 
 const COPY_BUFFER: usize = 1024 * 1024;
 
@@ -45,22 +44,8 @@ fn local_err(op: &'static str, path: &Path, source: std::io::Error) -> StorageEr
     }
 }
 
-/// Removes the staging file unless it was published.
-struct Staging {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+fn local_file_err(e: FileError) -> StorageError {
+    local_err(e.op, &e.path, e.source)
 }
 
 /// Creates `dir` and its missing parents (mode 0700), and fsyncs the parent of each, so that a
@@ -168,39 +153,20 @@ impl Storage for LocalStorage {
                 .await
                 .map_err(|e| local_err("creating directory", &self.root, e.into()))??;
         }
-        let mut staging = Staging {
-            path: dir.join(format!("{STAGING_PREFIX}{:016x}", rand::random::<u64>())),
-            armed: true,
-        };
-        let size = self.write_staging(key, &staging.path, body).await?;
-
-        let staging_path = staging.path.clone();
+        let staged = Staged::in_dir(&dir);
+        let size = self.write_staging(key, staged.path(), body).await?;
         let key_owned = key.to_string();
-        let published = tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
-            match mode {
-                PutMode::Overwrite => std::fs::rename(&staging_path, &path)
-                    .map_err(|e| local_err("renaming into place", &path, e))?,
-                PutMode::Create => {
-                    // link(2) refuses an existing name atomically, which rename(2) would replace.
-                    std::fs::hard_link(&staging_path, &path).map_err(|e| {
-                        if e.kind() == std::io::ErrorKind::AlreadyExists {
-                            StorageError::AlreadyExists {
-                                key: key_owned.clone(),
-                            }
-                        } else {
-                            local_err("linking into place", &path, e)
-                        }
-                    })?;
-                    let _ = std::fs::remove_file(&staging_path);
+        tokio::task::spawn_blocking(move || {
+            staged.publish(&path, mode).map_err(|e| {
+                if e.is_already_exists() {
+                    StorageError::AlreadyExists { key: key_owned }
+                } else {
+                    local_file_err(e)
                 }
-            }
-            // The rename or link lives in the directory: fsync it so the name survives a crash.
-            fsync_dir(&dir).map_err(|e| local_err("fsyncing directory", &dir, e))
+            })
         })
         .await
-        .map_err(|e| local_err("publishing", &staging.path, e.into()))?;
-        staging.armed = published.is_err();
-        published?;
+        .map_err(|e| local_err("publishing", &dir, e.into()))??;
         Ok(ObjectMeta {
             key: key.to_string(),
             size,

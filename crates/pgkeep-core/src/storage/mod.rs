@@ -8,6 +8,7 @@
 //! an error, a dropped future, a killed process — leaves no object behind that `get`, `head` or `list`
 //! would show.
 
+mod durable;
 mod local;
 mod s3;
 
@@ -18,6 +19,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+pub use durable::{FileError, remove_file, write_file};
 pub use local::LocalStorage;
 pub use s3::S3Storage;
 
@@ -47,6 +49,7 @@ pub struct ObjectMeta {
 /// A storage failure. Callers act on [`StorageError::is_not_found`] and
 /// [`StorageError::is_permanent`]; the message says what failed and what to do.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StorageError {
     /// No object under that key.
     #[error("{key}: no such object in the repository")]
@@ -149,7 +152,7 @@ impl StorageError {
 
 /// Checks that a key is a clean relative path: no leading `/`, no empty, `.` or `..` segments, and
 /// no segment that looks like a staging file.
-pub fn validate_key(key: &str) -> Result<(), StorageError> {
+pub(crate) fn validate_key(key: &str) -> Result<(), StorageError> {
     let bad = |reason| {
         Err(StorageError::InvalidKey {
             key: key.to_string(),
@@ -166,7 +169,7 @@ pub fn validate_key(key: &str) -> Result<(), StorageError> {
         if segment.is_empty() || segment == "." || segment == ".." {
             return bad("has an empty, `.` or `..` segment");
         }
-        if segment.starts_with(local::STAGING_PREFIX) {
+        if segment.starts_with(durable::STAGING_PREFIX) {
             return bad("uses the reserved staging prefix");
         }
     }

@@ -1,0 +1,271 @@
+//! The command line as clap parses it: every command, flag and help text. Turning these into
+//! library options is `commands`' job.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+/// PostgreSQL backup, restore and failover.
+#[derive(Debug, Parser)]
+#[command(name = "pgkeep", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file [default: ./pgkeep.toml, then /etc/pgkeep/pgkeep.toml].
+    #[arg(long, global = true, env = "PGKEEP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Repository: file:///path or s3://bucket/prefix (overrides repository.url).
+    #[arg(long, global = true, env = "PGKEEP_REPO", value_name = "URL")]
+    pub repo: Option<String>,
+
+    /// Cluster name inside the repository (overrides repository.cluster; default main).
+    #[arg(long, global = true, env = "PGKEEP_CLUSTER", value_name = "NAME")]
+    pub cluster: Option<String>,
+
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Preflight: connection, server settings, client programs and repository, each problem with
+    /// its fix. Exits 3 when something the configured jobs need is wrong.
+    Check,
+    /// Take a backup.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// List the backups in the repository.
+    List,
+    /// Show one backup's manifest.
+    Info {
+        /// The backup id (see `pgkeep list`).
+        id: String,
+    },
+    /// Re-read backups from the repository and check sizes, checksums and archive readability
+    /// (pg_restore --list, pg_verifybackup); exits 1 when something is damaged.
+    Verify {
+        /// The backup to verify [default: the newest].
+        id: Option<String>,
+        /// Verify every backup.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        /// Check the WAL archive instead: every file readable, no gaps, no timeline forks.
+        #[arg(long, conflicts_with_all = ["id", "all"])]
+        wal: bool,
+    },
+    /// Restore: a database or the roles from a logical backup (--db, --globals), or a data directory
+    /// to a point in time from a physical backup and the WAL archive (--pgdata).
+    Restore(RestoreArgs),
+    /// The two-server master/standby pair: status, switchover, promote, rejoin.
+    #[command(subcommand)]
+    Failover(FailoverCommand),
+    /// Replicate files from the master to the other nodes.
+    #[command(subcommand)]
+    Sync(SyncCommand),
+    /// Archive one WAL file: `archive_command = 'pgkeep wal-push %p'`. Exits 0 once it is durable
+    /// (or the archive already holds the same content), 1 otherwise.
+    WalPush {
+        /// The file (PostgreSQL's %p).
+        path: PathBuf,
+    },
+    /// Restore one archived WAL file: `restore_command = 'pgkeep wal-fetch %f %p'`. Exits 0 when
+    /// restored, 1 only when the archive has no such file, 200 on any other failure (PostgreSQL then
+    /// stops instead of ending recovery early).
+    WalFetch {
+        /// The file name asked for (%f).
+        name: String,
+        /// Where to write it (%p).
+        dest: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FailoverCommand {
+    /// Each node's marker, PostgreSQL role, timeline, LSNs and lag, and the pair's problems. Exits 3
+    /// when there is a problem.
+    Status {
+        /// This machine's node (overrides failover.local-node).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+    },
+    /// Planned switchover: checks, final file sync, stop services and PostgreSQL on the master,
+    /// wait for the standby to replay everything, move the marker, promote, start services, hooks.
+    /// A rerun after an interruption continues where it stopped.
+    Switchover {
+        /// The standby to become the master.
+        #[arg(long, value_name = "NODE")]
+        to: String,
+        /// Print the plan with the live values; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// This machine's node (overrides failover.local-node).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+    },
+    /// Unplanned: promote this machine's standby when the master is gone; creates the marker,
+    /// starts services, runs hooks, and records that the old master must be rejoined.
+    Promote {
+        /// Promote even though the old master still answers as a primary.
+        #[arg(long)]
+        force: bool,
+        /// This machine's node (overrides failover.local-node).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+    },
+    /// Turn a former master into a streaming standby of the current master (pg_rewind).
+    Rejoin {
+        /// The former master.
+        target: String,
+        /// Copy the master afresh with pg_basebackup instead of pg_rewind (the node's data
+        /// directory is emptied first).
+        #[arg(long)]
+        reclone: bool,
+        /// This machine's node (overrides failover.local-node).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// rsync the [sync] paths from this node, if it is the master, to the other nodes. On a node
+    /// without the marker it does nothing and exits 0.
+    Files {
+        /// This machine's node (overrides failover.local-node).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// Show what would be copied and deleted (rsync --dry-run).
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// pg_dump each database (custom format) and pg_dumpall --globals-only into the repository.
+    Logical {
+        /// A database to back up (repeatable).
+        #[arg(long = "db", value_name = "NAME", required_unless_present_any = ["all", "globals"])]
+        databases: Vec<String>,
+        /// Every connectable database except templates (implies --globals).
+        #[arg(long, conflicts_with = "databases")]
+        all: bool,
+        /// Also store roles and tablespaces (pg_dumpall --globals-only).
+        #[arg(long)]
+        globals: bool,
+        /// Databases dumped at once.
+        #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
+        /// Leave out tables matching this pg_dump pattern (repeatable).
+        #[arg(long, value_name = "PATTERN")]
+        exclude_table: Vec<String>,
+        /// Only the schema, no data.
+        #[arg(long)]
+        schema_only: bool,
+    },
+    /// pg_basebackup (tar, fast checkpoint) into the repository; recorded once its WAL is archived.
+    Physical {
+        /// The server is a standby.
+        #[arg(long)]
+        from_standby: bool,
+        /// Seconds to wait for the backup's last WAL segment to be archived.
+        #[arg(long, default_value_t = 300, value_name = "SECS")]
+        wal_timeout: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["db", "globals", "pgdata"])))]
+#[command(group(clap::ArgGroup::new("when").required(true).multiple(true).args(["at", "backup", "lsn", "xid", "name", "immediate", "latest"])))]
+#[command(group(clap::ArgGroup::new("target").args(["at", "lsn", "xid", "name", "immediate", "latest"])))]
+pub struct RestoreArgs {
+    /// The database to restore.
+    #[arg(long, value_name = "NAME")]
+    pub db: Option<String>,
+    /// Replay the roles and tablespaces (run this first when restoring into a new cluster).
+    #[arg(long, conflicts_with_all = ["into", "clean"])]
+    pub globals: bool,
+    /// Use the newest backup that finished at or before this time: `2026-11-25 15:04:30` (local),
+    /// `2026-11-25 15:04:30+01`, or RFC 3339.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Use this backup (see `pgkeep list`).
+    #[arg(long, value_name = "ID")]
+    pub backup: Option<String>,
+    /// Restore under another name (created for the restore).
+    #[arg(long, value_name = "NEW_NAME")]
+    pub into: Option<String>,
+    /// Parallel pg_restore jobs (above 1 the archive is staged in a temporary file).
+    #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Replace the contents of an existing database.
+    #[arg(long)]
+    pub clean: bool,
+    /// Physical point-in-time restore into this data directory (empty or absent).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["db", "globals", "into", "clean"])]
+    pub pgdata: Option<PathBuf>,
+    /// Physical: recover up to this WAL location (`0/3000060`).
+    #[arg(long, value_name = "LSN", requires = "pgdata")]
+    pub lsn: Option<String>,
+    /// Physical: recover up to the commit of this transaction id.
+    #[arg(long, value_name = "XID", requires = "pgdata")]
+    pub xid: Option<String>,
+    /// Physical: recover up to this restore point (pg_create_restore_point).
+    #[arg(long, value_name = "NAME", requires = "pgdata")]
+    pub name: Option<String>,
+    /// Physical: stop as soon as the base backup is consistent.
+    #[arg(long, requires = "pgdata")]
+    pub immediate: bool,
+    /// Physical: replay all archived WAL.
+    #[arg(long, requires = "pgdata")]
+    pub latest: bool,
+    /// Physical: timeline to follow: latest, current (the backup's), or a number.
+    #[arg(
+        long,
+        default_value = "latest",
+        value_name = "TIMELINE",
+        requires = "pgdata"
+    )]
+    pub timeline: String,
+    /// Physical: what the server does at the target.
+    #[arg(long, value_enum, default_value_t = CliTargetAction::Pause, requires = "pgdata")]
+    pub target_action: CliTargetAction,
+    /// Physical: start the server, wait until it reaches the target, and report where it stopped.
+    #[arg(long, requires = "pgdata")]
+    pub start: bool,
+    /// Physical: port of the restored server.
+    #[arg(long, requires = "pgdata")]
+    pub port: Option<u16>,
+    /// Physical: replace the contents of a non-empty --pgdata.
+    #[arg(long, requires = "pgdata")]
+    pub force: bool,
+    /// Physical: keep the backup's archive settings (default: archive_mode = off in the copy, so
+    /// it does not archive into the same repository).
+    #[arg(long, requires = "pgdata")]
+    pub keep_archiving: bool,
+    /// Physical, as root: the user that owns the restored files and runs the server.
+    #[arg(long, value_name = "USER", requires = "pgdata")]
+    pub owner: Option<String>,
+}
+
+/// `--target-action`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CliTargetAction {
+    /// Stay read-only at the target for inspection.
+    Pause,
+    /// End recovery and accept writes.
+    Promote,
+    /// Shut down at the target.
+    Shutdown,
+}

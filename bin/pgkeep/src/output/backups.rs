@@ -1,0 +1,229 @@
+//! Backups, the catalog and verification for people: the summary after a backup, `list`, `info`,
+//! `verify` and `verify --wal`.
+
+use std::fmt::Write;
+
+use pgkeep_core::{Manifest, ObjectRole, RecoveryWindow, Repository, VerifyReport, WalReport};
+
+use super::{bytes, ratio, when};
+
+/// The summary after `backup logical`.
+pub fn backup_summary(m: &Manifest) -> String {
+    let mut out = String::new();
+    for o in &m.objects {
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>10} -> {:>10} stored  {:>6.1} s",
+            o.database.as_deref().unwrap_or(match o.role {
+                ObjectRole::Base => "(data directory)",
+                ObjectRole::BackupManifest => "(backup_manifest)",
+                _ => "(globals)",
+            }),
+            bytes(o.stored.size),
+            bytes(o.stored.stored_size),
+            o.seconds
+        );
+    }
+    if let Some(p) = &m.physical {
+        let _ = writeln!(
+            out,
+            "backup {}: physical, WAL {} to {} (LSN {} to {}, timeline {}), {} read, {} stored (ratio {}), {:.1} s; restorable from {}",
+            m.id,
+            p.start_segment,
+            p.stop_segment,
+            p.start_lsn,
+            p.stop_lsn,
+            p.timeline,
+            bytes(m.size()),
+            bytes(m.stored_size()),
+            ratio(m.size(), m.stored_size()),
+            m.seconds(),
+            when(&p.stop_time)
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "backup {}: {} database(s){}, {} read, {} stored (ratio {}), {:.1} s",
+        m.id,
+        m.databases().len(),
+        if m.globals().is_some() {
+            " + globals"
+        } else {
+            ""
+        },
+        bytes(m.size()),
+        bytes(m.stored_size()),
+        ratio(m.size(), m.stored_size()),
+        m.seconds()
+    );
+    out
+}
+
+/// `list --json`: stable fields, documented in docs/cli.md.
+pub fn list_json(
+    repo: &Repository,
+    backups: &[Manifest],
+    window: &RecoveryWindow,
+) -> serde_json::Value {
+    serde_json::json!({
+        "repository": repo.storage().url(),
+        "cluster": repo.cluster(),
+        "window": (window.from.is_some()).then_some(window),
+        "backups": backups.iter().map(|m| serde_json::json!({
+            "id": m.id,
+            "kind": m.kind,
+            "started_at": m.started_at,
+            "finished_at": m.finished_at,
+            "seconds": m.seconds(),
+            "databases": m.databases(),
+            "globals": m.globals().is_some(),
+            "size": m.size(),
+            "stored_size": m.stored_size(),
+            "status": "complete",
+            "physical": m.physical.as_ref().map(|p| serde_json::json!({
+                "start_lsn": p.start_lsn,
+                "stop_lsn": p.stop_lsn,
+                "timeline": p.timeline,
+                "stop_time": p.stop_time,
+            })),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `list` as a table.
+pub fn list_table(repo: &Repository, backups: &[Manifest], window: &RecoveryWindow) -> String {
+    let mut out = String::new();
+    if backups.is_empty() {
+        let _ = writeln!(
+            out,
+            "no backups of cluster {} in {}",
+            repo.cluster(),
+            repo.storage().url()
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<18} {:<8} {:<23} {:>8} {:>10} {:>10}  databases",
+        "id", "kind", "finished", "seconds", "size", "stored"
+    );
+    for m in backups {
+        let mut dbs = m.databases().join(", ");
+        if m.globals().is_some() {
+            dbs.push_str(" + globals");
+        }
+        if let Some(p) = &m.physical {
+            dbs = format!("data directory, WAL from {}", p.start_segment);
+        }
+        let _ = writeln!(
+            out,
+            "{:<18} {:<8} {:<23} {:>8.1} {:>10} {:>10}  {}",
+            m.id,
+            format!("{:?}", m.kind).to_lowercase(),
+            when(&m.finished_at),
+            m.seconds(),
+            bytes(m.size()),
+            bytes(m.stored_size()),
+            dbs.trim_start_matches(" + ")
+        );
+    }
+    if window.from.is_some() {
+        let _ = writeln!(out, "point-in-time recovery window: {window}");
+    }
+    out
+}
+
+/// `verify --wal` in human form.
+pub fn wal_report(r: &WalReport) -> String {
+    let mut out = String::new();
+    for t in &r.timelines {
+        let _ = writeln!(
+            out,
+            "timeline {}: {} to {} ({} segments)",
+            t.timeline, t.first, t.last, t.segments
+        );
+    }
+    for f in &r.forks {
+        let _ = writeln!(out, "fork: {f}");
+    }
+    for p in &r.problems {
+        let _ = writeln!(out, "PROBLEM: {p}");
+    }
+    let _ = writeln!(
+        out,
+        "{} files read back; {}",
+        r.checked,
+        if r.problems.is_empty() {
+            "the archive is complete".to_string()
+        } else {
+            format!("{} problem(s)", r.problems.len())
+        }
+    );
+    out
+}
+
+/// `info ID` in human form.
+pub fn info(m: &Manifest) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "backup       {}", m.id);
+    let _ = writeln!(
+        out,
+        "kind         {}",
+        format!("{:?}", m.kind).to_lowercase()
+    );
+    let _ = writeln!(
+        out,
+        "cluster      {} (system id {})",
+        m.cluster, m.system_identifier
+    );
+    let _ = writeln!(out, "server       PostgreSQL {}", m.server_version);
+    let _ = writeln!(out, "started      {}", when(&m.started_at));
+    let _ = writeln!(
+        out,
+        "finished     {} ({:.1} s)",
+        when(&m.finished_at),
+        m.seconds()
+    );
+    for (tool, version) in &m.tools {
+        let _ = writeln!(out, "tool         {tool}: {version}");
+    }
+    let _ = writeln!(out, "objects:");
+    let _ = out.write_str(
+        &backup_summary(m)
+            .lines()
+            .filter(|l| l.starts_with("  "))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    );
+    out
+}
+
+/// `verify` results.
+pub fn verify_report(report: &VerifyReport) -> String {
+    let mut out = String::new();
+    for b in &report.backups {
+        let _ = writeln!(
+            out,
+            "backup {}: {}",
+            b.id,
+            if b.ok { "ok" } else { "FAILED" }
+        );
+        for o in &b.objects {
+            match &o.error {
+                None => {
+                    let _ = writeln!(out, "  ok      {}", o.key);
+                }
+                Some(e) => {
+                    let _ = writeln!(
+                        out,
+                        "  FAILED  {}\n          {}",
+                        o.key,
+                        e.replace('\n', "\n          ")
+                    );
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,27 @@
+//! Human-readable renderings of reports. JSON output is the reports' serde form (and `list_json`).
+
+mod backups;
+mod check;
+mod failover;
+mod restore;
+
+pub use backups::{backup_summary, info, list_json, list_table, verify_report, wal_report};
+pub use check::check_report;
+pub use failover::{pair_status, switchover_report, sync_report};
+pub use restore::{physical_plan, physical_report, restore_plan, restore_report};
+
+fn bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
+fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn ratio(size: u64, stored: u64) -> String {
+    if stored == 0 {
+        "-".into()
+    } else {
+        format!("{:.2}", size as f64 / stored as f64)
+    }
+}

@@ -1,0 +1,258 @@
+//! The library's error type. Each variant is something a caller can act on, carries its cause
+//! (`source`) where there is one, and its message says what failed, why, and what to do next.
+//! Messages never contain a password.
+//!
+//! The layers below have errors of their own, which [`Error`] wraps unchanged: [`ConfigError`]
+//! (settings), [`PgError`] (PostgreSQL), [`ProcessError`] and [`ToolError`] (child programs),
+//! [`StorageError`] (the repository's storage) and [`FileError`] (local files). The features' own
+//! refusals and failures are grouped by feature: [`LogicalError`], [`PhysicalError`],
+//! [`WalError`] and [`PitrError`].
+
+mod logical;
+mod physical;
+mod pitr;
+mod wal;
+
+pub use logical::LogicalError;
+pub use physical::PhysicalError;
+pub use pitr::PitrError;
+pub use wal::{Damage, SegmentProblem, WalError};
+
+use crate::exec::{ProcessError, ToolError};
+use crate::pg::PgError;
+use crate::settings::ConfigError;
+use crate::storage::{FileError, StorageError};
+
+/// Errors returned by `pgkeep-core`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration or a flag is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// No repository was configured for a command that needs one.
+    #[error(
+        "no repository configured\n  fix: pass --repo file:///path or --repo s3://bucket/prefix, or set repository.url in the configuration file"
+    )]
+    NoRepository,
+
+    /// The repository's storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+
+    /// Connecting to or querying PostgreSQL failed.
+    #[error(transparent)]
+    Postgres(#[from] PgError),
+
+    /// A child program (pg_dump, pg_restore, ...) could not be run or failed.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+
+    /// A PostgreSQL program is missing or does not fit the server.
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+
+    /// A local file or directory operation failed.
+    #[error("{0}\n  fix: check the path, its permissions and the free space")]
+    File(#[from] FileError),
+
+    /// An object read back does not match what was recorded when it was written.
+    #[error(
+        "{key}: checksum mismatch: expected sha256 {expected} ({expected_size} bytes), read {actual} ({actual_size} bytes); the stored object is corrupt or was changed\n  fix: do not restore from it; run `pgkeep verify` to find every damaged object and take a new backup"
+    )]
+    ChecksumMismatch {
+        /// The object.
+        key: String,
+        /// The recorded sha256.
+        expected: String,
+        /// The sha256 of what was read.
+        actual: String,
+        /// The recorded size.
+        expected_size: u64,
+        /// The size read.
+        actual_size: u64,
+    },
+
+    /// The storage reported a different size than the pipeline sent.
+    #[error(
+        "{key}: the repository reports {actual} bytes but {expected} were written\n  fix: check the repository's storage; the object cannot be trusted"
+    )]
+    SizeMismatch {
+        /// The object.
+        key: String,
+        /// Bytes written.
+        expected: u64,
+        /// Bytes the storage reports.
+        actual: u64,
+    },
+
+    /// The stored bytes match their checksum but do not decompress (they were written corrupt).
+    #[error(
+        "{key}: cannot be decompressed: {source}\n  fix: do not restore from this object; take a new backup"
+    )]
+    Corrupt {
+        /// The object.
+        key: String,
+        /// The decoder's error.
+        source: std::io::Error,
+    },
+
+    /// Compression failed while storing.
+    #[error(
+        "{key}: compressing failed: {source}\n  fix: check memory and the compression settings"
+    )]
+    Compress {
+        /// The object.
+        key: String,
+        /// Why.
+        source: std::io::Error,
+    },
+
+    /// Reading the data to be stored failed; nothing was stored.
+    #[error("{key}: reading the data to store failed: {source}; nothing was stored")]
+    Input {
+        /// The object.
+        key: String,
+        /// Why.
+        source: std::io::Error,
+    },
+
+    /// Writing restored data to its destination failed.
+    #[error("{key}: writing the restored data failed: {source}")]
+    Output {
+        /// The object being read.
+        key: String,
+        /// Why.
+        source: std::io::Error,
+    },
+
+    /// The repository holds another cluster under this cluster name.
+    #[error(
+        "{repo}: cluster name `{cluster}` belongs to another PostgreSQL cluster (system identifier {stored_system_id}, PostgreSQL {stored_major}); this server is {actual_system_id}, PostgreSQL {actual_major}\n  fix: use another --cluster name (or repository.cluster) for this server, or another repository; never mix two clusters' backups and WAL"
+    )]
+    ClusterMismatch {
+        /// The repository URL.
+        repo: String,
+        /// The cluster name.
+        cluster: String,
+        /// What the repository recorded.
+        stored_system_id: String,
+        /// What the repository recorded.
+        stored_major: u32,
+        /// The server being backed up.
+        actual_system_id: String,
+        /// The server being backed up.
+        actual_major: u32,
+    },
+
+    /// A repository record (a manifest, the cluster identity) exists but cannot be understood.
+    #[error("{key}: not a valid {record}: {source}\n  fix: {fix}")]
+    BadRecord {
+        /// The object.
+        key: String,
+        /// What it should be (`manifest`, `cluster identity record`).
+        record: &'static str,
+        /// The parser's error.
+        source: serde_json::Error,
+        /// What to do.
+        fix: &'static str,
+    },
+
+    /// Something pgkeep should never meet: a bug.
+    #[error("{problem}\n  fix: this is a bug in pgkeep; please report it")]
+    Internal {
+        /// What happened.
+        problem: String,
+    },
+
+    /// No backup has this id.
+    #[error(
+        "no backup `{id}` in {repo} (cluster {cluster})\n  fix: `pgkeep list` shows the backups there"
+    )]
+    NoSuchBackup {
+        /// The id given.
+        id: String,
+        /// The repository.
+        repo: String,
+        /// The cluster name.
+        cluster: String,
+    },
+
+    /// `verify` found nothing to check.
+    #[error(
+        "the repository {repo} holds no backup of cluster {cluster}\n  fix: check --repo and --cluster, or take a backup first"
+    )]
+    NothingToVerify {
+        /// The repository.
+        repo: String,
+        /// The cluster name.
+        cluster: String,
+    },
+
+    /// A program that reads a backup back (`pg_restore --list`, tar, `pg_verifybackup`) found it
+    /// unreadable or damaged.
+    #[error("{check} ({status}): {output}")]
+    CheckFailed {
+        /// What the program found (`pg_restore --list cannot read the archive`, ...).
+        check: &'static str,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it said.
+        output: String,
+    },
+
+    /// `verify` found damaged objects (its report says which).
+    #[error(
+        "verify found {objects} damaged object(s)\n  fix: do not restore from the backups marked FAILED; take a new backup and find the cause (disk, storage, tampering)"
+    )]
+    DamagedBackups {
+        /// How many objects failed.
+        objects: usize,
+    },
+
+    /// `verify --wal` found problems in the WAL archive (its report says which).
+    #[error(
+        "verify --wal found {problems} problem(s) in the WAL archive\n  fix: recovery stops at a gap or a damaged file: push the missing files from the server's pg_wal if they still exist, and take a new base backup so that restores need not cross them"
+    )]
+    WalArchiveProblems {
+        /// How many problems.
+        problems: usize,
+    },
+
+    /// A logical backup or restore cannot go ahead or failed.
+    #[error(transparent)]
+    Logical(#[from] LogicalError),
+
+    /// A physical backup cannot go ahead or failed.
+    #[error(transparent)]
+    Physical(#[from] PhysicalError),
+
+    /// `wal-push` or `wal-fetch` refused a file, or the archive holds a damaged one.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+
+    /// A point-in-time restore cannot go ahead or failed.
+    #[error(transparent)]
+    Pitr(#[from] PitrError),
+}
+
+impl Error {
+    /// Whether the error means the data read back is not what was stored.
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            Error::ChecksumMismatch { .. }
+                | Error::Corrupt { .. }
+                | Error::SizeMismatch { .. }
+                | Error::Wal(WalError::Damaged { .. })
+        )
+    }
+
+    /// A record that could not be serialized (a bug).
+    pub(crate) fn encode(key: &str, e: serde_json::Error) -> Error {
+        Error::Internal {
+            problem: format!("{key}: {e}"),
+        }
+    }
+}

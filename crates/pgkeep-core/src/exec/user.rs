@@ -1,0 +1,33 @@
+//! Operating system users: who runs pgkeep, and handing restored files to the user PostgreSQL runs
+//! as.
+
+use std::path::Path;
+
+/// The effective user id of this process, from /proc.
+pub(crate) fn euid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// uid and gid of `user`, from /etc/passwd.
+pub(crate) fn lookup_user(user: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() > 3 && fields[0] == user)
+            .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
+            .flatten()
+    })
+}
+
+/// Gives `path` and everything below it to `uid`:`gid` (symbolic links themselves, not their
+/// targets).
+pub(crate) fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}

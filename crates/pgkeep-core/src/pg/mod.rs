@@ -1,0 +1,21 @@
+//! PostgreSQL's own vocabulary and access to a server: connection parameters resolved as libpq
+//! resolves them ([`ConnInfo`]), connecting and querying ([`connect`], [`PgError`]), WAL locations
+//! and file names ([`Lsn`], [`WalFile`]), points in time as operators write them
+//! ([`parse_time`]) and quoting for SQL and postgresql.conf.
+//!
+//! This is the bottom layer of the crate: it imports nothing else from it.
+
+mod client;
+mod conninfo;
+mod lsn;
+mod quote;
+mod time;
+mod walname;
+
+pub use client::{PgError, ServerInfo, connect, server_info};
+pub(crate) use client::{UTC_TEXT, parse_utc_text, query_error, query_time};
+pub use conninfo::{ConnInfo, ConnInfoError, DEFAULT_PORT, DEFAULT_SOCKET_DIR, PasswordSource};
+pub use lsn::Lsn;
+pub(crate) use quote::{conf_quote, quote_ident, quote_literal};
+pub use time::{TimeError, parse_time};
+pub use walname::{DEFAULT_SEGMENT_SIZE, WalFile, segment_name};

@@ -1,0 +1,393 @@
+//! `backup physical`: pg_basebackup's tar stream (`-D - -Ft -X none`) stored as one object
+//! through the pipeline, PostgreSQL's `backup_manifest` beside it, and the configuration files
+//! kept outside the data directory. The backup carries no WAL of its own: recovery reads the WAL
+//! archive, so the manifest is written only once the segment holding the backup's end has been
+//! archived.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use super::config_files::store_outside_config;
+use crate::error::{Error, PhysicalError};
+use crate::exec::{self, BlockingStdout, ToolInfo};
+use crate::pg::{self, ConnInfo, Lsn, ServerInfo, UTC_TEXT, query_error, segment_name};
+use crate::repo::Repository;
+use crate::repo::catalog::{
+    self, BackupKind, MANIFEST_FORMAT, Manifest, ManifestObject, ObjectFormat, ObjectRole,
+    PhysicalInfo,
+};
+use crate::settings::Settings;
+use crate::storage::PutMode;
+use crate::stream::{self, Progress, ProgressReader, StoredObject, TarWatch};
+use crate::wal;
+
+/// Options of `backup physical`.
+#[derive(Debug, Clone)]
+pub struct PhysicalBackupOptions {
+    /// The server is a standby (pg_basebackup works the same; the primary archives the WAL).
+    pub from_standby: bool,
+    /// How long to wait for the backup's last WAL segment to be archived.
+    pub wal_timeout: Duration,
+}
+
+/// Values of `backup_label`.
+fn label_value<'a>(label: &'a str, key: &str) -> Option<&'a str> {
+    label
+        .lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(": ")))
+}
+
+/// One `WAL-Ranges` entry of a `backup_manifest`: timeline, start, end.
+type WalRange = (u32, Lsn, Lsn);
+
+/// `WAL-Ranges` and `Manifest-Checksum` of a `backup_manifest` (or of its tail).
+fn manifest_facts(text: &str) -> Option<(Vec<WalRange>, Option<String>)> {
+    let at = text.rfind("\"WAL-Ranges\"")?;
+    let open = at + text[at..].find('[')?;
+    let close = open + text[open..].find(']')?;
+    let ranges: Vec<serde_json::Value> = serde_json::from_str(&text[open..=close]).ok()?;
+    let ranges = ranges
+        .iter()
+        .map(|r| {
+            Some((
+                u32::try_from(r["Timeline"].as_u64()?).ok()?,
+                Lsn::parse(r["Start-LSN"].as_str()?)?,
+                Lsn::parse(r["End-LSN"].as_str()?)?,
+            ))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let checksum = text[close..].find("\"Manifest-Checksum\"").and_then(|c| {
+        let rest = &text[close + c + "\"Manifest-Checksum\"".len()..];
+        let start = rest.find('"')? + 1;
+        let end = start + rest[start..].find('"')?;
+        Some(rest[start..end].to_string())
+    });
+    Some((ranges, checksum))
+}
+
+/// The server's settings a base backup depends on, refused with the fix when wrong. Returns the
+/// WAL segment size.
+async fn check_server(
+    client: &tokio_postgres::Client,
+    conninfo: &ConnInfo,
+    server: &ServerInfo,
+    options: &PhysicalBackupOptions,
+) -> Result<u64, Error> {
+    match (server.in_recovery, options.from_standby) {
+        (true, false) => {
+            return Err(PhysicalError::IsStandby {
+                server: conninfo.server(),
+            }
+            .into());
+        }
+        (false, true) => {
+            return Err(PhysicalError::NotStandby {
+                server: conninfo.server(),
+            }
+            .into());
+        }
+        _ => {}
+    }
+    if server.wal_level == "minimal" {
+        return Err(PhysicalError::WalLevelMinimal.into());
+    }
+    if server.archive_mode == "off" && !options.from_standby {
+        return Err(PhysicalError::ArchiveModeOff.into());
+    }
+    let tablespaces: Vec<String> = client
+        .query(
+            "SELECT spcname || ' (' || pg_tablespace_location(oid) || ')' FROM pg_tablespace
+              WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY spcname",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error(conninfo, "listing tablespaces", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !tablespaces.is_empty() {
+        return Err(PhysicalError::Tablespaces { tablespaces }.into());
+    }
+    let segment_size: i64 = client
+        .query_one(
+            "SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size'",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error(conninfo, "reading wal_segment_size", e))?
+        .get(0);
+    Ok(segment_size.unsigned_abs())
+}
+
+/// What pg_basebackup's stream showed as it went by.
+struct BaseTaken {
+    stored: StoredObject,
+    seconds: f64,
+    label: String,
+    /// PostgreSQL's `backup_manifest`, unless it was too large to keep whole.
+    pg_manifest: Option<Vec<u8>>,
+    ranges: Vec<WalRange>,
+    manifest_checksum: Option<String>,
+    stop_time: chrono::DateTime<Utc>,
+}
+
+/// Runs pg_basebackup into `<prefix>base.tar.zst`, watching its tar stream for `backup_label` and
+/// `backup_manifest`.
+async fn take_base(
+    settings: &Settings,
+    repo: &Repository,
+    client: &tokio_postgres::Client,
+    tool: &ToolInfo,
+    id: &str,
+    progress: &Arc<dyn Progress>,
+) -> Result<BaseTaken, Error> {
+    let conninfo = &settings.conninfo;
+    let program = tool.program();
+    let mut cmd = exec::pg_std_command(&program, conninfo, None);
+    cmd.args([
+        "--pgdata=-",
+        "--format=tar",
+        "--wal-method=none",
+        "--checkpoint=fast",
+        "--no-password",
+    ])
+    .arg(format!("--label=pgkeep {id}"));
+    let item = "base backup".to_string();
+    progress.start(&item);
+    let begun = Instant::now();
+    let stdout = BlockingStdout::spawn(cmd, &program)?;
+    let watch = TarWatch::new(
+        ProgressReader {
+            inner: stdout,
+            progress: progress.clone(),
+            item: item.clone(),
+        },
+        &["backup_label", "backup_manifest"],
+    );
+    let watched = watch.handle();
+    let stored = stream::store_blocking(
+        repo.storage(),
+        &format!("{}base.tar.zst", catalog::backup_prefix(repo, id)),
+        watch,
+        PutMode::Create,
+        settings.compression,
+    )
+    .await?;
+    let seconds = begun.elapsed().as_secs_f64();
+    progress.finish(&item);
+    // The server sends backup_manifest right after pg_backup_stop: the server's clock now, less the
+    // time since the manifest went by, is when the backup ended (a little after, never before).
+    let clock = format!("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', {UTC_TEXT})");
+    let now = pg::query_time(client, conninfo, "reading the server's clock", &clock)
+        .await?
+        .ok_or_else(|| Error::Internal {
+            problem: "the server's clock cannot be read as RFC 3339 text".into(),
+        })?;
+    let stop_time = now
+        - watched
+            .get("backup_manifest")
+            .and_then(|c| c.seen_at)
+            .map_or(chrono::Duration::zero(), |seen| {
+                chrono::Duration::from_std(seen.elapsed()).unwrap_or_default()
+            });
+    let missing = |missing| PhysicalError::BaseBackupOutput { missing };
+    let label = watched
+        .get("backup_label")
+        .map(|c| String::from_utf8_lossy(&c.bytes).into_owned())
+        .ok_or_else(|| missing("backup_label"))?;
+    let pg_manifest = watched
+        .get("backup_manifest")
+        .ok_or_else(|| missing("backup_manifest"))?;
+    let (ranges, manifest_checksum) = manifest_facts(&String::from_utf8_lossy(&pg_manifest.bytes))
+        .ok_or_else(|| missing("WAL-Ranges in backup_manifest"))?;
+    Ok(BaseTaken {
+        stored,
+        seconds,
+        label,
+        pg_manifest: (!pg_manifest.truncated).then_some(pg_manifest.bytes),
+        ranges,
+        manifest_checksum,
+        stop_time,
+    })
+}
+
+/// The WAL facts of the backup, from its `backup_label` and `backup_manifest`.
+fn physical_info(
+    base: &BaseTaken,
+    segment_size: u64,
+    from_standby: bool,
+) -> Result<PhysicalInfo, PhysicalError> {
+    let missing = |missing| PhysicalError::BaseBackupOutput { missing };
+    let start_lsn = label_value(&base.label, "START WAL LOCATION")
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(Lsn::parse)
+        .ok_or_else(|| missing("START WAL LOCATION in backup_label"))?;
+    let timeline: u32 = label_value(&base.label, "START TIMELINE")
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| missing("START TIMELINE in backup_label"))?;
+    let &(stop_timeline, _, stop_lsn) = base
+        .ranges
+        .last()
+        .ok_or_else(|| missing("WAL range in backup_manifest"))?;
+    Ok(PhysicalInfo {
+        start_lsn,
+        stop_lsn,
+        start_segment: segment_name(timeline, start_lsn.segno(segment_size), segment_size),
+        stop_segment: segment_name(
+            stop_timeline,
+            Lsn(stop_lsn.0.saturating_sub(1)).segno(segment_size),
+            segment_size,
+        ),
+        timeline,
+        stop_timeline,
+        stop_time: base.stop_time,
+        wal_segment_size: segment_size,
+        from_standby,
+        backup_label: base.label.clone(),
+        backup_manifest_checksum: base.manifest_checksum.clone(),
+    })
+}
+
+/// Takes a physical backup and returns its manifest (written last, once its WAL is archived).
+pub async fn backup_physical(
+    settings: &Settings,
+    repo: &Repository,
+    options: &PhysicalBackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<Manifest, Error> {
+    let conninfo = &settings.conninfo;
+    let client = pg::connect(conninfo, None).await?;
+    let server = pg::server_info(&client, conninfo).await?;
+    let segment_size = check_server(&client, conninfo, &server, options).await?;
+    repo.ensure_identity(&server.system_identifier, server.major)
+        .await?;
+    let tool =
+        exec::fitting_tool(settings.bin_dir.as_deref(), "pg_basebackup", server.major).await?;
+
+    let started_at = Utc::now();
+    let id = catalog::new_backup_id(repo).await?;
+    let prefix = catalog::backup_prefix(repo, &id);
+    let base = take_base(settings, repo, &client, &tool, &id, &progress).await?;
+    let info = physical_info(&base, segment_size, options.from_standby)?;
+    wait_archived(repo, &info.stop_segment, options, &progress).await?;
+
+    let mut objects = vec![ManifestObject {
+        role: ObjectRole::Base,
+        database: None,
+        format: ObjectFormat::Tar,
+        database_info: None,
+        seconds: base.seconds,
+        path: None,
+        stored: base.stored,
+    }];
+    if let Some(bytes) = base.pg_manifest {
+        let stored = stream::store_object(
+            repo.storage(),
+            &format!("{prefix}backup_manifest.zst"),
+            std::io::Cursor::new(bytes),
+            PutMode::Create,
+            settings.compression,
+        )
+        .await?;
+        objects.push(ManifestObject {
+            role: ObjectRole::BackupManifest,
+            database: None,
+            format: ObjectFormat::Json,
+            database_info: None,
+            seconds: 0.0,
+            path: None,
+            stored,
+        });
+    }
+    objects.extend(store_outside_config(settings, repo, &client, &prefix).await?);
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        id,
+        kind: BackupKind::Physical,
+        cluster: repo.cluster().to_string(),
+        system_identifier: server.system_identifier.clone(),
+        server_version: server.version.clone(),
+        server_version_num: server.version_num,
+        started_at,
+        finished_at: Utc::now(),
+        tools: [
+            ("pgkeep".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+            (tool.name.clone(), tool.version.clone().unwrap_or_default()),
+        ]
+        .into(),
+        logical: None,
+        physical: Some(info),
+        objects,
+    };
+    catalog::write_manifest(repo, &manifest).await?;
+    Ok(manifest)
+}
+
+/// Waits until `segment` is in the archive: without it the backup cannot be restored.
+async fn wait_archived(
+    repo: &Repository,
+    segment: &str,
+    options: &PhysicalBackupOptions,
+    progress: &Arc<dyn Progress>,
+) -> Result<(), Error> {
+    let key = wal::wal_key(repo, segment)?;
+    let item = format!("waiting for WAL {segment} to be archived");
+    let begun = Instant::now();
+    let mut announced = false;
+    loop {
+        match repo.storage().head(&key).await {
+            Ok(_) => {
+                if announced {
+                    progress.finish(&item);
+                }
+                tracing::info!("WAL up to {segment} is archived");
+                return Ok(());
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        if begun.elapsed() >= options.wal_timeout {
+            return Err(PhysicalError::WalNotArchived {
+                segment: segment.to_string(),
+                seconds: options.wal_timeout.as_secs(),
+                from_standby: options.from_standby,
+            }
+            .into());
+        }
+        if !announced {
+            progress.start(&item);
+            tracing::info!("{item}");
+            announced = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_label_and_manifest_facts() {
+        let label = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nCHECKPOINT LOCATION: 0/2000060\nSTART TIMELINE: 1\n";
+        assert_eq!(
+            label_value(label, "START WAL LOCATION"),
+            Some("0/2000028 (file 000000010000000000000002)")
+        );
+        assert_eq!(label_value(label, "START TIMELINE"), Some("1"));
+        let manifest = r#"{ "PostgreSQL-Backup-Manifest-Version": 1,
+"Files": [ { "Path": "x", "Size": 1 } ],
+"WAL-Ranges": [
+{ "Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000100" }
+],
+"Manifest-Checksum": "abc123"}
+"#;
+        let (ranges, checksum) = manifest_facts(manifest).unwrap();
+        assert_eq!(ranges, vec![(1, Lsn(0x200_0028), Lsn(0x200_0100))]);
+        assert_eq!(checksum.as_deref(), Some("abc123"));
+        // Only the tail survived.
+        assert!(manifest_facts(&manifest[40..]).is_some());
+    }
+}

@@ -1,0 +1,229 @@
+//! Carrying out a point-in-time restore plan: the target directory prepared (created, or emptied
+//! with `force`; mode 0700), the base backup extracted into it by tar, the configuration files it
+//! lacks written, the recovery settings and `recovery.signal` added, the files handed to the
+//! server's user when run as root, and — with `start` — the server started and watched until it
+//! reaches the target ([`super::start`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::plan::{PhysicalRestorePlan, check_target_dir, entries};
+use super::recovery::{recovery_settings, restore_command};
+use super::start::start_and_wait;
+use super::target::TargetAction;
+use crate::error::{Error, PitrError};
+use crate::exec::{self, chown_tree, euid, lookup_user};
+use crate::physical::config_files::restore_config;
+use crate::repo::Repository;
+use crate::settings::Settings;
+use crate::storage::FileError;
+use crate::stream::{Progress, feed_child};
+
+/// How to carry out a plan.
+#[derive(Debug, Clone)]
+pub struct PhysicalRestoreOptions {
+    /// Start the server and wait for the target.
+    pub start: bool,
+    /// What the server does at the target.
+    pub target_action: TargetAction,
+    /// `port` for the restored server.
+    pub port: Option<u16>,
+    /// Keep the backup's archive settings (otherwise `archive_mode = off`).
+    pub keep_archiving: bool,
+    /// Owner of the files when running as root (default `postgres`).
+    pub owner: Option<String>,
+}
+
+/// Where a restored server stands at the end of a restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RestoreState {
+    /// Not started: the data directory is ready, recovery runs when it is started.
+    #[serde(rename = "not started")]
+    NotStarted,
+    /// In recovery at the target, read-only, replay paused.
+    #[serde(rename = "paused")]
+    Paused,
+    /// Recovery ended; the server accepts writes on a new timeline.
+    #[serde(rename = "promoted")]
+    Promoted,
+    /// The server shut down at the target.
+    #[serde(rename = "shut down")]
+    ShutDown,
+}
+
+impl std::fmt::Display for RestoreState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RestoreState::NotStarted => "not started",
+            RestoreState::Paused => "paused",
+            RestoreState::Promoted => "promoted",
+            RestoreState::ShutDown => "shut down",
+        })
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhysicalRestoreReport {
+    /// Where the restored server stands.
+    pub state: RestoreState,
+    /// The last WAL location replayed.
+    pub reached_lsn: Option<String>,
+    /// The commit time of the last transaction replayed.
+    pub reached_time: Option<DateTime<Utc>>,
+    /// Seconds from start to finish.
+    pub seconds: f64,
+    /// Seconds recovery took after the server started.
+    pub recovery_seconds: Option<f64>,
+    /// The server log of the restored cluster, when started.
+    pub log: Option<PathBuf>,
+    /// The port the restored server listens on, when started.
+    pub port: Option<u16>,
+    /// Tables locked (ACCESS EXCLUSIVE) by transactions still open at a paused target, e.g. the
+    /// DROP TABLE recovery stopped before: reading them waits until recovery ends.
+    pub locked_tables: i64,
+    /// What the restore had to supply, e.g. configuration files from outside the data directory.
+    pub notes: Vec<String>,
+}
+
+/// The uid and gid the restored files belong to: the server's user when run as root (`owner`,
+/// default `postgres`), else this process's own (`None`).
+fn file_owner(owner: Option<&str>) -> Result<Option<(u32, u32)>, Error> {
+    match (euid() == Some(0), owner) {
+        (true, owner) => {
+            let user = owner.unwrap_or("postgres");
+            let ids = lookup_user(user).ok_or_else(|| PitrError::NoSuchUser {
+                user: user.to_string(),
+            })?;
+            Ok(Some(ids))
+        }
+        (false, Some(user)) => Err(PitrError::OwnerNeedsRoot {
+            user: user.to_string(),
+        }
+        .into()),
+        (false, None) => Ok(None),
+    }
+}
+
+/// An empty directory `dir` (mode 0700), emptied first when the plan allows it.
+fn prepare_dir(dir: &Path, force: bool) -> Result<(), Error> {
+    check_target_dir(dir, force)?;
+    if entries(dir)?.is_some_and(|n| n > 0) {
+        for entry in std::fs::read_dir(dir).map_err(|e| FileError::new("cannot read", dir, e))? {
+            let path = entry
+                .map_err(|e| FileError::new("cannot read", dir, e))?
+                .path();
+            let removed = if path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| FileError::new("cannot remove", &path, e))?;
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| FileError::new("cannot create", dir, e))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| FileError::new("cannot set the mode of", dir, e))?;
+    Ok(())
+}
+
+/// Extracts the plan's base backup into its directory.
+async fn extract(
+    repo: &Repository,
+    plan: &PhysicalRestorePlan,
+    progress: &Arc<dyn Progress>,
+) -> Result<(), Error> {
+    let dir = &plan.pgdata;
+    let base = plan
+        .manifest
+        .base()
+        .ok_or_else(|| PitrError::NoBaseObject {
+            backup: plan.backup.clone(),
+        })?;
+    let item = format!("extract {}", plan.backup);
+    progress.start(&item);
+    let cmd = exec::tar_extract(dir, true);
+    let tar = Path::new("tar");
+    let fed = feed_child(cmd, tar, repo.storage(), &base.stored, progress, &item).await?;
+    progress.finish(&item);
+    if !fed.status.success() {
+        return Err(PitrError::ExtractFailed {
+            backup: plan.backup.clone(),
+            dir: dir.clone(),
+            status: fed.status,
+            stderr: fed.stderr.trim().to_string(),
+        }
+        .into());
+    }
+    for leftover in ["standby.signal", "postmaster.opts"] {
+        let _ = std::fs::remove_file(dir.join(leftover));
+    }
+    Ok(())
+}
+
+/// Writes the recovery settings into postgresql.auto.conf, and `recovery.signal`.
+fn write_recovery(
+    settings: &Settings,
+    repo: &Repository,
+    plan: &PhysicalRestorePlan,
+    options: &PhysicalRestoreOptions,
+) -> Result<(), Error> {
+    let auto_conf = plan.pgdata.join("postgresql.auto.conf");
+    let existing = std::fs::read_to_string(&auto_conf).unwrap_or_default();
+    let text = recovery_settings(
+        &existing,
+        &restore_command(settings, repo)?,
+        &plan.backup,
+        &plan.target,
+        &plan.timeline_setting,
+        options,
+    );
+    std::fs::write(&auto_conf, text).map_err(|e| FileError::new("cannot write", &auto_conf, e))?;
+    let signal = plan.pgdata.join("recovery.signal");
+    std::fs::write(&signal, "").map_err(|e| FileError::new("cannot write", &signal, e))?;
+    Ok(())
+}
+
+/// Carries out a plan from [`plan_physical_restore`](super::plan_physical_restore).
+pub async fn restore_physical(
+    settings: &Settings,
+    repo: &Repository,
+    plan: &PhysicalRestorePlan,
+    options: &PhysicalRestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<PhysicalRestoreReport, Error> {
+    let begun = Instant::now();
+    let dir = &plan.pgdata;
+    let owner = file_owner(options.owner.as_deref())?;
+    prepare_dir(dir, plan.force)?;
+    extract(repo, plan, &progress).await?;
+    let notes = restore_config(repo, &plan.manifest, dir).await?;
+    write_recovery(settings, repo, plan, options)?;
+    if let Some((uid, gid)) = owner {
+        chown_tree(dir, uid, gid)
+            .map_err(|e| FileError::new("cannot change the owner of", dir, e))?;
+    }
+    if !options.start {
+        return Ok(PhysicalRestoreReport {
+            state: RestoreState::NotStarted,
+            reached_lsn: None,
+            reached_time: None,
+            seconds: begun.elapsed().as_secs_f64(),
+            recovery_seconds: None,
+            log: None,
+            port: options.port,
+            locked_tables: 0,
+            notes,
+        });
+    }
+    let major = plan.manifest.server_version_num / 10_000;
+    let mut report = start_and_wait(settings, plan, options, owner, major, &progress).await?;
+    report.seconds = begun.elapsed().as_secs_f64();
+    report.notes = notes;
+    Ok(report)
+}

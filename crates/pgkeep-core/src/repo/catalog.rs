@@ -1,0 +1,378 @@
+//! Backups and their manifests.
+//!
+//! A backup is `<cluster>/backups/<id>/`: its payload objects, then `manifest.json`, written last
+//! and create-if-absent. The ordering rule: **a backup exists if and only if its manifest exists**.
+//! A run that dies before the manifest leaves payload objects that no command lists or restores
+//! (`expire` removes them), and the next run takes a new id.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::pg::{DEFAULT_SEGMENT_SIZE, Lsn};
+use crate::repo::Repository;
+use crate::storage::PutMode;
+use crate::stream::StoredObject;
+
+/// The manifest's file name inside a backup's directory.
+pub(crate) const MANIFEST: &str = "manifest.json";
+/// The manifest format written by this version.
+pub(crate) const MANIFEST_FORMAT: u32 = 1;
+
+/// What kind of backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupKind {
+    /// pg_dump / pg_dumpall.
+    Logical,
+    /// pg_basebackup.
+    Physical,
+}
+
+/// What a payload object holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectRole {
+    /// `pg_dumpall --globals-only`: roles and tablespaces, as SQL.
+    Globals,
+    /// One database, as a pg_dump custom-format archive.
+    Database,
+    /// The data directory, as pg_basebackup's tar stream.
+    Base,
+    /// PostgreSQL's `backup_manifest` of a physical backup (also inside the base tar).
+    BackupManifest,
+    /// A configuration file kept outside the data directory (Debian's /etc/postgresql/...), which
+    /// pg_basebackup does not copy: `postgresql.conf`, `pg_hba.conf` or `pg_ident.conf`.
+    Config,
+}
+
+/// A configuration file kept from outside the data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFile {
+    /// `postgresql.conf` (the `config_file` setting).
+    PostgresqlConf,
+    /// `pg_hba.conf` (`hba_file`).
+    PgHbaConf,
+    /// `pg_ident.conf` (`ident_file`).
+    PgIdentConf,
+}
+
+impl ConfigFile {
+    /// Every one, in the order a restore writes them.
+    pub const ALL: [ConfigFile; 3] = [
+        ConfigFile::PostgresqlConf,
+        ConfigFile::PgHbaConf,
+        ConfigFile::PgIdentConf,
+    ];
+
+    /// Its name in a data directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ConfigFile::PostgresqlConf => "postgresql.conf",
+            ConfigFile::PgHbaConf => "pg_hba.conf",
+            ConfigFile::PgIdentConf => "pg_ident.conf",
+        }
+    }
+
+    /// The server setting that says where it is.
+    pub fn setting(self) -> &'static str {
+        match self {
+            ConfigFile::PostgresqlConf => "config_file",
+            ConfigFile::PgHbaConf => "hba_file",
+            ConfigFile::PgIdentConf => "ident_file",
+        }
+    }
+}
+
+/// How a payload object's original stream is laid out. Stored in manifests as `custom`, `sql`,
+/// `tar`, `json`, or a configuration file's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectFormat {
+    /// A pg_dump custom-format archive.
+    Custom,
+    /// SQL text (`pg_dumpall --globals-only`).
+    Sql,
+    /// A tar stream (pg_basebackup's).
+    Tar,
+    /// JSON (PostgreSQL's `backup_manifest`).
+    Json,
+    /// A configuration file, as it was on the server.
+    Config(ConfigFile),
+}
+
+impl ObjectFormat {
+    fn name(self) -> &'static str {
+        match self {
+            ObjectFormat::Custom => "custom",
+            ObjectFormat::Sql => "sql",
+            ObjectFormat::Tar => "tar",
+            ObjectFormat::Json => "json",
+            ObjectFormat::Config(file) => file.file_name(),
+        }
+    }
+}
+
+impl Serialize for ObjectFormat {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ObjectFormat, D::Error> {
+        let text = String::deserialize(d)?;
+        [
+            ObjectFormat::Custom,
+            ObjectFormat::Sql,
+            ObjectFormat::Tar,
+            ObjectFormat::Json,
+        ]
+        .into_iter()
+        .chain(ConfigFile::ALL.map(ObjectFormat::Config))
+        .find(|f| f.name() == text)
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown object format `{text}`")))
+    }
+}
+
+/// A database's properties at backup time, to recreate it under another name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseInfo {
+    /// Owner role.
+    pub owner: String,
+    /// Encoding, e.g. `UTF8`.
+    pub encoding: String,
+    /// `datcollate`.
+    pub collate: String,
+    /// `datctype`.
+    pub ctype: String,
+}
+
+/// One payload object of a backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestObject {
+    /// What it holds.
+    pub role: ObjectRole,
+    /// The database, for [`ObjectRole::Database`].
+    pub database: Option<String>,
+    /// How its original stream is laid out.
+    pub format: ObjectFormat,
+    /// The database's properties, for [`ObjectRole::Database`].
+    pub database_info: Option<DatabaseInfo>,
+    /// Seconds the dump took.
+    pub seconds: f64,
+    /// For [`ObjectRole::Config`], the file's path on the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Where and how it is stored, with sizes and checksums.
+    #[serde(flatten)]
+    pub stored: StoredObject,
+}
+
+/// Options a logical backup was taken with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogicalOptions {
+    /// `--schema-only`.
+    pub schema_only: bool,
+    /// `--exclude-table` patterns.
+    pub exclude_tables: Vec<String>,
+}
+
+/// The WAL facts of a physical backup: what recovery from it needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhysicalInfo {
+    /// Where replay starts (the backup's checkpoint redo location).
+    pub start_lsn: Lsn,
+    /// Where the backup ends: replay must get at least this far to be consistent.
+    pub stop_lsn: Lsn,
+    /// The segment holding `start_lsn`.
+    pub start_segment: String,
+    /// The last segment the backup needs.
+    pub stop_segment: String,
+    /// The timeline the backup started on.
+    pub timeline: u32,
+    /// The timeline it ended on.
+    pub stop_timeline: u32,
+    /// The server's clock when the backup ended: the earliest time it can restore to.
+    pub stop_time: DateTime<Utc>,
+    /// WAL segment size in bytes.
+    pub wal_segment_size: u64,
+    /// Taken from a standby.
+    pub from_standby: bool,
+    /// The `backup_label` PostgreSQL wrote.
+    pub backup_label: String,
+    /// The `Manifest-Checksum` of PostgreSQL's `backup_manifest`.
+    pub backup_manifest_checksum: Option<String>,
+}
+
+/// A backup's manifest: everything needed to verify and restore it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_FORMAT`].
+    pub format: u32,
+    /// The backup id (a UTC timestamp, `20261125T150430Z`).
+    pub id: String,
+    /// Logical or physical.
+    pub kind: BackupKind,
+    /// The cluster name in the repository.
+    pub cluster: String,
+    /// The server's system identifier.
+    pub system_identifier: String,
+    /// `server_version`.
+    pub server_version: String,
+    /// `server_version_num`.
+    pub server_version_num: u32,
+    /// When the backup started.
+    pub started_at: DateTime<Utc>,
+    /// When the last payload object was stored.
+    pub finished_at: DateTime<Utc>,
+    /// Program versions: `pgkeep`, `pg_dump`, ...
+    pub tools: BTreeMap<String, String>,
+    /// Options of a logical backup.
+    pub logical: Option<LogicalOptions>,
+    /// Where a physical backup starts and ends in the WAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical: Option<PhysicalInfo>,
+    /// The payload objects.
+    pub objects: Vec<ManifestObject>,
+}
+
+impl Manifest {
+    /// The databases in the backup, in order.
+    pub fn databases(&self) -> Vec<&str> {
+        self.objects
+            .iter()
+            .filter_map(|o| o.database.as_deref())
+            .collect()
+    }
+
+    /// The object holding `database`.
+    pub fn database(&self, database: &str) -> Option<&ManifestObject> {
+        self.objects
+            .iter()
+            .find(|o| o.role == ObjectRole::Database && o.database.as_deref() == Some(database))
+    }
+
+    /// The globals object, if the backup has one.
+    pub fn globals(&self) -> Option<&ManifestObject> {
+        self.objects.iter().find(|o| o.role == ObjectRole::Globals)
+    }
+
+    /// Sum of the original sizes.
+    pub fn size(&self) -> u64 {
+        self.objects.iter().map(|o| o.stored.size).sum()
+    }
+
+    /// Sum of the stored sizes.
+    pub fn stored_size(&self) -> u64 {
+        self.objects.iter().map(|o| o.stored.stored_size).sum()
+    }
+
+    /// The base tar of a physical backup.
+    pub fn base(&self) -> Option<&ManifestObject> {
+        self.objects.iter().find(|o| o.role == ObjectRole::Base)
+    }
+
+    /// Seconds from start to finish.
+    pub fn seconds(&self) -> f64 {
+        (self.finished_at - self.started_at).num_milliseconds() as f64 / 1000.0
+    }
+
+    /// The configuration file `file` kept from outside the data directory, if the backup has it.
+    pub fn config_file(&self, file: ConfigFile) -> Option<&ManifestObject> {
+        self.objects
+            .iter()
+            .find(|o| o.role == ObjectRole::Config && o.format == ObjectFormat::Config(file))
+    }
+}
+
+/// The WAL segment size recorded by the newest physical backup, else the default.
+pub(crate) fn wal_segment_size(backups: &[Manifest]) -> u64 {
+    backups
+        .iter()
+        .rev()
+        .find_map(|b| b.physical.as_ref().map(|p| p.wal_segment_size))
+        .unwrap_or(DEFAULT_SEGMENT_SIZE)
+}
+
+/// The directory (key prefix) of backup `id`.
+pub(crate) fn backup_prefix(repo: &Repository, id: &str) -> String {
+    repo.key(&format!("backups/{id}/"))
+}
+
+/// A new backup id: the current UTC second, moved on while anything (even a killed run's leftovers)
+/// already uses it.
+pub(crate) async fn new_backup_id(repo: &Repository) -> Result<String, Error> {
+    loop {
+        let id = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        if repo
+            .storage()
+            .list(&backup_prefix(repo, &id))
+            .await?
+            .is_empty()
+        {
+            return Ok(id);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// Writes the manifest, create-if-absent. This is what makes the backup exist.
+pub(crate) async fn write_manifest(repo: &Repository, manifest: &Manifest) -> Result<(), Error> {
+    let key = format!("{}{MANIFEST}", backup_prefix(repo, &manifest.id));
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::encode(&key, e))?;
+    repo.storage()
+        .put_bytes(&key, &json, PutMode::Create)
+        .await?;
+    Ok(())
+}
+
+async fn read_manifest(repo: &Repository, key: String) -> Result<Manifest, Error> {
+    let bytes = repo.storage().get_bytes(&key).await?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::BadRecord {
+        key,
+        record: "manifest",
+        source,
+        fix: "the backup cannot be trusted; run `pgkeep verify --all` and take a new backup",
+    })
+}
+
+/// Every backup of the repository's cluster, oldest first.
+pub async fn list_backups(repo: &Repository) -> Result<Vec<Manifest>, Error> {
+    let prefix = repo.key("backups/");
+    let keys: Vec<String> = repo
+        .storage()
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .filter(|m| {
+            m.key
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split_once('/'))
+                .is_some_and(|(_, name)| name == MANIFEST)
+        })
+        .map(|m| m.key)
+        .collect();
+    let mut manifests: Vec<Manifest> = futures::stream::iter(keys)
+        .map(|key| read_manifest(repo, key))
+        .buffered(8)
+        .try_collect()
+        .await?;
+    manifests.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(manifests)
+}
+
+/// Backup `id`, or [`Error::NoSuchBackup`].
+pub async fn find_backup(repo: &Repository, id: &str) -> Result<Manifest, Error> {
+    let key = format!("{}{MANIFEST}", backup_prefix(repo, id));
+    match read_manifest(repo, key).await {
+        Err(Error::Storage(e)) if e.is_not_found() => Err(Error::NoSuchBackup {
+            id: id.to_string(),
+            repo: repo.storage().url(),
+            cluster: repo.cluster().to_string(),
+        }),
+        other => other,
+    }
+}

@@ -1,0 +1,179 @@
+//! `pgkeep failover switchover --to NODE`: the planned move of the master role, step by step
+//! ([`Step`]), each step recorded in a journal (`<state-dir>/switchover.json`, written durably)
+//! before the next one starts, so that a rerun after an interruption continues where it stopped
+//! instead of starting over.
+
+mod checks;
+mod steps;
+
+use std::path::PathBuf;
+
+use pgkeep_core::Lsn;
+use serde::{Deserialize, Serialize};
+
+pub use steps::{STEPS, Step};
+
+use crate::error::FailoverError;
+use crate::node::{Pair, Transport};
+use crate::state::{read_state, record_replaced, write_state};
+use crate::status::status;
+
+/// The journal of one switchover.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Journal {
+    /// The old master.
+    pub from: String,
+    /// The new master.
+    pub to: String,
+    /// Steps done, in order.
+    pub done: Vec<Step>,
+    /// The old master's last checkpoint location, once read.
+    pub checkpoint: Option<Lsn>,
+    /// Whether every step is done.
+    pub finished: bool,
+}
+
+/// What a switchover did (or, with `--dry-run`, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchoverReport {
+    /// The old master.
+    pub from: String,
+    /// The new master.
+    pub to: String,
+    /// The plan, one line per step, with live values.
+    pub plan: Vec<String>,
+    /// Steps already done by an earlier, interrupted run.
+    pub resumed_after: Vec<Step>,
+    /// Whether anything was changed.
+    pub dry_run: bool,
+    /// The old master's last checkpoint location.
+    pub checkpoint: Option<Lsn>,
+}
+
+fn journal_path(pair: &Pair) -> PathBuf {
+    pair.state_dir.join("switchover.json")
+}
+
+/// Runs (or resumes, or with `dry_run` only plans) a switchover to `to`.
+pub async fn switchover(
+    pair: &Pair,
+    to: &str,
+    dry_run: bool,
+) -> Result<SwitchoverReport, FailoverError> {
+    let _lock = pair.lock("switchover")?;
+    let path = journal_path(pair);
+    let mut journal = match read_state::<Journal>(&path)? {
+        Some(j) if !j.finished => {
+            if j.to != to {
+                return Err(FailoverError::refused(
+                    format!(
+                        "a switchover from {} to {} stopped after {:?} and must be finished first",
+                        j.from, j.to, j.done
+                    ),
+                    &format!("rerun `pgkeep failover switchover --to {}`", j.to),
+                ));
+            }
+            j
+        }
+        _ => {
+            pair.node(to)?;
+            let status = status(pair).await;
+            let from = checks::check(pair, &status, to)?;
+            if !pair.sync.paths.is_empty() && pair.node(&from)?.transport != Transport::Local {
+                return Err(FailoverError::refused(
+                    format!(
+                        "the master {from} is not this machine, and the final file sync runs from the master"
+                    ),
+                    &format!("run the switchover on {from}"),
+                ));
+            }
+            Journal {
+                from,
+                to: to.to_string(),
+                done: Vec::new(),
+                checkpoint: None,
+                finished: false,
+            }
+        }
+    };
+    let from = pair.node(&journal.from)?.clone();
+    let target = pair.node(&journal.to)?.clone();
+    let resumed_after = journal.done.clone();
+    let plan: Vec<String> = STEPS
+        .iter()
+        .map(|s| {
+            format!(
+                "{}{}",
+                if journal.done.contains(s) {
+                    "(done) "
+                } else {
+                    ""
+                },
+                s.describe(&from, &target)
+            )
+        })
+        .collect();
+    let mut report = SwitchoverReport {
+        from: from.name.clone(),
+        to: target.name.clone(),
+        plan,
+        resumed_after,
+        dry_run,
+        checkpoint: journal.checkpoint,
+    };
+    if dry_run {
+        return Ok(report);
+    }
+    write_state(&path, &journal)?;
+    for step in STEPS {
+        if journal.done.contains(&step) {
+            continue;
+        }
+        tracing::info!("switchover: {}", step.describe(&from, &target));
+        steps::run_step(pair, step, &from, &target, &mut journal)
+            .await
+            .map_err(|e| stopped_at(step, &journal, e))?;
+        journal.done.push(step);
+        write_state(&path, &journal)?;
+    }
+    journal.finished = true;
+    write_state(&path, &journal)?;
+    record_replaced(pair, &from.name, &target.name)?;
+    report.checkpoint = journal.checkpoint;
+    Ok(report)
+}
+
+/// An error during a step, with where the pair stands and what to do.
+fn stopped_at(step: Step, journal: &Journal, error: FailoverError) -> FailoverError {
+    let state = if journal.done.contains(&Step::RemoveMarker) {
+        format!(
+            "no node holds the marker now; {} is stopped and {} is {}",
+            journal.from,
+            journal.to,
+            if journal.done.contains(&Step::Promote) {
+                "promoted"
+            } else {
+                "still a standby"
+            }
+        )
+    } else if journal.done.contains(&Step::StopPostgres) {
+        format!(
+            "{} still holds the marker but its PostgreSQL is stopped; {} is still a standby",
+            journal.from, journal.to
+        )
+    } else if journal.done.contains(&Step::StopServices) {
+        format!(
+            "{} is still the master, with its services stopped",
+            journal.from
+        )
+    } else {
+        format!("nothing has changed yet; {} is the master", journal.from)
+    };
+    FailoverError::Stopped {
+        problem: format!("the switchover stopped at step `{step:?}`: {error}\n  state: {state}"),
+        fix: format!(
+            "fix the cause, then rerun `pgkeep failover switchover --to {}`: it continues from this step (done so far: {:?})",
+            journal.to, journal.done
+        ),
+    }
+}
