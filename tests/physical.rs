@@ -15,12 +15,11 @@ use std::fs;
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use pgkeep_core::shell_quote;
 use pgkeep_testkit::{FaultMode, FaultProxy, Garage, PgCluster};
 use serde_json::Value;
 
@@ -35,30 +34,14 @@ const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(60);
 const PHASES: &str = "SELECT coalesce(string_agg(phase || ':' || c, ',' ORDER BY phase), '')
                         FROM (SELECT phase, count(*) AS c FROM t GROUP BY phase) s";
 
-/// The OS user the servers run as, `(uid, gid)` of `postgres`, when the tests run as root; `None`
-/// otherwise (then everything runs as the current user).
+/// The OS user the servers run as (see the test kit).
 fn server_user() -> Option<(u32, u32)> {
-    static USER: OnceLock<Option<(u32, u32)>> = OnceLock::new();
-    *USER.get_or_init(|| {
-        if fs::metadata("/proc/self").unwrap().uid() != 0 {
-            return None;
-        }
-        let passwd = fs::read_to_string("/etc/passwd").unwrap();
-        let user = passwd.lines().find_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            (fields.len() > 3 && fields[0] == "postgres")
-                .then(|| (fields[2].parse().unwrap(), fields[3].parse().unwrap()))
-        });
-        Some(user.expect("running as root, but there is no `postgres` OS user"))
-    })
+    PgCluster::server_user()
 }
 
 /// Makes `cmd` run as the servers' OS user.
 fn as_server(cmd: &mut Command) -> &mut Command {
-    if let Some((uid, gid)) = server_user() {
-        cmd.uid(uid).gid(gid);
-    }
-    cmd
+    PgCluster::as_server(cmd)
 }
 
 /// A temporary directory the servers' OS user owns.
@@ -66,10 +49,6 @@ fn server_tempdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     PgCluster::chown_for_server(dir.path());
     dir
-}
-
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 fn toml_string(text: &str) -> String {

@@ -186,6 +186,7 @@ pub async fn restore_physical(
         port: args.port,
         keep_archiving: args.keep_archiving,
         owner: args.owner.clone(),
+        wal_fetch_program: None,
     };
     let report =
         pgkeep_core::restore_physical(&ctx.settings, &repo, &plan, &options, ctx.progress.clone())

@@ -57,14 +57,14 @@
 //!     port: Some(5433),
 //!     keep_archiving: false,
 //!     owner: None,
+//!     wal_fetch_program: Some("/usr/local/bin/pgkeep".into()),
 //! };
 //! let report = restore_physical(&settings, &repo, &plan, &options, Arc::new(NoProgress)).await?;
 //! println!("{}: reached {:?}", report.state, report.reached_lsn);
 //! # Ok(()) }
 //! ```
 //!
-//! `crates/pgkeep-core/examples/` has both as runnable programs, and a third that archives a WAL
-//! segment as `archive_command` would.
+//! `crates/pgkeep-core/examples/` has both as runnable programs.
 //!
 //! # The surface
 //!

@@ -114,3 +114,56 @@ pub(crate) fn record_rejoined(pair: &Pair, node: &str) -> Result<(), FailoverErr
         .collect();
     record_must_rejoin(pair, &list)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn pair(state_dir: &Path) -> Pair {
+        Pair {
+            nodes: Vec::new(),
+            local: 0,
+            sync: pgkeep_core::SyncConfig::default(),
+            state_dir: state_dir.to_path_buf(),
+            max_lag_bytes: 0,
+            catch_up_timeout: Duration::from_secs(1),
+            hooks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn must_rejoin_records_round_trip_and_a_damaged_one_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = pair(dir.path());
+        assert!(must_rejoin(&pair).unwrap().is_empty());
+        record_replaced(&pair, "a", "b").unwrap();
+        record_replaced(&pair, "a", "b").unwrap();
+        let expected = MustRejoin {
+            node: "a".into(),
+            replaced_by: "b".into(),
+        };
+        assert_eq!(must_rejoin(&pair).unwrap(), [expected]);
+        // Only the record itself is in the directory: no staging file stays behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["must-rejoin.json"]);
+
+        record_rejoined(&pair, "a").unwrap();
+        assert!(!dir.path().join("must-rejoin.json").exists());
+
+        std::fs::write(dir.path().join("must-rejoin.json"), "{not json").unwrap();
+        let e = must_rejoin(&pair).unwrap_err().to_string();
+        assert!(e.contains("must-rejoin.json: cannot be parsed"), "{e}");
+        assert!(e.contains("fix: "), "{e}");
+        // A record that cannot be read is never overwritten as if it were empty.
+        assert!(record_replaced(&pair, "b", "a").is_err());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("must-rejoin.json")).unwrap(),
+            "{not json"
+        );
+    }
+}

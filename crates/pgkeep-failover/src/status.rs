@@ -213,3 +213,90 @@ pub fn judge(nodes: &[NodeStatus]) -> Vec<String> {
     }
     problems
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, marker: bool, in_recovery: Option<bool>) -> NodeStatus {
+        NodeStatus {
+            name: name.into(),
+            reachable: true,
+            marker,
+            postgres_up: in_recovery.is_some(),
+            in_recovery,
+            streaming: in_recovery.filter(|r| *r).map(|_| true),
+            replay_paused: in_recovery.filter(|r| *r).map(|_| false),
+            ..NodeStatus::default()
+        }
+    }
+
+    fn one(problems: &[String], words: &str) {
+        assert!(
+            problems.iter().any(|p| p.contains(words)),
+            "no problem says `{words}`: {problems:#?}"
+        );
+    }
+
+    #[test]
+    fn a_healthy_pair_has_no_problem() {
+        let nodes = [node("a", true, Some(false)), node("b", false, Some(true))];
+        assert!(judge(&nodes).is_empty(), "{:?}", judge(&nodes));
+    }
+
+    #[test]
+    fn markers_roles_and_replication_are_judged() {
+        one(
+            &judge(&[node("a", false, Some(false)), node("b", false, Some(true))]),
+            "no node holds the marker",
+        );
+        one(
+            &judge(&[node("a", true, Some(false)), node("b", true, Some(true))]),
+            "the marker is on 2 nodes (a, b)",
+        );
+        one(
+            &judge(&[node("a", false, Some(false)), node("b", true, Some(true))]),
+            "node b holds the marker but its PostgreSQL is a standby",
+        );
+        let split = judge(&[node("a", true, Some(false)), node("b", false, Some(false))]);
+        one(&split, "split brain: a, b are all primaries");
+
+        let mut lost = node("b", false, Some(true));
+        lost.streaming = Some(false);
+        one(
+            &judge(&[node("a", true, Some(false)), lost]),
+            "node b is a standby that is not streaming",
+        );
+        let mut paused = node("b", false, Some(true));
+        paused.replay_paused = Some(true);
+        one(
+            &judge(&[node("a", true, Some(false)), paused]),
+            "node b has WAL replay paused",
+        );
+    }
+
+    #[test]
+    fn unreachable_nodes_and_stopped_servers_are_named() {
+        let mut down = node("a", true, None);
+        down.error = Some("connection refused".into());
+        let problems = judge(&[down, node("b", false, Some(true))]);
+        one(
+            &problems,
+            "node a: PostgreSQL does not answer (connection refused)",
+        );
+
+        let unreachable = NodeStatus {
+            name: "b".into(),
+            error: Some("ssh: no route to host".into()),
+            ..NodeStatus::default()
+        };
+        let problems = judge(&[node("a", false, Some(false)), unreachable]);
+        one(&problems, "node b cannot be reached: ssh: no route to host");
+        // With a node out of reach, a missing marker may be on that node: no verdict on it.
+        assert!(
+            !problems
+                .iter()
+                .any(|p| p.contains("no node holds the marker"))
+        );
+    }
+}

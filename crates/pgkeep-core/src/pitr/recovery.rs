@@ -2,7 +2,7 @@
 //! `restore_command` that runs this very pgkeep binary with the same repository, the target, the
 //! timeline, what to do at the target, and (unless kept) archiving switched off.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
@@ -14,14 +14,24 @@ use crate::pg::conf_quote;
 use crate::repo::Repository;
 use crate::settings::Settings;
 
-/// The `restore_command` for the restored server: this very binary, with this repository.
-pub(crate) fn restore_command(settings: &Settings, repo: &Repository) -> Result<String, Error> {
-    let exe = std::env::current_exe().map_err(|source| PitrError::OwnBinary { source })?;
-    // Replaced while running (a package upgrade, a rebuild): the path still names the new binary.
-    let exe = exe
-        .to_str()
-        .and_then(|p| p.strip_suffix(" (deleted)"))
-        .map_or(exe.clone(), PathBuf::from);
+/// The `restore_command` for the restored server: `program` (default: this very binary) running
+/// `wal-fetch` with this repository.
+pub(crate) fn restore_command(
+    settings: &Settings,
+    repo: &Repository,
+    program: Option<&Path>,
+) -> Result<String, Error> {
+    let exe = match program {
+        Some(program) => program.to_path_buf(),
+        None => {
+            let exe = std::env::current_exe().map_err(|source| PitrError::OwnBinary { source })?;
+            // Replaced while running (a package upgrade, a rebuild): the path still names the
+            // new binary.
+            exe.to_str()
+                .and_then(|p| p.strip_suffix(" (deleted)"))
+                .map_or(exe.clone(), PathBuf::from)
+        }
+    };
     let mut parts = vec![shell_quote(&exe.to_string_lossy())];
     if let Some(config) = &settings.config_path {
         let config = std::fs::canonicalize(config).unwrap_or_else(|_| config.clone());
@@ -121,6 +131,7 @@ mod tests {
             port: None,
             keep_archiving: false,
             owner: None,
+            wal_fetch_program: None,
         }
     }
 

@@ -36,6 +36,11 @@ pub struct PhysicalRestoreOptions {
     pub keep_archiving: bool,
     /// Owner of the files when running as root (default `postgres`).
     pub owner: Option<String>,
+    /// The pgkeep command line program the restored server's `restore_command` runs
+    /// (`PROGRAM --repo URL --cluster NAME wal-fetch %f %p`); default this process's own
+    /// executable, which is right when this process is the pgkeep CLI. A program embedding the
+    /// library names the installed `pgkeep` here.
+    pub wal_fetch_program: Option<PathBuf>,
 }
 
 /// Where a restored server stands at the end of a restore.
@@ -177,7 +182,7 @@ fn write_recovery(
     let existing = std::fs::read_to_string(&auto_conf).unwrap_or_default();
     let text = recovery_settings(
         &existing,
-        &restore_command(settings, repo)?,
+        &restore_command(settings, repo, options.wal_fetch_program.as_deref())?,
         &plan.backup,
         &plan.target,
         &plan.timeline_setting,

@@ -163,7 +163,124 @@ pub async fn recoverable_window(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::repo::catalog::{MANIFEST_FORMAT, PhysicalInfo};
+    use crate::storage::ObjectMeta;
+    use crate::wal::Switch;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_764_000_000 + seconds, 0).unwrap()
+    }
+
+    /// A physical backup that ended at `stop`.
+    fn backup(id: &str, stop: i64) -> Manifest {
+        Manifest {
+            format: MANIFEST_FORMAT,
+            id: id.into(),
+            kind: BackupKind::Physical,
+            cluster: "main".into(),
+            system_identifier: "7".into(),
+            server_version: "15.18".into(),
+            server_version_num: 150018,
+            started_at: at(stop - 10),
+            finished_at: at(stop + 1),
+            tools: BTreeMap::new(),
+            logical: None,
+            physical: Some(PhysicalInfo {
+                start_lsn: Lsn(0x200_0028),
+                stop_lsn: Lsn(0x200_0100),
+                start_segment: "000000010000000000000002".into(),
+                stop_segment: "000000010000000000000002".into(),
+                timeline: 1,
+                stop_timeline: 1,
+                stop_time: at(stop),
+                wal_segment_size: 16 << 20,
+                from_standby: false,
+                backup_label: String::new(),
+                backup_manifest_checksum: None,
+            }),
+            objects: Vec::new(),
+        }
+    }
+
+    /// An archive holding, per timeline, segments archived at the given times.
+    fn archive(timelines: &[(u32, &[(u64, i64)])], histories: &[(u32, u32)]) -> Archive {
+        Archive {
+            segments: timelines
+                .iter()
+                .map(|(tli, segs)| {
+                    let metas = segs.iter().map(|(segno, t)| {
+                        let meta = ObjectMeta {
+                            key: String::new(),
+                            size: 1,
+                            modified: Some(at(*t)),
+                        };
+                        (*segno, meta)
+                    });
+                    (*tli, metas.collect())
+                })
+                .collect(),
+            histories: histories
+                .iter()
+                .map(|(tli, parent)| {
+                    let switch = Switch {
+                        parent: *parent,
+                        switch: Lsn(0x500_0000),
+                    };
+                    (*tli, vec![switch])
+                })
+                .collect(),
+            partials: Vec::new(),
+            segment_size: 16 << 20,
+        }
+    }
+
+    #[test]
+    fn window_runs_from_the_oldest_backup_to_the_newest_wal_on_the_latest_timeline() {
+        let backups = [backup("new", 500), backup("old", 100)];
+        let wal = archive(&[(1, &[(2, 90), (3, 300), (4, 700)])], &[]);
+        let w = window(&backups, &wal);
+        assert_eq!((w.from, w.to), (Some(at(100)), Some(at(700))));
+        assert_eq!(
+            w.to_string(),
+            format!(
+                "{} to {}",
+                at(100).format("%Y-%m-%d %H:%M:%S UTC"),
+                at(700).format("%Y-%m-%d %H:%M:%S UTC")
+            )
+        );
+    }
+
+    #[test]
+    fn window_follows_the_newest_timeline_and_ignores_abandoned_ones() {
+        // Timeline 2 branched off 1; timeline 3 branched off 1 too and is the newest: timeline 2's
+        // later segments are not on its path.
+        let wal = archive(
+            &[
+                (1, &[(2, 100), (3, 200)]),
+                (2, &[(5, 900)]),
+                (3, &[(5, 400)]),
+            ],
+            &[(2, 1), (3, 1)],
+        );
+        let w = window(&[backup("b", 50)], &wal);
+        assert_eq!((w.from, w.to), (Some(at(50)), Some(at(400))));
+    }
+
+    #[test]
+    fn window_never_ends_before_it_starts_and_is_empty_without_backups_or_wal() {
+        // The segment holding the backup's end was archived a moment before the end was measured.
+        let wal = archive(&[(1, &[(2, 99)])], &[]);
+        let w = window(&[backup("b", 100)], &wal);
+        assert_eq!((w.from, w.to), (Some(at(100)), Some(at(100))));
+        let empty = window(&[], &wal);
+        assert_eq!((empty.from, empty.to), (None, None));
+        assert_eq!(empty.to_string(), "- to -");
+        let no_wal = window(&[backup("b", 100)], &Archive::default());
+        assert_eq!((no_wal.from, no_wal.to), (None, None));
+    }
 
     #[test]
     fn timeline_choice() {

@@ -22,6 +22,8 @@ mod verify;
 
 pub use fetch::{Fetched, wal_fetch};
 pub use push::{Pushed, wal_push};
+#[cfg(test)]
+pub(crate) use timeline::Switch;
 pub(crate) use timeline::{Archive, ChainBreak, ChainEnd};
 pub(crate) use verify::verify_archive;
 pub use verify::{TimelineSummary, WalReport};

@@ -78,7 +78,7 @@ pub async fn switchover(
         _ => {
             pair.node(to)?;
             let status = status(pair).await;
-            let from = checks::check(pair, &status, to)?;
+            let from = checks::check(&status, to, pair.max_lag_bytes)?;
             if !pair.sync.paths.is_empty() && pair.node(&from)?.transport != Transport::Local {
                 return Err(FailoverError::refused(
                     format!(
