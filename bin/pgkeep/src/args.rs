@@ -45,7 +45,7 @@ pub enum Command {
     /// Take a backup.
     #[command(subcommand)]
     Backup(BackupCommand),
-    /// List the backups in the repository.
+    /// List the backups in the repository and the point-in-time recovery window.
     List,
     /// Show one backup's manifest.
     Info {
@@ -60,7 +60,8 @@ pub enum Command {
         /// Verify every backup.
         #[arg(long, conflicts_with = "id")]
         all: bool,
-        /// Check the WAL archive instead: every file readable, no gaps, no timeline forks.
+        /// Check the WAL archive instead: every file readable, no gaps, every timeline with its
+        /// history file; timeline forks are reported as notes.
         #[arg(long, conflicts_with_all = ["id", "all"])]
         wal: bool,
     },
@@ -123,7 +124,8 @@ pub enum FailoverCommand {
         #[arg(long, value_name = "NAME")]
         node: Option<String>,
     },
-    /// Turn a former master into a streaming standby of the current master (pg_rewind).
+    /// Turn a former master into a streaming standby of the current master (pg_rewind, or a fresh
+    /// copy with --reclone); it never starts as a primary.
     Rejoin {
         /// The former master.
         target: String,
@@ -196,8 +198,9 @@ pub struct RestoreArgs {
     /// Replay the roles and tablespaces (run this first when restoring into a new cluster).
     #[arg(long, conflicts_with_all = ["into", "clean"])]
     pub globals: bool,
-    /// Use the newest backup that finished at or before this time: `2026-11-25 15:04:30` (local),
-    /// `2026-11-25 15:04:30+01`, or RFC 3339.
+    /// Logical: the newest backup that finished at or before this time; physical (--pgdata):
+    /// recover up to this time. `2026-11-25 15:04:30` (local), `2026-11-25 15:04:30+01`, or
+    /// RFC 3339.
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
     /// Use this backup (see `pgkeep list`).

@@ -1,5 +1,5 @@
 //! The configuration files a data directory needs that pg_basebackup does not copy: on Debian,
-//! `postgresql.conf`, `pg_hba.conf` and `pg_ident.conf` live in /etc/postgresql/<major>/<cluster>/,
+//! `postgresql.conf`, `pg_hba.conf` and `pg_ident.conf` live in `/etc/postgresql/<major>/<cluster>/`,
 //! outside the data directory. A backup keeps them as objects of their own; a restore writes them
 //! back into the restored data directory, adapted to it.
 

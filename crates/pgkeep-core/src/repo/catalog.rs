@@ -210,7 +210,7 @@ pub struct PhysicalInfo {
 /// A backup's manifest: everything needed to verify and restore it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// [`MANIFEST_FORMAT`].
+    /// The manifest format version (1).
     pub format: u32,
     /// The backup id (a UTC timestamp, `20261125T150430Z`).
     pub id: String,
