@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::exec::{self, ProcessError};
+use crate::exec;
 use crate::repo::Repository;
 use crate::repo::catalog::{self, Manifest, ManifestObject, ObjectFormat, ObjectRole};
 use crate::settings::Settings;
@@ -219,16 +219,9 @@ async fn verify_base(
             output: fed.stderr.trim().to_string(),
         });
     }
-    let out = tokio::process::Command::new(&program)
-        .arg("--no-parse-wal")
-        .arg("--quiet")
-        .arg(scratch.path())
-        .output()
-        .await
-        .map_err(|source| ProcessError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.arg("--no-parse-wal").arg("--quiet").arg(scratch.path());
+    let out = exec::output(&mut cmd, &program).await?;
     if !out.status.success() {
         return Err(Error::CheckFailed {
             check: "pg_verifybackup found problems",

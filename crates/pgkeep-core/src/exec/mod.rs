@@ -9,7 +9,7 @@ mod tools;
 mod user;
 
 pub use process::ProcessError;
-pub(crate) use process::{BlockingStdout, StdoutStream, pg_command, pg_std_command, run};
+pub(crate) use process::{BlockingStdout, StdoutStream, output, pg_command, pg_std_command, run};
 pub use shell::shell_quote;
 pub(crate) use tar::tar_extract;
 pub(crate) use tools::{CLIENT_TOOLS, fitting_tool, inspect, located, misfit};

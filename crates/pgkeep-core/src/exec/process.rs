@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::{ExitStatus, Stdio};
+use std::process::{ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -123,13 +123,22 @@ pub(crate) fn pg_std_command(
     cmd
 }
 
+/// Runs `cmd` (the program at `program`) to the end with stdout and stderr captured, whatever its
+/// exit status; only a program that cannot be started is an error.
+pub(crate) async fn output(cmd: &mut Command, program: &Path) -> Result<Output, ProcessError> {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .map_err(|source| ProcessError::Spawn {
+            program: program.to_path_buf(),
+            source,
+        })
+}
+
 /// Runs a command to the end with stdout captured; non-zero exit is an error with stderr's tail.
 pub(crate) async fn run(mut cmd: Command, program: &Path) -> Result<String, ProcessError> {
-    cmd.stdout(Stdio::piped());
-    let out = cmd.output().await.map_err(|source| ProcessError::Spawn {
-        program: program.to_path_buf(),
-        source,
-    })?;
+    let out = output(&mut cmd, program).await?;
     if !out.status.success() {
         return Err(ProcessError::Failed {
             program: program.to_path_buf(),

@@ -140,11 +140,7 @@ impl Dumper<'_> {
             exec::pg_command(&job.program, &self.settings.conninfo, job.dbname.as_deref());
         cmd.args(&job.args);
         let stdout = StdoutStream::spawn(cmd, &job.program)?;
-        let reader = ProgressReader {
-            inner: stdout,
-            progress: self.progress.clone(),
-            item: job.item.clone(),
-        };
+        let reader = ProgressReader::new(stdout, self.progress.clone(), &job.item);
         let stored = stream::store_object(
             self.repo.storage(),
             &job.key,

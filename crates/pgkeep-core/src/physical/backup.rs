@@ -159,11 +159,7 @@ async fn take_base(
     let begun = Instant::now();
     let stdout = BlockingStdout::spawn(cmd, &program)?;
     let watch = TarWatch::new(
-        ProgressReader {
-            inner: stdout,
-            progress: progress.clone(),
-            item: item.clone(),
-        },
+        ProgressReader::new(stdout, progress.clone(), &item),
         &["backup_label", "backup_manifest"],
     );
     let watched = watch.handle();

@@ -107,6 +107,7 @@ async fn pg_ctl_start(
     if let Some((uid, gid)) = owner {
         cmd.uid(uid).gid(gid);
     }
+    // Not `exec::output`: the server pg_ctl starts would hold a stdout pipe open.
     let out = cmd.output().await.map_err(|source| ProcessError::Spawn {
         program: pg_ctl.to_path_buf(),
         source,
@@ -147,15 +148,11 @@ async fn ask(
         ])
         .arg("-c")
         .arg(recovery_query())
-        .stdout(std::process::Stdio::piped())
         .kill_on_drop(true);
     if let Some((uid, gid)) = owner {
         query.uid(uid).gid(gid);
     }
-    let out = query.output().await.map_err(|source| ProcessError::Spawn {
-        program: psql.to_path_buf(),
-        source,
-    })?;
+    let out = exec::output(&mut query, psql).await?;
     if !out.status.success() {
         tracing::debug!(
             "querying the restored server: {}",

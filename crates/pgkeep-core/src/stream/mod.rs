@@ -5,6 +5,7 @@
 mod feed;
 mod pipeline;
 mod progress;
+mod tap;
 mod tarwatch;
 
 pub(crate) use feed::feed_child;

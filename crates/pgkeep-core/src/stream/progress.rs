@@ -5,7 +5,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
+
+use super::tap::{See, Tap};
 
 /// Receives progress events. Every method has a do-nothing default.
 pub trait Progress: Send + Sync {
@@ -29,36 +31,31 @@ pub struct NoProgress;
 
 impl Progress for NoProgress {}
 
-/// A reader that reports what passes through it.
-pub(crate) struct ProgressReader<R> {
-    pub(crate) inner: R,
-    pub(crate) progress: Arc<dyn Progress>,
-    pub(crate) item: String,
+/// Reports what a [`Tap`] reads as progress of `item`.
+pub(crate) struct Advance {
+    progress: Arc<dyn Progress>,
+    item: String,
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for ProgressReader<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            self.progress.advance(&self.item, n as u64);
-        }
-        poll
+impl See for Advance {
+    fn see(&mut self, data: &[u8]) {
+        self.progress.advance(&self.item, data.len() as u64);
     }
 }
 
-impl<R: std::io::Read> std::io::Read for ProgressReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n > 0 {
-            self.progress.advance(&self.item, n as u64);
-        }
-        Ok(n)
+/// A reader that reports what passes through it.
+pub(crate) type ProgressReader<R> = Tap<R, Advance>;
+
+impl<R> ProgressReader<R> {
+    /// Reports what is read from `inner` as progress of `item`.
+    pub(crate) fn new(inner: R, progress: Arc<dyn Progress>, item: &str) -> ProgressReader<R> {
+        Tap::with(
+            inner,
+            Advance {
+                progress,
+                item: item.to_string(),
+            },
+        )
     }
 }
 

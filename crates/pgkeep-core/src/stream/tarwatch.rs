@@ -1,11 +1,9 @@
 //! A reader that watches a tar stream go by and keeps copies of a few small members
 //! (`backup_label`, `backup_manifest`) without changing or buffering the stream.
 
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, ReadBuf};
+use super::tap::{See, Tap};
 
 /// Members larger than this are not kept whole: only their last [`TAIL`] bytes are.
 const KEEP_WHOLE: usize = 64 * 1024 * 1024;
@@ -135,11 +133,9 @@ fn parse_size(field: &[u8]) -> Option<u64> {
     u64::from_str_radix(text, 8).ok()
 }
 
-/// Wraps a reader of a tar stream; [`TarWatch::handle`] gives the captured members afterwards.
-pub(crate) struct TarWatch<R> {
-    inner: R,
-    state: Arc<Mutex<State>>,
-}
+/// A reader of a tar stream that keeps the members it watches for; [`TarWatch::handle`] gives
+/// them afterwards.
+pub(crate) type TarWatch<R> = Tap<R, Watched>;
 
 /// Access to what a [`TarWatch`] captured.
 #[derive(Clone)]
@@ -157,6 +153,12 @@ impl Watched {
     }
 }
 
+impl See for Watched {
+    fn see(&mut self, data: &[u8]) {
+        self.0.lock().expect("not poisoned").feed(data);
+    }
+}
+
 impl<R> TarWatch<R> {
     /// Watches `inner` for the members named in `wanted`.
     pub(crate) fn new(inner: R, wanted: &[&str]) -> TarWatch<R> {
@@ -167,46 +169,22 @@ impl<R> TarWatch<R> {
                 .collect(),
             ..State::default()
         };
-        TarWatch {
-            inner,
-            state: Arc::new(Mutex::new(state)),
-        }
+        Tap::with(inner, Watched(Arc::new(Mutex::new(state))))
     }
 
     /// A handle to read the captures once the stream has been consumed.
     pub(crate) fn handle(&self) -> Watched {
-        Watched(self.state.clone())
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for TarWatch<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            let new = &buf.filled()[before..];
-            self.state.lock().expect("not poisoned").feed(new);
-        }
-        poll
-    }
-}
-
-impl<R: std::io::Read> std::io::Read for TarWatch<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n > 0 {
-            self.state.lock().expect("not poisoned").feed(&buf[..n]);
-        }
-        Ok(n)
+        self.observer().clone()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::{AsyncRead, ReadBuf};
+
     use super::*;
 
     fn header(name: &str, size: u64) -> Vec<u8> {
