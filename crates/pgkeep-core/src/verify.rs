@@ -147,7 +147,9 @@ async fn verify_backup(
         let item = format!("verify {}", object.stored.key);
         progress.start(&item);
         let result = match (object.role, &pg_restore) {
-            (ObjectRole::Base, _) => verify_base(settings, repo, major, object, progress).await,
+            (ObjectRole::Base, _) => {
+                verify_base(settings, repo, major, object, progress, &item).await
+            }
             (_, Some(program)) if object.format == ObjectFormat::Custom => {
                 list_archive(repo, object, program, progress, &item).await
             }
@@ -202,16 +204,16 @@ async fn verify_base(
     major: u32,
     object: &ManifestObject,
     progress: &Arc<dyn Progress>,
+    item: &str,
 ) -> Result<(), Error> {
     let program = exec::located(settings.bin_dir.as_deref(), "pg_verifybackup", major)?;
     let scratch = tempfile::Builder::new()
         .prefix("pgkeep-verify-")
         .tempdir()
         .map_err(|e| FileError::new("creating a scratch directory in", &std::env::temp_dir(), e))?;
-    let item = format!("verify {}", object.stored.key);
     let cmd = exec::tar_extract(scratch.path(), false);
     let tar = Path::new("tar");
-    let fed = feed_child(cmd, tar, repo.storage(), &object.stored, progress, &item).await?;
+    let fed = feed_child(cmd, tar, repo.storage(), &object.stored, progress, item).await?;
     if !fed.status.success() {
         return Err(Error::CheckFailed {
             check: "tar cannot extract it",

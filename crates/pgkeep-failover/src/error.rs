@@ -57,6 +57,14 @@ pub enum FailoverError {
 }
 
 impl FailoverError {
+    /// An operation that stopped partway; `problem` says where things stand.
+    pub(crate) fn stopped(problem: String, fix: &str) -> FailoverError {
+        FailoverError::Stopped {
+            problem,
+            fix: fix.to_string(),
+        }
+    }
+
     /// A refusal: nothing was changed.
     pub(crate) fn refused(problem: String, fix: &str) -> FailoverError {
         FailoverError::Refused {

@@ -17,14 +17,14 @@ pub async fn run_hooks(hooks: &[String], new: &str, old: &str) -> Result<(), Fai
                 FailoverError::refused(format!("hook `{hook}`: {e}"), "check the hook command")
             })?;
         if !out.status.success() {
-            return Err(FailoverError::Stopped {
-                problem: format!(
+            return Err(FailoverError::stopped(
+                format!(
                     "hook `{hook}` failed ({}): {}",
                     out.status,
                     String::from_utf8_lossy(&out.stderr).trim()
                 ),
-                fix: "fix the hook and run it by hand; the role change itself is done".into(),
-            });
+                "fix the hook and run it by hand; the role change itself is done",
+            ));
         }
     }
     Ok(())

@@ -7,7 +7,7 @@ use crate::error::FailoverError;
 use crate::hooks::run_hooks;
 use crate::marker::create_marker;
 use crate::node::Pair;
-use crate::state::record_replaced;
+use crate::state::{must_rejoin, record_replaced};
 
 /// What `promote` did.
 #[derive(Debug, Clone, Serialize)]
@@ -21,6 +21,9 @@ pub struct PromoteReport {
 /// `failover promote [--force]`: promotes this machine's standby when the master is gone.
 pub async fn promote(pair: &Pair, force: bool) -> Result<PromoteReport, FailoverError> {
     let _lock = pair.lock("promote")?;
+    // The record is written after the promotion, which cannot be undone: an unreadable one is
+    // refused before anything changes.
+    must_rejoin(pair)?;
     let local = pair.local();
     match local.is_primary().await {
         Some(false) => {}
@@ -66,10 +69,10 @@ pub async fn promote(pair: &Pair, force: bool) -> Result<PromoteReport, Failover
         })?
         .get(0);
     if !promoted {
-        return Err(FailoverError::Stopped {
-            problem: format!("{} did not finish its promotion within 120 s", local.name),
-            fix: "look at its server log; once it accepts writes, create its marker and start its services by hand".into(),
-        });
+        return Err(FailoverError::stopped(
+            format!("{} did not finish its promotion within 120 s", local.name),
+            "look at its server log; once it accepts writes, create its marker and start its services by hand",
+        ));
     }
     let former: Vec<String> = pair.peers().map(|n| n.name.clone()).collect();
     for name in &former {

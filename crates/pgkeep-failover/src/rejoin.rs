@@ -10,15 +10,8 @@ use serde::Serialize;
 use crate::error::FailoverError;
 use crate::marker::remove_marker;
 use crate::node::{Node, Pair, quoted};
-use crate::state::record_rejoined;
+use crate::state::{must_rejoin, record_rejoined};
 use crate::status::status;
-
-fn stopped(problem: String, fix: &str) -> FailoverError {
-    FailoverError::Stopped {
-        problem,
-        fix: fix.to_string(),
-    }
-}
 
 /// How a former master was brought in line with the master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -60,6 +53,9 @@ pub struct RejoinReport {
 /// `failover rejoin NODE [--reclone]`.
 pub async fn rejoin(pair: &Pair, name: &str, reclone: bool) -> Result<RejoinReport, FailoverError> {
     let _lock = pair.lock("rejoin")?;
+    // The record is rewritten after pg_rewind, which cannot be undone: an unreadable one is
+    // refused before anything changes.
+    must_rejoin(pair)?;
     let node = pair.node(name)?;
     let mut master = None;
     for other in pair.nodes.iter().filter(|n| n.name != name) {
@@ -130,7 +126,7 @@ pub async fn rejoin(pair: &Pair, name: &str, reclone: bool) -> Result<RejoinRepo
             break;
         }
         if begun.elapsed() > Duration::from_secs(120) {
-            return Err(stopped(
+            return Err(FailoverError::stopped(
                 format!(
                     "{name} started but does not stream from {} within 120 s",
                     master.name

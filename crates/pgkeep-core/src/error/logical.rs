@@ -3,10 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::exec::ProcessError;
-
-fn time(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
-}
+use crate::pg::utc_millis as time;
 
 fn oldest_hint(oldest: &Option<DateTime<Utc>>) -> String {
     match oldest {

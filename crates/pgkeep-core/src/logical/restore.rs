@@ -156,7 +156,7 @@ pub async fn restore_logical(
     args.push(format!("--dbname={connect_to}"));
 
     let program = pg_restore.program();
-    let item = format!("restore {}", plan.target);
+    let item = progress_item(plan);
     progress.start(&item);
     let mut cmd = exec::pg_command(&program, &settings.conninfo, Some(&connect_to));
     cmd.args(&args);
@@ -263,7 +263,7 @@ async fn restore_staged(
     let mut file = tokio::fs::File::create(staging.path())
         .await
         .map_err(|e| staging_error("opening the temporary file", e))?;
-    let item = format!("restore {}", plan.target);
+    let item = progress_item(plan);
     let mut counted = ProgressWriter::new(&mut file, progress.clone(), &item);
     let bytes = stream::fetch_object(repo.storage(), &object.stored, &mut counted).await?;
     // Flushed to the page cache for pg_restore to read; no fsync: the file is thrown away.
@@ -286,6 +286,11 @@ async fn restore_staged(
         .await
         .map_err(|e| restore_failed(plan, e))?;
     Ok(bytes)
+}
+
+/// The progress item of a restore.
+fn progress_item(plan: &LogicalRestorePlan) -> String {
+    format!("restore {}", plan.target)
 }
 
 fn restore_failed(plan: &LogicalRestorePlan, source: ProcessError) -> Error {

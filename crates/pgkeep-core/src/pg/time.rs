@@ -78,6 +78,11 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, TimeError> {
     })
 }
 
+/// `t` as messages show it: `2026-11-25 14:04:30.123 UTC`.
+pub(crate) fn utc_millis(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
+}
+
 fn parse_naive(text: &str) -> Option<NaiveDateTime> {
     [
         "%Y-%m-%d %H:%M:%S%.f",

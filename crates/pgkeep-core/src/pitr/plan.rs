@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::target::{RecoveryTarget, RecoveryWindow, TimelineChoice, window};
 use crate::error::{Error, PitrError};
-use crate::pg::Lsn;
+use crate::pg::{Lsn, utc_millis};
 use crate::repo::Repository;
 use crate::repo::catalog::{self, BackupKind, Manifest, PhysicalInfo, wal_segment_size};
 use crate::storage::FileError;
@@ -148,9 +148,7 @@ async fn choose_base(
     };
     let p = info(&chosen);
     let end = match target {
-        RecoveryTarget::Time(t) if *t < p.stop_time => {
-            Some(p.stop_time.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
-        }
+        RecoveryTarget::Time(t) if *t < p.stop_time => Some(utc_millis(&p.stop_time)),
         RecoveryTarget::Lsn(l) if *l < p.stop_lsn => Some(p.stop_lsn.to_string()),
         _ => None,
     };

@@ -98,8 +98,8 @@ pub(crate) fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Writes `bytes` to `path` durably (mode 0600), all or nothing: a reader sees the old file or the
-/// new one, never a part. With [`PutMode::Create`] an existing file is left alone and the error
+/// Writes `bytes` to `path` durably, all or nothing: a reader sees the old file or the new one,
+/// never a part. The file gets the mode `std::fs::write` would give it (0666 less the umask). With [`PutMode::Create`] an existing file is left alone and the error
 /// says so ([`FileError::is_already_exists`]). The directory must exist.
 pub fn write_file(path: &Path, bytes: &[u8], mode: PutMode) -> Result<(), FileError> {
     let dir = match path.parent() {
@@ -110,7 +110,7 @@ pub fn write_file(path: &Path, bytes: &[u8], mode: PutMode) -> Result<(), FileEr
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(0o666)
         .open(staged.path())
         .map_err(|e| FileError::new("creating", staged.path(), e))?;
     file.write_all(bytes)

@@ -15,7 +15,7 @@ pub use steps::{STEPS, Step};
 
 use crate::error::FailoverError;
 use crate::node::{Pair, Transport};
-use crate::state::{read_state, record_replaced, write_state};
+use crate::state::{must_rejoin, read_state, record_replaced, write_state};
 use crate::status::status;
 
 /// The journal of one switchover.
@@ -61,6 +61,9 @@ pub async fn switchover(
     dry_run: bool,
 ) -> Result<SwitchoverReport, FailoverError> {
     let _lock = pair.lock("switchover")?;
+    // The must-rejoin record is written when the switchover is done: an unreadable one is refused
+    // before anything changes.
+    must_rejoin(pair)?;
     let path = journal_path(pair);
     let mut journal = match read_state::<Journal>(&path)? {
         Some(j) if !j.finished => {
