@@ -12,11 +12,11 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::error::{Error, LogicalError};
 use crate::exec::{self, StdoutStream, ToolInfo};
-use crate::pg::{self, ServerInfo};
+use crate::pg;
 use crate::repo::Repository;
 use crate::repo::catalog::{
-    self, BackupKind, DatabaseInfo, LogicalOptions, MANIFEST_FORMAT, Manifest, ManifestObject,
-    ObjectFormat, ObjectRole,
+    self, BackupKind, DatabaseInfo, LogicalOptions, Manifest, ManifestObject, ObjectFormat,
+    ObjectRole,
 };
 use crate::settings::Settings;
 use crate::storage::PutMode;
@@ -259,41 +259,15 @@ pub async fn backup_logical(
             .databases(&pg_dump, &databases, &infos, options)
             .await?,
     );
-    let mut tools = BTreeMap::new();
-    for tool in std::iter::once(&pg_dump).chain(&pg_dumpall) {
-        tools.insert(tool.name.clone(), tool.version.clone().unwrap_or_default());
-    }
-    let manifest = logical_manifest(repo, &server, id, started_at, tools, options, objects);
-    catalog::write_manifest(repo, &manifest).await?;
-    Ok(manifest)
-}
-
-fn logical_manifest(
-    repo: &Repository,
-    server: &ServerInfo,
-    id: String,
-    started_at: chrono::DateTime<Utc>,
-    mut tools: BTreeMap<String, String>,
-    options: &LogicalBackupOptions,
-    objects: Vec<ManifestObject>,
-) -> Manifest {
-    tools.insert("pgkeep".to_string(), env!("CARGO_PKG_VERSION").to_string());
-    Manifest {
-        format: MANIFEST_FORMAT,
-        id,
-        kind: BackupKind::Logical,
-        cluster: repo.cluster().to_string(),
-        system_identifier: server.system_identifier.clone(),
-        server_version: server.version.clone(),
-        server_version_num: server.version_num,
-        started_at,
-        finished_at: Utc::now(),
-        tools,
+    let tools: Vec<&ToolInfo> = std::iter::once(&pg_dump).chain(&pg_dumpall).collect();
+    let manifest = Manifest {
         logical: Some(LogicalOptions {
             schema_only: options.schema_only,
             exclude_tables: options.exclude_tables.clone(),
         }),
-        physical: None,
         objects,
-    }
+        ..Manifest::finished(repo, &server, BackupKind::Logical, id, started_at, &tools)
+    };
+    catalog::write_manifest(repo, &manifest).await?;
+    Ok(manifest)
 }

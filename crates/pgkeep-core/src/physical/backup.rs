@@ -15,8 +15,7 @@ use crate::exec::{self, BlockingStdout, ToolInfo};
 use crate::pg::{self, ConnInfo, Lsn, ServerInfo, UTC_TEXT, query_error, segment_name};
 use crate::repo::Repository;
 use crate::repo::catalog::{
-    self, BackupKind, MANIFEST_FORMAT, Manifest, ManifestObject, ObjectFormat, ObjectRole,
-    PhysicalInfo,
+    self, BackupKind, Manifest, ManifestObject, ObjectFormat, ObjectRole, PhysicalInfo,
 };
 use crate::settings::Settings;
 use crate::storage::PutMode;
@@ -299,23 +298,16 @@ pub async fn backup_physical(
     }
     objects.extend(store_outside_config(settings, repo, &client, &prefix).await?);
     let manifest = Manifest {
-        format: MANIFEST_FORMAT,
-        id,
-        kind: BackupKind::Physical,
-        cluster: repo.cluster().to_string(),
-        system_identifier: server.system_identifier.clone(),
-        server_version: server.version.clone(),
-        server_version_num: server.version_num,
-        started_at,
-        finished_at: Utc::now(),
-        tools: [
-            ("pgkeep".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-            (tool.name.clone(), tool.version.clone().unwrap_or_default()),
-        ]
-        .into(),
-        logical: None,
         physical: Some(info),
         objects,
+        ..Manifest::finished(
+            repo,
+            &server,
+            BackupKind::Physical,
+            id,
+            started_at,
+            &[&tool],
+        )
     };
     catalog::write_manifest(repo, &manifest).await?;
     Ok(manifest)

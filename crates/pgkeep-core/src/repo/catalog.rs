@@ -12,7 +12,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::pg::{DEFAULT_SEGMENT_SIZE, Lsn};
+use crate::exec::ToolInfo;
+use crate::pg::{DEFAULT_SEGMENT_SIZE, Lsn, ServerInfo};
 use crate::repo::Repository;
 use crate::storage::PutMode;
 use crate::stream::StoredObject;
@@ -240,6 +241,38 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The manifest of backup `id` of `server`, started at `started_at` and finished now, taken
+    /// with `tools` (their `--version` lines; pgkeep's own is added). It lists no object yet.
+    pub(crate) fn finished(
+        repo: &Repository,
+        server: &ServerInfo,
+        kind: BackupKind,
+        id: String,
+        started_at: DateTime<Utc>,
+        tools: &[&ToolInfo],
+    ) -> Manifest {
+        let mut versions: BTreeMap<String, String> = tools
+            .iter()
+            .map(|t| (t.name.clone(), t.version.clone().unwrap_or_default()))
+            .collect();
+        versions.insert("pgkeep".to_string(), env!("CARGO_PKG_VERSION").to_string());
+        Manifest {
+            format: MANIFEST_FORMAT,
+            id,
+            kind,
+            cluster: repo.cluster().to_string(),
+            system_identifier: server.system_identifier.clone(),
+            server_version: server.version.clone(),
+            server_version_num: server.version_num,
+            started_at,
+            finished_at: Utc::now(),
+            tools: versions,
+            logical: None,
+            physical: None,
+            objects: Vec::new(),
+        }
+    }
+
     /// The databases in the backup, in order.
     pub fn databases(&self) -> Vec<&str> {
         self.objects
