@@ -649,6 +649,22 @@ fn promote_when_the_master_is_gone_then_rejoin_it_with_pg_rewind() {
         assert!(Instant::now() < deadline, "the master does not die");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // A must-rejoin record that cannot be read is refused before anything changes, never taken
+    // for an empty one.
+    let record = s.dir.path().join("state/must-rejoin.json");
+    fs::write(&record, "{damaged").unwrap();
+    let out = s.run(&["failover", "promote", "--node", "b"]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        said(&out).contains("must-rejoin.json: cannot be parsed"),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(s.standby.psql("SELECT pg_is_in_recovery()"), "t");
+    assert!(!s.marker("b").exists());
+    assert_eq!(fs::read_to_string(&record).unwrap(), "{damaged");
+    fs::remove_file(&record).unwrap();
+
     let out = s.run(&["failover", "promote", "--node", "b"]);
     assert!(out.status.success(), "{}", said(&out));
     assert_eq!(s.standby.psql("SELECT pg_is_in_recovery()"), "f");
