@@ -196,8 +196,8 @@ fn round_trip_everything_into_a_fresh_cluster() {
 
         // verify: every object re-read and the archives listed by pg_restore.
         let checks = json(&ok(pgkeep(&dst, &repo).args(["--json", "verify", &id])));
-        assert_eq!(checks[0]["ok"], true, "{checks:#}");
-        assert_eq!(checks[0]["objects"].as_array().unwrap().len(), 4);
+        assert_eq!(checks["backups"][0]["ok"], true, "{checks:#}");
+        assert_eq!(checks["backups"][0]["objects"].as_array().unwrap().len(), 4);
     }
 }
 
@@ -358,8 +358,8 @@ fn verify_finds_flipped_and_truncated_objects() {
     let out = run(pgkeep(&pg, &repo).args(["--json", "verify", &id]));
     assert_eq!(out.status.code(), Some(1));
     let checks = json(&out);
-    assert_eq!(checks[0]["ok"], false);
-    for object in checks[0]["objects"].as_array().unwrap() {
+    assert_eq!(checks["backups"][0]["ok"], false);
+    for object in checks["backups"][0]["objects"].as_array().unwrap() {
         assert_eq!(object["ok"], false, "{object}");
         assert!(
             object["error"]

@@ -626,12 +626,7 @@ fn point_in_time_restores_by_time_lsn_and_onto_a_new_timeline() {
             "{listed:#}"
         );
         let checks = json(&ok(pgkeep(&pg, &repo).args(["--json", "verify", &b1_id])));
-        let check = if checks.is_array() {
-            &checks[0]
-        } else {
-            &checks
-        };
-        assert_eq!(check["ok"], true, "{checks:#}");
+        assert_eq!(checks["backups"][0]["ok"], true, "{checks:#}");
 
         // Phases 1 and 2, target A (a time and an LSN), phase 3, a second base backup, phase 4,
         // target B, and the table dropped.

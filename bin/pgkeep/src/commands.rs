@@ -39,6 +39,14 @@ impl Ctx {
         Ok(Pair::from_settings(&self.settings, node)?)
     }
 
+    /// Prints a warning on stderr, unless `-q` (an empty text prints nothing).
+    fn warn(&self, text: &str) {
+        if !self.quiet && !text.is_empty() {
+            self.progress.clear();
+            eprint!("{text}");
+        }
+    }
+
     /// Prints `value` as JSON, or `human` for people.
     fn print(
         &self,
@@ -90,13 +98,26 @@ pub async fn backup_physical(
     backup_done(ctx, &manifest)
 }
 
-/// `list`: the backups and the recoverable window.
+/// `list`: the backups, the damaged ones and the leftovers, and the recoverable window; exit 1 when
+/// a backup's manifest cannot be used (so that cron notices).
 pub async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;
-    let backups = pgkeep_core::list_backups(&repo).await?;
-    let window = pgkeep_core::recoverable_window(&repo, &backups).await?;
-    let json = output::list_json(&repo, &backups, &window);
-    ctx.print(&json, || output::list_table(&repo, &backups, &window))?;
+    let catalog = pgkeep_core::read_catalog(&repo).await?;
+    let window = pgkeep_core::recoverable_window(&repo, &catalog.backups).await?;
+    let json = output::list_json(&repo, &catalog, &window);
+    ctx.print(&json, || output::list_table(&repo, &catalog, &window))?;
+    if catalog.has_damage() {
+        anyhow::bail!(
+            "{} backup(s) cannot be used: their manifest is damaged ({}); the other backups are not affected\n  fix: do not rely on them; run `pgkeep verify --all` and take a new backup",
+            catalog.damaged.len(),
+            catalog
+                .damaged
+                .iter()
+                .map(|d| d.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -173,6 +194,7 @@ pub async fn restore_physical(
         force: args.force,
     };
     let plan = pgkeep_core::plan_physical_restore(&repo, &request).await?;
+    ctx.warn(&output::skipped(&plan.skipped));
     if !ctx.json {
         eprint!("{}", output::physical_plan(&plan));
     }
@@ -215,6 +237,7 @@ pub async fn restore_globals(ctx: &Ctx, args: &RestoreArgs) -> anyhow::Result<Ex
     let choice = backup_choice(args)?;
     let report =
         pgkeep_core::restore_globals(&ctx.settings, &repo, &choice, ctx.progress.clone()).await?;
+    ctx.warn(&output::skipped(&report.skipped));
     ctx.print(&report, || {
         format!(
             "restored roles and tablespaces from backup {} ({} already existed)\n",
@@ -234,6 +257,7 @@ pub async fn restore_logical(
     let choice = backup_choice(args)?;
     let plan =
         pgkeep_core::plan_logical_restore(&repo, database, &choice, args.into.as_deref()).await?;
+    ctx.warn(&output::skipped(&plan.skipped));
     if !ctx.json {
         eprint!("{}", output::restore_plan(&plan));
     }

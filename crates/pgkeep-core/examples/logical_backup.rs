@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use pgkeep_core::{
-    LogicalBackupOptions, NoProgress, Overrides, Repository, Settings, backup_logical, list_backups,
+    LogicalBackupOptions, NoProgress, Overrides, Repository, Settings, backup_logical, read_catalog,
 };
 
 #[tokio::main]
@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         manifest.stored_size()
     );
 
-    for backup in list_backups(&repo).await? {
+    for backup in read_catalog(&repo).await?.backups {
         println!(
             "{}  {:?}  {}",
             backup.id,

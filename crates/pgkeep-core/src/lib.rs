@@ -72,7 +72,7 @@
 //!   [`Settings::new`]), [`Config`] (the file as written), [`ConnInfo`] (libpq's rules),
 //!   [`RepoLocation`], [`Compression`].
 //! - The repository: [`Repository`] over a [`Storage`] ([`LocalStorage`], [`S3Storage`]); its
-//!   backups' [`Manifest`]s ([`list_backups`], [`find_backup`]); objects streamed through zstd and
+//!   backups' [`Manifest`]s ([`read_catalog`], [`find_backup`]); objects streamed through zstd and
 //!   sha256 ([`store_object`], [`fetch_object`]).
 //! - Logical: [`backup_logical`], [`plan_logical_restore`] and [`restore_logical`],
 //!   [`restore_globals`].
@@ -121,8 +121,9 @@ pub use pitr::{
 };
 pub use repo::catalog::{
     BackupKind, ConfigFile, DatabaseInfo, LogicalOptions, Manifest, ManifestObject, ObjectFormat,
-    ObjectRole, PhysicalInfo, find_backup, list_backups,
+    ObjectRole, PhysicalInfo, find_backup,
 };
+pub use repo::scan::{Catalog, DamagedBackup, Leftover, LeftoverKind, read_catalog};
 pub use repo::{ClusterIdentity, Repository, open_storage};
 pub use settings::{
     Compression, CompressionConfig, Config, ConfigError, DEFAULT_CLUSTER, DEFAULT_CONFIG_PATHS,

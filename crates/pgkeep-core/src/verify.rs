@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::exec;
 use crate::repo::Repository;
 use crate::repo::catalog::{self, Manifest, ManifestObject, ObjectFormat, ObjectRole};
+use crate::repo::scan::{DamagedBackup, Leftover, read_catalog};
 use crate::settings::Settings;
 use crate::storage::FileError;
 use crate::stream::{self, Progress, feed_child};
@@ -51,12 +52,16 @@ pub struct BackupCheck {
     pub objects: Vec<ObjectCheck>,
 }
 
-/// What `verify` found: every backup checked, each object's outcome.
+/// What `verify` found: every backup checked, each object's outcome, and (for `--all` and the
+/// newest) the leftovers that belong to no backup.
 #[derive(Debug, Clone, Serialize)]
-#[serde(transparent)]
 pub struct VerifyReport {
-    /// The backups, oldest first.
+    /// The backups, oldest first. A backup whose manifest cannot be used is one failed check of
+    /// the manifest itself.
     pub backups: Vec<BackupCheck>,
+    /// Stored data no backup lists: reported, not counted as damage (a backup running now has
+    /// one too).
+    pub leftovers: Vec<Leftover>,
 }
 
 impl VerifyReport {
@@ -97,31 +102,74 @@ pub async fn verify_backups(
     selection: &VerifySelection,
     progress: Arc<dyn Progress>,
 ) -> Result<VerifyReport, Error> {
-    let backups = match selection {
-        VerifySelection::Backup(id) => vec![catalog::find_backup(repo, id).await?],
-        VerifySelection::All => catalog::list_backups(repo).await?,
-        VerifySelection::Newest => catalog::list_backups(repo)
-            .await?
-            .pop()
-            .into_iter()
-            .collect(),
+    let (backups, damaged, leftovers) = match selection {
+        VerifySelection::Backup(id) => match catalog::find_backup(repo, id).await {
+            Ok(backup) => (vec![backup], Vec::new(), Vec::new()),
+            Err(Error::UnusableBackup { id, key, problem }) => (
+                Vec::new(),
+                vec![DamagedBackup { id, key, problem }],
+                Vec::new(),
+            ),
+            Err(e) => return Err(e),
+        },
+        VerifySelection::All => {
+            let catalog = read_catalog(repo).await?;
+            (catalog.backups, catalog.damaged, catalog.leftovers)
+        }
+        VerifySelection::Newest => {
+            let mut catalog = read_catalog(repo).await?;
+            let newest_damaged = catalog.damaged.last().map(|d| d.id.clone());
+            match (catalog.backups.pop(), newest_damaged) {
+                (Some(b), Some(d)) if d > b.id => (
+                    Vec::new(),
+                    catalog.damaged.split_off(catalog.damaged.len() - 1),
+                    catalog.leftovers,
+                ),
+                (b, _) => (b.into_iter().collect(), Vec::new(), catalog.leftovers),
+            }
+        }
     };
-    if backups.is_empty() {
+    if backups.is_empty() && damaged.is_empty() {
         return Err(Error::NothingToVerify {
             repo: repo.storage().url(),
             cluster: repo.cluster().to_string(),
         });
     }
-    let mut out = Vec::new();
+    let mut out: Vec<BackupCheck> = damaged.into_iter().map(unusable_check).collect();
     for backup in &backups {
         out.push(verify_backup(settings, repo, backup, &progress).await?);
     }
-    Ok(VerifyReport { backups: out })
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(VerifyReport {
+        backups: out,
+        leftovers,
+    })
+}
+
+/// A backup whose manifest cannot be used: one failed check, of the manifest.
+fn unusable_check(d: DamagedBackup) -> BackupCheck {
+    BackupCheck {
+        ok: false,
+        objects: vec![ObjectCheck {
+            error: Some(
+                Error::UnusableBackup {
+                    id: d.id.clone(),
+                    key: d.key.clone(),
+                    problem: d.problem,
+                }
+                .to_string(),
+            ),
+            key: d.key,
+            database: None,
+            ok: false,
+        }],
+        id: d.id,
+    }
 }
 
 /// `verify --wal`: every archived file read back, gaps, timelines without history, forks.
 pub async fn verify_wal(repo: &Repository) -> Result<WalReport, Error> {
-    let backups = catalog::list_backups(repo).await?;
+    let backups = read_catalog(repo).await?.backups;
     wal::verify_archive(repo, catalog::wal_segment_size(&backups)).await
 }
 

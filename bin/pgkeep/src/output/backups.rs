@@ -3,7 +3,10 @@
 
 use std::fmt::Write;
 
-use pgkeep_core::{Manifest, ObjectRole, RecoveryWindow, Repository, VerifyReport, WalReport};
+use pgkeep_core::{
+    Catalog, Leftover, LeftoverKind, Manifest, ObjectRole, RecoveryWindow, Repository,
+    VerifyReport, WalReport,
+};
 
 use super::{bytes, ratio, when};
 
@@ -63,9 +66,10 @@ pub fn backup_summary(m: &Manifest) -> String {
 /// `list --json`: stable fields, documented in docs/cli.md.
 pub fn list_json(
     repo: &Repository,
-    backups: &[Manifest],
+    catalog: &Catalog,
     window: &RecoveryWindow,
 ) -> serde_json::Value {
+    let backups = &catalog.backups;
     serde_json::json!({
         "repository": repo.storage().url(),
         "cluster": repo.cluster(),
@@ -88,13 +92,16 @@ pub fn list_json(
                 "stop_time": p.stop_time,
             })),
         })).collect::<Vec<_>>(),
+        "damaged": catalog.damaged,
+        "leftovers": catalog.leftovers,
     })
 }
 
-/// `list` as a table.
-pub fn list_table(repo: &Repository, backups: &[Manifest], window: &RecoveryWindow) -> String {
+/// `list` as a table, then the damaged backups and the leftovers.
+pub fn list_table(repo: &Repository, catalog: &Catalog, window: &RecoveryWindow) -> String {
+    let backups = &catalog.backups;
     let mut out = String::new();
-    if backups.is_empty() {
+    if backups.is_empty() && catalog.damaged.is_empty() {
         let _ = writeln!(
             out,
             "no backups of cluster {} in {}",
@@ -108,28 +115,73 @@ pub fn list_table(repo: &Repository, backups: &[Manifest], window: &RecoveryWind
         "{:<18} {:<8} {:<23} {:>8} {:>10} {:>10}  databases",
         "id", "kind", "finished", "seconds", "size", "stored"
     );
-    for m in backups {
-        let mut dbs = m.databases().join(", ");
-        if m.globals().is_some() {
-            dbs.push_str(" + globals");
-        }
-        if let Some(p) = &m.physical {
-            dbs = format!("data directory, WAL from {}", p.start_segment);
-        }
-        let _ = writeln!(
-            out,
-            "{:<18} {:<8} {:<23} {:>8.1} {:>10} {:>10}  {}",
-            m.id,
-            format!("{:?}", m.kind).to_lowercase(),
-            when(&m.finished_at),
-            m.seconds(),
-            bytes(m.size()),
-            bytes(m.stored_size()),
-            dbs.trim_start_matches(" + ")
-        );
+    // One row per backup directory, in id (time) order, the damaged ones among the others.
+    let mut rows: Vec<(&str, String)> = backups
+        .iter()
+        .map(|m| (m.id.as_str(), backup_row(m)))
+        .chain(catalog.damaged.iter().map(|d| {
+            let row = format!("{:<18} DAMAGED  {} ({})", d.id, d.problem, d.key);
+            (d.id.as_str(), row)
+        }))
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(b.0));
+    for (_, row) in rows {
+        let _ = writeln!(out, "{row}");
     }
     if window.from.is_some() {
         let _ = writeln!(out, "point-in-time recovery window: {window}");
+    }
+    out.push_str(&leftovers(&catalog.leftovers));
+    out
+}
+
+fn backup_row(m: &Manifest) -> String {
+    let mut dbs = m.databases().join(", ");
+    if m.globals().is_some() {
+        dbs.push_str(" + globals");
+    }
+    if let Some(p) = &m.physical {
+        dbs = format!("data directory, WAL from {}", p.start_segment);
+    }
+    format!(
+        "{:<18} {:<8} {:<23} {:>8.1} {:>10} {:>10}  {}",
+        m.id,
+        format!("{:?}", m.kind).to_lowercase(),
+        when(&m.finished_at),
+        m.seconds(),
+        bytes(m.size()),
+        bytes(m.stored_size()),
+        dbs.trim_start_matches(" + ")
+    )
+}
+
+/// Leftovers, a line each, then what to do about them.
+pub fn leftovers(leftovers: &[Leftover]) -> String {
+    let mut out = String::new();
+    for l in leftovers {
+        let _ = writeln!(
+            out,
+            "leftover: {} {} ({} object(s), {}{}); no command lists or restores it",
+            l.prefix,
+            match l.kind {
+                LeftoverKind::Incomplete =>
+                    "is a backup without a manifest (killed or failed, or still running)",
+                LeftoverKind::Unlisted => "holds objects its manifest does not list",
+                LeftoverKind::Staging => "holds unfinished writes of a killed process",
+            },
+            l.keys.len(),
+            bytes(l.bytes),
+            l.modified
+                .map(|t| format!(", last written {}", when(&t)))
+                .unwrap_or_default()
+        );
+    }
+    if !leftovers.is_empty() {
+        let _ = writeln!(
+            out,
+            "leftovers: {} in all; no backup needs them: once no pgkeep backup is running, delete the listed objects by hand",
+            bytes(leftovers.iter().map(|l| l.bytes).sum())
+        );
     }
     out
 }
@@ -199,7 +251,7 @@ pub fn info(m: &Manifest) -> String {
     out
 }
 
-/// `verify` results.
+/// `verify` results, then the leftovers.
 pub fn verify_report(report: &VerifyReport) -> String {
     let mut out = String::new();
     for b in &report.backups {
@@ -225,5 +277,6 @@ pub fn verify_report(report: &VerifyReport) -> String {
             }
         }
     }
+    out.push_str(&leftovers(&report.leftovers));
     out
 }

@@ -3,11 +3,24 @@
 use std::fmt::Write;
 
 use pgkeep_core::{
-    LogicalRestorePlan, LogicalRestoreReport, PhysicalRestorePlan, PhysicalRestoreReport,
-    RestoreState,
+    DamagedBackup, LogicalRestorePlan, LogicalRestoreReport, PhysicalRestorePlan,
+    PhysicalRestoreReport, RestoreState,
 };
 
 use super::{bytes, when};
+
+/// The backups a restore passed over, one warning line each.
+pub fn skipped(damaged: &[DamagedBackup]) -> String {
+    damaged
+        .iter()
+        .map(|d| {
+            format!(
+                "warning: skipped backup {}: it cannot be used: {} ({})\n",
+                d.id, d.problem, d.key
+            )
+        })
+        .collect()
+}
 
 /// A physical restore's plan, printed before anything is written.
 pub fn physical_plan(p: &PhysicalRestorePlan) -> String {

@@ -146,6 +146,20 @@ pub enum Error {
         actual_major: u32,
     },
 
+    /// A backup's manifest exists but cannot be used: it does not parse, or describes another
+    /// backup. The other backups are not affected.
+    #[error(
+        "backup {id} cannot be used: {problem} ({key})\n  fix: restore another backup (`pgkeep list` shows them); take a new backup soon"
+    )]
+    UnusableBackup {
+        /// The backup id.
+        id: String,
+        /// The manifest's key.
+        key: String,
+        /// Why it cannot be used.
+        problem: String,
+    },
+
     /// A repository record (a manifest, the cluster identity) exists but cannot be understood.
     #[error("{key}: not a valid {record}: {source}\n  fix: {fix}")]
     BadRecord {

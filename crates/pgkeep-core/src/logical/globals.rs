@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::restore::{BackupChoice, MAINTENANCE_DB, choose_backup, not_in_backup};
+use super::restore::{BackupChoice, Chosen, MAINTENANCE_DB, choose_backup, not_in_backup};
 use crate::error::{Error, LogicalError};
 use crate::exec;
 use crate::repo::Repository;
+use crate::repo::scan::DamagedBackup;
 use crate::settings::Settings;
 use crate::stream::{Progress, feed_child};
 
@@ -19,6 +20,8 @@ pub struct GlobalsReport {
     pub backup_id: String,
     /// Statements that failed only because the role or tablespace already exists.
     pub already_existed: usize,
+    /// Backups passed over because their manifest cannot be used.
+    pub skipped: Vec<DamagedBackup>,
 }
 
 /// Replays a backup's roles and tablespaces with psql. Errors that only say a role already exists
@@ -30,7 +33,9 @@ pub async fn restore_globals(
     choice: &BackupChoice,
     progress: Arc<dyn Progress>,
 ) -> Result<GlobalsReport, Error> {
-    let (backup, _) = choose_backup(repo, choice, "globals", |m| m.globals().is_some()).await?;
+    let Chosen {
+        backup, skipped, ..
+    } = choose_backup(repo, choice, "globals", |m| m.globals().is_some()).await?;
     let object = backup
         .globals()
         .ok_or_else(|| not_in_backup(&backup, "globals"))?;
@@ -78,5 +83,6 @@ pub async fn restore_globals(
     Ok(GlobalsReport {
         backup_id: backup.id,
         already_existed: benign.len(),
+        skipped,
     })
 }

@@ -15,6 +15,7 @@ use crate::exec::{self, ProcessError};
 use crate::pg::{self, quote_ident, quote_literal};
 use crate::repo::Repository;
 use crate::repo::catalog::{self, BackupKind, DatabaseInfo, Manifest, ManifestObject};
+use crate::repo::scan::{DamagedBackup, read_catalog};
 use crate::settings::Settings;
 use crate::stream::{self, Progress, ProgressWriter, feed_child};
 
@@ -43,6 +44,8 @@ pub struct LogicalRestorePlan {
     pub requested_at: Option<DateTime<Utc>>,
     /// Seconds between the backup's end and the requested time.
     pub seconds_before_target: Option<i64>,
+    /// Backups passed over because their manifest cannot be used.
+    pub skipped: Vec<DamagedBackup>,
 }
 
 /// How to carry out a logical restore.
@@ -70,24 +73,43 @@ pub struct LogicalRestoreReport {
     pub cleaned: bool,
 }
 
+/// The backup a restore chose.
+pub(crate) struct Chosen {
+    /// The backup.
+    pub(crate) backup: Manifest,
+    /// The time asked for, if any.
+    pub(crate) requested_at: Option<DateTime<Utc>>,
+    /// Backups passed over because their manifest cannot be used.
+    pub(crate) skipped: Vec<DamagedBackup>,
+}
+
 /// The backup named, or the newest logical backup that `holds` what is wanted (`what`, for the
-/// error) and finished at or before the time; with the time asked for.
+/// error) and finished at or before the time, passing over damaged ones.
 pub(crate) async fn choose_backup(
     repo: &Repository,
     choice: &BackupChoice,
     what: &str,
     holds: impl Fn(&Manifest) -> bool,
-) -> Result<(Manifest, Option<DateTime<Utc>>), Error> {
+) -> Result<Chosen, Error> {
     match choice {
-        BackupChoice::Id(id) => Ok((catalog::find_backup(repo, id).await?, None)),
+        BackupChoice::Id(id) => Ok(Chosen {
+            backup: catalog::find_backup(repo, id).await?,
+            requested_at: None,
+            skipped: Vec::new(),
+        }),
         BackupChoice::At(at) => {
-            let candidates: Vec<Manifest> = catalog::list_backups(repo)
-                .await?
+            let catalog = read_catalog(repo).await?;
+            let candidates: Vec<Manifest> = catalog
+                .backups
                 .into_iter()
                 .filter(|m| m.kind == BackupKind::Logical && holds(m))
                 .collect();
             match candidates.iter().rev().find(|m| m.finished_at <= *at) {
-                Some(m) => Ok((m.clone(), Some(*at))),
+                Some(m) => Ok(Chosen {
+                    backup: m.clone(),
+                    requested_at: Some(*at),
+                    skipped: catalog.damaged,
+                }),
                 None => Err(LogicalError::NoBackupBefore {
                     database: what.to_string(),
                     target: *at,
@@ -118,8 +140,11 @@ pub async fn plan_logical_restore(
     choice: &BackupChoice,
     into: Option<&str>,
 ) -> Result<LogicalRestorePlan, Error> {
-    let (backup, requested_at) =
-        choose_backup(repo, choice, database, |m| m.database(database).is_some()).await?;
+    let Chosen {
+        backup,
+        requested_at,
+        skipped,
+    } = choose_backup(repo, choice, database, |m| m.database(database).is_some()).await?;
     if backup.database(database).is_none() {
         return Err(not_in_backup(&backup, database));
     }
@@ -129,6 +154,7 @@ pub async fn plan_logical_restore(
         target: into.unwrap_or(database).to_string(),
         requested_at,
         backup,
+        skipped,
     })
 }
 

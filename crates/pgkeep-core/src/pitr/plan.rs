@@ -11,6 +11,7 @@ use crate::error::{Error, PitrError};
 use crate::pg::{Lsn, utc_millis};
 use crate::repo::Repository;
 use crate::repo::catalog::{self, BackupKind, Manifest, PhysicalInfo, wal_segment_size};
+use crate::repo::scan::{DamagedBackup, read_catalog};
 use crate::storage::FileError;
 use crate::wal::{Archive, ChainBreak, ChainEnd};
 
@@ -56,6 +57,8 @@ pub struct PhysicalRestorePlan {
     pub window: RecoveryWindow,
     /// Bytes of the base backup (uncompressed).
     pub size: u64,
+    /// Backups passed over because their manifest cannot be used.
+    pub skipped: Vec<DamagedBackup>,
     #[serde(skip)]
     pub(crate) manifest: Manifest,
     /// The request's `force`: the restore replaces a non-empty directory's contents.
@@ -184,8 +187,10 @@ pub async fn plan_physical_restore(
     request: &PhysicalRestoreRequest,
 ) -> Result<PhysicalRestorePlan, Error> {
     check_target_dir(&request.pgdata, request.force)?;
-    let backups: Vec<Manifest> = catalog::list_backups(repo)
-        .await?
+    let catalog = read_catalog(repo).await?;
+    let skipped = catalog.damaged;
+    let backups: Vec<Manifest> = catalog
+        .backups
         .into_iter()
         .filter(|b| b.kind == BackupKind::Physical && b.physical.is_some())
         .collect();
@@ -258,6 +263,7 @@ pub async fn plan_physical_restore(
         window,
         size: chosen.base().map_or(0, |b| b.stored.size),
         force: request.force,
+        skipped,
         manifest: chosen,
     })
 }

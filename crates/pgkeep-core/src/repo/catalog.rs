@@ -8,14 +8,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::exec::ToolInfo;
 use crate::pg::{DEFAULT_SEGMENT_SIZE, Lsn, ServerInfo};
 use crate::repo::Repository;
-use crate::storage::PutMode;
+use crate::storage::{PutMode, StorageError};
 use crate::stream::StoredObject;
 
 /// The manifest's file name inside a backup's directory.
@@ -335,72 +334,82 @@ pub(crate) fn backup_prefix(repo: &Repository, id: &str) -> String {
     repo.key(&format!("backups/{id}/"))
 }
 
-/// A new backup id: the current UTC second, moved on while anything (even a killed run's leftovers)
-/// already uses it.
+/// The object that reserves a backup id until the manifest is written: whoever creates it
+/// (create-if-absent) owns the id. Removed once the manifest is written.
+pub(crate) const RESERVATION: &str = "started.json";
+
+/// A new backup id, reserved: the current UTC second, moved on while anything (another run started
+/// in the same second, even a killed run's leftovers) already uses it. The id is owned through
+/// [`RESERVATION`], created create-if-absent, so two runs never share an id.
 pub(crate) async fn new_backup_id(repo: &Repository) -> Result<String, Error> {
     loop {
         let id = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-        if repo
-            .storage()
-            .list(&backup_prefix(repo, &id))
-            .await?
-            .is_empty()
-        {
-            return Ok(id);
+        let prefix = backup_prefix(repo, &id);
+        if repo.storage().list(&prefix).await?.is_empty() {
+            let record = serde_json::json!({
+                "id": id,
+                "pid": std::process::id(),
+                "started_at": Utc::now(),
+                "pgkeep": env!("CARGO_PKG_VERSION"),
+            });
+            let key = format!("{prefix}{RESERVATION}");
+            match repo
+                .storage()
+                .put_bytes(&key, record.to_string().as_bytes(), PutMode::Create)
+                .await
+            {
+                Ok(_) => return Ok(id),
+                Err(StorageError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
 
-/// Writes the manifest, create-if-absent. This is what makes the backup exist.
+/// Writes the manifest, create-if-absent. This is what makes the backup exist. The id's
+/// reservation is removed afterwards (if that fails, it stays behind as a tiny leftover).
 pub(crate) async fn write_manifest(repo: &Repository, manifest: &Manifest) -> Result<(), Error> {
-    let key = format!("{}{MANIFEST}", backup_prefix(repo, &manifest.id));
+    let prefix = backup_prefix(repo, &manifest.id);
+    let key = format!("{prefix}{MANIFEST}");
     let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::encode(&key, e))?;
     repo.storage()
         .put_bytes(&key, &json, PutMode::Create)
         .await?;
+    if let Err(e) = repo
+        .storage()
+        .delete(&format!("{prefix}{RESERVATION}"))
+        .await
+    {
+        tracing::warn!("backup {}: {e}", manifest.id);
+    }
     Ok(())
 }
 
-async fn read_manifest(repo: &Repository, key: String) -> Result<Manifest, Error> {
-    let bytes = repo.storage().get_bytes(&key).await?;
-    serde_json::from_slice(&bytes).map_err(|source| Error::BadRecord {
-        key,
-        record: "manifest",
-        source,
-        fix: "the backup cannot be trusted; run `pgkeep verify --all` and take a new backup",
-    })
-}
-
-/// Every backup of the repository's cluster, oldest first.
-pub async fn list_backups(repo: &Repository) -> Result<Vec<Manifest>, Error> {
-    let prefix = repo.key("backups/");
-    let keys: Vec<String> = repo
-        .storage()
-        .list(&prefix)
-        .await?
-        .into_iter()
-        .filter(|m| {
-            m.key
-                .strip_prefix(&prefix)
-                .and_then(|rest| rest.split_once('/'))
-                .is_some_and(|(_, name)| name == MANIFEST)
-        })
-        .map(|m| m.key)
-        .collect();
-    let mut manifests: Vec<Manifest> = futures::stream::iter(keys)
-        .map(|key| read_manifest(repo, key))
-        .buffered(8)
-        .try_collect()
-        .await?;
-    manifests.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(manifests)
-}
-
-/// Backup `id`, or [`Error::NoSuchBackup`].
-pub async fn find_backup(repo: &Repository, id: &str) -> Result<Manifest, Error> {
+/// Backup `id`'s manifest, read and parsed: one that does not parse, or that describes another
+/// backup, is [`Error::UnusableBackup`]; a missing one is the storage's not-found error.
+pub(crate) async fn read_backup(repo: &Repository, id: &str) -> Result<Manifest, Error> {
     let key = format!("{}{MANIFEST}", backup_prefix(repo, id));
-    match read_manifest(repo, key).await {
+    let bytes = repo.storage().get_bytes(&key).await?;
+    let unusable = |problem: String| Error::UnusableBackup {
+        id: id.to_string(),
+        key: key.clone(),
+        problem,
+    };
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| unusable(format!("its manifest is not a valid pgkeep manifest: {e}")))?;
+    if manifest.id != id || manifest.cluster != repo.cluster() {
+        return Err(unusable(format!(
+            "its manifest describes backup {} of cluster {}: it was copied or moved here",
+            manifest.id, manifest.cluster
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Backup `id`, or [`Error::NoSuchBackup`], or [`Error::UnusableBackup`].
+pub async fn find_backup(repo: &Repository, id: &str) -> Result<Manifest, Error> {
+    match read_backup(repo, id).await {
         Err(Error::Storage(e)) if e.is_not_found() => Err(Error::NoSuchBackup {
             id: id.to_string(),
             repo: repo.storage().url(),

@@ -3,6 +3,7 @@
 //! the catalog of its backups ([`catalog`]).
 
 pub(crate) mod catalog;
+pub(crate) mod scan;
 
 use std::sync::Arc;
 

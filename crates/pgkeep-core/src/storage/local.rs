@@ -224,7 +224,15 @@ impl Storage for LocalStorage {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
         let root = self.root.clone();
         let prefix = prefix.to_string();
-        tokio::task::spawn_blocking(move || list_blocking(&root, &prefix))
+        tokio::task::spawn_blocking(move || list_blocking(&root, &prefix, Listing::Finished))
+            .await
+            .map_err(|e| local_err("listing", &self.root, e.into()))?
+    }
+
+    async fn list_unfinished(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || list_blocking(&root, &prefix, Listing::Staging))
             .await
             .map_err(|e| local_err("listing", &self.root, e.into()))?
     }
@@ -245,7 +253,20 @@ impl Storage for LocalStorage {
     }
 }
 
-fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+/// Which files a listing returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listing {
+    /// The objects.
+    Finished,
+    /// Staging files of writers that never finished; each under the key it was meant for.
+    Staging,
+}
+
+fn list_blocking(
+    root: &Path,
+    prefix: &str,
+    listing: Listing,
+) -> Result<Vec<ObjectMeta>, StorageError> {
     // Start at the deepest directory the prefix names in full, then filter by the whole prefix.
     let start_rel = match prefix.rfind('/') {
         Some(i) => &prefix[..i],
@@ -268,23 +289,33 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>, StorageEr
             let entry = entry.map_err(|e| local_err("listing", &dir, e))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with(STAGING_PREFIX) {
+            let staging = name.starts_with(STAGING_PREFIX);
+            if staging && listing == Listing::Finished {
                 continue;
             }
             let path = entry.path();
-            let meta = entry
-                .metadata()
-                .map_err(|e| local_err("reading metadata of", &path, e))?;
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                // A staging file renamed into place, or removed, since the directory was read.
+                Err(e) if staging && e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(local_err("reading metadata of", &path, e)),
+            };
             let Ok(rel) = path.strip_prefix(root) else {
                 continue;
             };
             let Some(key) = rel.to_str() else { continue };
             if meta.is_dir() {
+                if staging {
+                    continue;
+                }
                 let as_dir = format!("{key}/");
                 if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
                     stack.push(path);
                 }
-            } else if meta.is_file() && key.starts_with(prefix) {
+            } else if meta.is_file()
+                && key.starts_with(prefix)
+                && (staging || listing == Listing::Finished)
+            {
                 out.push(ObjectMeta {
                     key: key.to_string(),
                     size: meta.len(),

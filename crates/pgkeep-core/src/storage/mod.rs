@@ -203,6 +203,11 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Every object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError>;
 
+    /// Writes under `prefix` that were started and never finished (a killed writer's): local
+    /// staging files (under their own names), S3 multipart uploads never completed (under the key
+    /// they were meant for). No other call sees them.
+    async fn list_unfinished(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError>;
+
     /// Deletes an object; deleting a missing object succeeds.
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
 

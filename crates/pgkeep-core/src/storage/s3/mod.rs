@@ -34,6 +34,7 @@ use crate::settings::S3Settings;
 
 mod multipart;
 mod resume;
+mod unfinished;
 
 use multipart::read_part;
 use resume::ResumingReader;
@@ -318,6 +319,10 @@ impl Storage for S3Storage {
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    async fn list_unfinished(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+        self.unfinished_uploads(prefix).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

@@ -1,0 +1,121 @@
+//! A test repository (a local directory, or a fresh prefix on the shared Garage) and `pgkeep` run
+//! against it, for the test files that need nothing more.
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use pgkeep_core::{RepoLocation, S3Settings, Storage};
+use pgkeep_testkit::{Garage, PgCluster};
+
+/// A repository for a test.
+pub struct Repo {
+    /// `file:///...` or `s3://bucket/prefix`.
+    pub url: String,
+    /// What pgkeep needs in its environment to reach it (Garage's keys).
+    pub env: Vec<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Repo {
+    /// A repository in a new temporary directory.
+    pub fn local() -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        PgCluster::chown_for_server(dir.path());
+        Repo {
+            url: format!("file://{}/repo", dir.path().display()),
+            env: vec![],
+            _dir: Some(dir),
+        }
+    }
+
+    /// The local repository's root directory.
+    pub fn root(&self) -> Option<std::path::PathBuf> {
+        self.url.strip_prefix("file://").map(Into::into)
+    }
+
+    /// The repository's storage, as pgkeep opens it: to damage or inspect objects directly.
+    pub fn storage(&self) -> Arc<dyn Storage> {
+        let location = RepoLocation::parse(&self.url).unwrap();
+        let env = |name: &str| {
+            self.env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let s3 = S3Settings {
+            region: env("AWS_REGION"),
+            endpoint: env("AWS_ENDPOINT_URL"),
+            force_path_style: Some(true),
+            credentials: env("AWS_ACCESS_KEY_ID").zip(env("AWS_SECRET_ACCESS_KEY")),
+            ..S3Settings::default()
+        };
+        block_on(pgkeep_core::open_storage(&location, &s3))
+    }
+
+    /// Writes `bytes` at `key`, replacing what is there.
+    pub fn put(&self, key: &str, bytes: &[u8]) {
+        let storage = self.storage();
+        block_on(storage.put_bytes(key, bytes, pgkeep_core::PutMode::Overwrite)).unwrap();
+    }
+
+    /// Reads the object at `key`.
+    pub fn get(&self, key: &str) -> Vec<u8> {
+        let storage = self.storage();
+        block_on(storage.get_bytes(key)).unwrap()
+    }
+}
+
+/// A local repository, and one on the shared Garage when it runs (it must under CI=true).
+pub fn repos(test: &str) -> Vec<Repo> {
+    let mut out = vec![Repo::local()];
+    if let Some(garage) = Garage::shared() {
+        out.push(Repo {
+            url: format!("s3://{}/{}", garage.bucket(), garage.unique_prefix(test)),
+            env: garage.env_vars(),
+            _dir: None,
+        });
+    }
+    out
+}
+
+/// Runs a future to its end on a runtime of its own.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// `pgkeep` against `pg` and `repo`, with a clean environment.
+pub fn pgkeep(pg: &PgCluster, repo: &Repo) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgkeep"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PG") || key.starts_with("AWS_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("PGHOST", "127.0.0.1")
+        .env("PGPORT", pg.port().to_string())
+        .env("PGUSER", "postgres")
+        .env("PGKEEP_REPO", &repo.url)
+        .envs(repo.env.iter().cloned());
+    cmd
+}
+
+/// Runs `cmd` to its end.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+/// Runs `cmd`, which must succeed.
+pub fn ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

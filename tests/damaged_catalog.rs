@@ -1,0 +1,154 @@
+//! A damaged manifest makes that one backup unusable, never the others: `list`, `verify --all` and
+//! restores by time go on with the good backups and say what they passed over; a backup named by id
+//! is refused with the reason. Leftovers (a backup directory without a manifest) are reported with
+//! their size. Local and Garage repositories, a real cluster.
+
+mod common;
+#[allow(dead_code)] // shared by several test files, each uses part of it
+#[path = "common/repo.rs"]
+mod repo;
+
+use common::{json, stderr};
+use repo::{Repo, ok, pgkeep, repos, run};
+
+use pgkeep_testkit::PgCluster;
+use serde_json::Value;
+
+fn backup(pg: &PgCluster, repo: &Repo) -> Value {
+    let made = json(&ok(
+        pgkeep(pg, repo).args(["--json", "backup", "logical", "--db", "shop"])
+    ));
+    // Ids are UTC seconds: the next backup starts in another second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    made
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_damaged_manifest_makes_only_its_own_backup_unusable() {
+    let pg = PgCluster::start();
+    pg.psql("CREATE DATABASE shop");
+    pg.psql_db("shop", "CREATE TABLE items (n int)");
+    for repo in repos("damaged-manifest") {
+        pg.psql_db("shop", "TRUNCATE items; INSERT INTO items VALUES (1)");
+        let b1 = backup(&pg, &repo);
+        pg.psql_db("shop", "INSERT INTO items VALUES (2)");
+        let b2 = backup(&pg, &repo);
+        pg.psql_db("shop", "INSERT INTO items VALUES (3)");
+        let b3 = backup(&pg, &repo);
+        let (id1, id2, id3) = (
+            b1["id"].as_str().unwrap(),
+            b2["id"].as_str().unwrap(),
+            b3["id"].as_str().unwrap(),
+        );
+        let manifest = |id: &str| format!("main/backups/{id}/manifest.json");
+        // b2's manifest cut short; a fourth directory holding a copy of b1's manifest; a fifth
+        // with a payload and no manifest (a killed run).
+        repo.put(&manifest(id2), b"{\"format\": 1, \"id\": ");
+        repo.put(&manifest("20991231T235959Z"), &repo.get(&manifest(id1)));
+        repo.put("main/backups/20200101T000000Z/shop.dump.zst", &[7u8; 1000]);
+
+        // list: the good backups, the damaged ones flagged, the leftover with its size; exit 1.
+        let out = run(pgkeep(&pg, &repo).arg("list"));
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let table = stdout(&out);
+        for id in [id1, id3] {
+            assert!(table.contains(id), "{table}");
+        }
+        assert!(table.contains(&format!("{id2}   DAMAGED")), "{table}");
+        assert!(table.contains("20991231T235959Z   DAMAGED"), "{table}");
+        assert!(table.contains("describes backup"), "{table}");
+        assert!(table.contains("main/backups/20200101T000000Z/"), "{table}");
+        assert!(table.contains("1000 B"), "{table}");
+        assert!(
+            stderr(&out).contains("2 backup(s) cannot be used"),
+            "{}",
+            stderr(&out)
+        );
+        let listed = json(&run(pgkeep(&pg, &repo).args(["--json", "list"])));
+        let ids: Vec<&str> = listed["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [id1, id3], "{listed:#}");
+        assert_eq!(listed["damaged"][0]["id"], id2, "{listed:#}");
+        assert_eq!(listed["leftovers"][0]["kind"], "incomplete", "{listed:#}");
+        assert_eq!(listed["leftovers"][0]["bytes"], 1000, "{listed:#}");
+
+        // verify --all: the damaged ones are problems, the good ones are checked all the same.
+        let out = run(pgkeep(&pg, &repo).args(["verify", "--all"]));
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let said = stdout(&out);
+        assert!(said.contains(&format!("backup {id1}: ok")), "{said}");
+        assert!(said.contains(&format!("backup {id3}: ok")), "{said}");
+        assert!(said.contains(&format!("backup {id2}: FAILED")), "{said}");
+        assert!(
+            said.contains("leftover: main/backups/20200101T000000Z/"),
+            "{said}"
+        );
+        let checks = json(&run(pgkeep(&pg, &repo).args(["--json", "verify", "--all"])));
+        assert_eq!(checks["backups"].as_array().unwrap().len(), 4, "{checks:#}");
+        assert_eq!(
+            checks["leftovers"].as_array().unwrap().len(),
+            1,
+            "{checks:#}"
+        );
+
+        // Restore by time: the newest good backup, the damaged one passed over and named.
+        let out = ok(pgkeep(&pg, &repo).args([
+            "restore",
+            "--db",
+            "shop",
+            "--into",
+            "shop_now",
+            "--at",
+            "2099-12-31 23:59:59+00",
+        ]));
+        assert!(
+            stderr(&out).contains(&format!("skipped backup {id2}")),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains(id3), "{}", stderr(&out));
+        assert_eq!(pg.psql_db("shop_now", "SELECT count(*) FROM items"), "3");
+        // A time between b2 and b3 falls back to b1.
+        let between = b3["started_at"].as_str().unwrap();
+        ok(pgkeep(&pg, &repo).args([
+            "restore",
+            "--db",
+            "shop",
+            "--into",
+            "shop_then",
+            "--at",
+            between,
+        ]));
+        assert_eq!(pg.psql_db("shop_then", "SELECT count(*) FROM items"), "1");
+
+        // The damaged backup by id: refused with the reason, nothing created.
+        let out = run(pgkeep(&pg, &repo).args([
+            "restore", "--db", "shop", "--into", "shop_bad", "--backup", id2,
+        ]));
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains(&format!("backup {id2} cannot be used")),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("pgkeep list"), "{}", stderr(&out));
+        assert_eq!(
+            pg.psql("SELECT count(*) FROM pg_database WHERE datname = 'shop_bad'"),
+            "0"
+        );
+        let out = run(pgkeep(&pg, &repo).args(["verify", id2]));
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stdout(&out).contains("FAILED"), "{}", stdout(&out));
+        for db in ["shop_now", "shop_then"] {
+            pg.psql(&format!("DROP DATABASE {db}"));
+        }
+    }
+}
