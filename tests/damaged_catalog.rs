@@ -180,15 +180,17 @@ fn a_damaged_manifest_does_not_block_a_point_in_time_restore() {
     let home = tempfile::tempdir().unwrap();
     PgCluster::chown_for_server(home.path());
     pg.psql("CREATE TABLE t (n int); INSERT INTO t VALUES (1)");
-    let made = json(&ok(pgkeep_as_server(&pg, &repo, home.path())
-        .args(["--json", "backup", "physical"])));
+    let made = json(&ok(
+        pgkeep_as_server(&pg, &repo, home.path()).args(["--json", "backup", "physical"])
+    ));
     pg.psql("INSERT INTO t VALUES (2)");
     let segment = pg.psql("SELECT pg_walfile_name(pg_switch_wal())");
     // A newer backup of the other kind whose manifest is damaged.
     repo.put("main/backups/20991231T235959Z/manifest.json", b"not json");
     PgCluster::chown_for_server(&repo.root().unwrap());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let archived = format!("SELECT coalesce(last_archived_wal >= '{segment}', false) FROM pg_stat_archiver");
+    let archived =
+        format!("SELECT coalesce(last_archived_wal >= '{segment}', false) FROM pg_stat_archiver");
     while pg.psql(&archived) != "t" {
         assert!(
             std::time::Instant::now() < deadline,
@@ -205,7 +207,13 @@ fn a_damaged_manifest_does_not_block_a_point_in_time_restore() {
     let out = ok(pgkeep_as_server(&pg, &repo, home.path())
         .args(["restore", "--latest", "--pgdata"])
         .arg(&target)
-        .args(["--start", "--target-action", "shutdown", "--port", &port.to_string()]));
+        .args([
+            "--start",
+            "--target-action",
+            "shutdown",
+            "--port",
+            &port.to_string(),
+        ]));
     let said = stderr(&out);
     assert!(said.contains("skipped backup 20991231T235959Z"), "{said}");
     assert!(said.contains(made["id"].as_str().unwrap()), "{said}");

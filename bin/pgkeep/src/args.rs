@@ -65,6 +65,10 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["id", "all"])]
         wal: bool,
     },
+    /// Rebuild a missing or damaged `<cluster>/cluster.json` (which server owns the cluster name)
+    /// from the backups' manifests; a damaged one is kept beside it. Refused when the manifests
+    /// disagree or the record is readable.
+    RepairIdentity,
     /// Restore: a database or the roles from a logical backup (--db, --globals), or a data directory
     /// to a point in time from a physical backup and the WAL archive (--pgdata).
     Restore(RestoreArgs),

@@ -121,6 +121,27 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `repair-identity`.
+pub async fn repair_identity(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let repo = ctx.repo().await?;
+    let repair = pgkeep_core::repair_identity(&repo).await?;
+    ctx.print(&repair, || {
+        format!(
+            "rebuilt {}: system identifier {}, PostgreSQL {} (from {}){}\n",
+            repo.key("cluster.json"),
+            repair.identity.system_identifier,
+            repair.identity.pg_major,
+            repair.evidence.describe(),
+            repair
+                .kept_damaged
+                .as_ref()
+                .map(|k| format!("; the damaged record is kept as {k}"))
+                .unwrap_or_default()
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `info ID`.
 pub async fn info(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;

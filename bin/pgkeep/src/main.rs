@@ -100,6 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::backup_physical(&ctx, options).await
         }
         Command::List => commands::list(&ctx).await,
+        Command::RepairIdentity => commands::repair_identity(&ctx).await,
         Command::Info { id } => commands::info(&ctx, &id).await,
         Command::Verify { wal: true, .. } => commands::verify_wal(&ctx).await,
         Command::Verify { id, all, .. } => {

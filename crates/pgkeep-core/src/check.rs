@@ -6,11 +6,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::error::Error;
 use crate::exec::{self, CLIENT_TOOLS, ToolInfo};
 use crate::pg::{self, PasswordSource, ServerInfo};
 use crate::repo::{ClusterIdentity, Repository, open_storage};
 use crate::settings::Settings;
 use crate::storage::PutMode;
+use crate::wal;
 
 /// How serious a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -276,11 +278,42 @@ async fn check_repository(
                     "use another --cluster name for this server, or another repository".into(),
                 );
             }
+            if identity.is_none() {
+                check_missing_identity(&repo, problems).await;
+            }
             report.identity = identity;
         }
         Err(e) => problems.add_error("repository", &e),
     }
     Some(report)
+}
+
+/// Without `cluster.json`: an error when the repository holds backups under the name (writes are
+/// refused until it is back), a warning when it holds only WAL (the first backup records it).
+async fn check_missing_identity(repo: &Repository, problems: &mut Problems) {
+    match wal::IdentityEvidence::gather(repo).await {
+        Ok(evidence) if evidence.holds_backups() => problems.add_error(
+            "repository",
+            &Error::IdentityMissing {
+                key: repo.identity_key(),
+                repo: repo.storage().url(),
+                cluster: repo.cluster().to_string(),
+                evidence: evidence.describe(),
+            },
+        ),
+        Ok(evidence) if evidence.wal_files > 0 => problems.add(
+            Severity::Warning,
+            "repository",
+            format!(
+                "{} has no identity record yet, and holds {}",
+                repo.identity_key(),
+                evidence.describe()
+            ),
+            "take a backup: the first backup records which server owns the cluster name".into(),
+        ),
+        Ok(_) => {}
+        Err(e) => problems.add_error("repository", &e),
+    }
 }
 
 /// Runs every check. Never fails: whatever goes wrong is a [`Problem`] in the report.

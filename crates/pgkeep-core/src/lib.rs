@@ -138,4 +138,7 @@ pub use stream::{Codec, NoProgress, Progress, StoredObject, fetch_object, store_
 pub use verify::{
     BackupCheck, ObjectCheck, VerifyReport, VerifySelection, verify_backups, verify_wal,
 };
-pub use wal::{Fetched, Pushed, TimelineSummary, WalReport, wal_fetch, wal_push};
+pub use wal::{
+    Fetched, IdentityEvidence, IdentityRepair, Pushed, TimelineSummary, WalReport, ensure_identity,
+    repair_identity, wal_fetch, wal_push,
+};

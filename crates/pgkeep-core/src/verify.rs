@@ -62,6 +62,9 @@ pub struct VerifyReport {
     /// Stored data no backup lists: reported, not counted as damage (a backup running now has
     /// one too).
     pub leftovers: Vec<Leftover>,
+    /// Problems with the repository itself: a damaged identity record, or a missing one while
+    /// backups exist.
+    pub problems: Vec<String>,
 }
 
 impl VerifyReport {
@@ -73,11 +76,13 @@ impl VerifyReport {
             .sum()
     }
 
-    /// `Ok` when every object passed, else [`Error::DamagedBackups`].
+    /// `Ok` when every object passed and the repository has no problem, else
+    /// [`Error::DamagedBackups`] or [`Error::RepositoryProblems`].
     pub fn result(&self) -> Result<(), Error> {
-        match self.damaged_objects() {
-            0 => Ok(()),
-            objects => Err(Error::DamagedBackups { objects }),
+        match (self.damaged_objects(), self.problems.len()) {
+            (0, 0) => Ok(()),
+            (0, problems) => Err(Error::RepositoryProblems { problems }),
+            (objects, _) => Err(Error::DamagedBackups { objects }),
         }
     }
 }
@@ -143,6 +148,7 @@ pub async fn verify_backups(
     Ok(VerifyReport {
         backups: out,
         leftovers,
+        problems: wal::identity_problem(repo).await?.into_iter().collect(),
     })
 }
 
@@ -170,7 +176,9 @@ fn unusable_check(d: DamagedBackup) -> BackupCheck {
 /// `verify --wal`: every archived file read back, gaps, timelines without history, forks.
 pub async fn verify_wal(repo: &Repository) -> Result<WalReport, Error> {
     let backups = read_catalog(repo).await?.backups;
-    wal::verify_archive(repo, catalog::wal_segment_size(&backups)).await
+    let mut report = wal::verify_archive(repo, catalog::wal_segment_size(&backups)).await?;
+    report.problems.extend(wal::identity_problem(repo).await?);
+    Ok(report)
 }
 
 async fn verify_backup(

@@ -5,7 +5,8 @@ mod common;
 
 use common::{backends, random_bytes, text_bytes};
 use pgkeep_core::{
-    Compression, Error, PutMode, Repository, StoredObject, fetch_object, store_object,
+    Compression, Error, PutMode, Repository, StoredObject, ensure_identity, fetch_object,
+    store_object,
 };
 
 async fn roundtrip(storage: &dyn pgkeep_core::Storage, key: &str, data: Vec<u8>) -> StoredObject {
@@ -179,21 +180,19 @@ async fn repository_identity_refuses_another_cluster() {
     for b in backends("identity").await {
         let repo = Repository::new(b.storage.clone(), "main");
         assert!(repo.identity().await.unwrap().is_none());
-        let first = repo
-            .ensure_identity("7312345678901234567", 15)
+        let first = ensure_identity(&repo, "7312345678901234567", 15)
             .await
             .unwrap();
         assert_eq!(first.system_identifier, "7312345678901234567");
         // The same server again is fine, and sees the recorded identity.
         assert_eq!(
-            repo.ensure_identity("7312345678901234567", 15)
+            ensure_identity(&repo, "7312345678901234567", 15)
                 .await
                 .unwrap(),
             first
         );
         // Another server under the same name is refused, and the record is untouched.
-        let err = repo
-            .ensure_identity("7399999999999999999", 15)
+        let err = ensure_identity(&repo, "7399999999999999999", 15)
             .await
             .unwrap_err();
         let message = err.to_string();
@@ -203,15 +202,14 @@ async fn repository_identity_refuses_another_cluster() {
         assert!(message.contains("--cluster"), "{message}");
         // So is a different major version.
         assert!(
-            repo.ensure_identity("7312345678901234567", 16)
+            ensure_identity(&repo, "7312345678901234567", 16)
                 .await
                 .is_err()
         );
         assert_eq!(repo.identity().await.unwrap(), Some(first));
         // Another name in the same repository is independent.
         let other = Repository::new(b.storage.clone(), "other");
-        other
-            .ensure_identity("7399999999999999999", 16)
+        ensure_identity(&other, "7399999999999999999", 16)
             .await
             .unwrap();
     }

@@ -277,6 +277,9 @@ pub fn verify_report(report: &VerifyReport) -> String {
             }
         }
     }
+    for p in &report.problems {
+        let _ = writeln!(out, "PROBLEM: {p}");
+    }
     out.push_str(&leftovers(&report.leftovers));
     out
 }

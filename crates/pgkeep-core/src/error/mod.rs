@@ -160,6 +160,47 @@ pub enum Error {
         problem: String,
     },
 
+    /// The cluster's identity record is missing while the repository holds its backups: whoever
+    /// writes next could claim the name, so writes are refused until it is back.
+    #[error(
+        "{key} is missing, but {repo} holds {evidence} under cluster name `{cluster}`; backups and WAL pushes are refused until it is back, so that no other server can claim the name\n  fix: restore {key} from a copy, or rebuild it from the manifests with `pgkeep repair-identity`"
+    )]
+    IdentityMissing {
+        /// The record's key.
+        key: String,
+        /// The repository URL.
+        repo: String,
+        /// The cluster name.
+        cluster: String,
+        /// What the repository holds (`3 backups of system identifier ...`).
+        evidence: String,
+    },
+
+    /// The WAL archived under the cluster name comes from another server (and no identity record
+    /// says whose the name is yet).
+    #[error(
+        "{repo}: the WAL archived under cluster name `{cluster}` is from system identifier {archived}; this server is {actual}\n  fix: use another --cluster name (or repository.cluster) for this server, or another repository; never mix two clusters' WAL"
+    )]
+    ArchiveMismatch {
+        /// The repository URL.
+        repo: String,
+        /// The cluster name.
+        cluster: String,
+        /// The system identifier in the archived WAL.
+        archived: String,
+        /// The server writing now.
+        actual: String,
+    },
+
+    /// `repair-identity` cannot rebuild the identity record.
+    #[error("{key}: cannot be rebuilt: {problem}")]
+    IdentityRepair {
+        /// The record's key.
+        key: String,
+        /// Why not.
+        problem: String,
+    },
+
     /// A repository record (a manifest, the cluster identity) exists but cannot be understood.
     #[error("{key}: not a valid {record}: {source}\n  fix: {fix}")]
     BadRecord {
@@ -223,6 +264,16 @@ pub enum Error {
     DamagedBackups {
         /// How many objects failed.
         objects: usize,
+    },
+
+    /// `verify` found a problem with the repository itself, such as its identity record (its
+    /// report says which).
+    #[error(
+        "verify found {problems} problem(s) with the repository (listed above)\n  fix: follow the fix printed with each; the backups themselves read back"
+    )]
+    RepositoryProblems {
+        /// How many.
+        problems: usize,
     },
 
     /// `verify --wal` found problems in the WAL archive (its report says which).

@@ -15,6 +15,11 @@ pub enum SegmentProblem {
         /// The segment size in its header.
         header: u32,
     },
+    /// Its header says it starts at another place in the WAL than its name says.
+    WrongAddress {
+        /// The segment its header's page address names.
+        header: String,
+    },
     /// Its header names a newer timeline than its file name.
     NewerTimeline {
         /// The header's timeline.
@@ -31,6 +36,10 @@ impl fmt::Display for SegmentProblem {
             SegmentProblem::WrongSize { size, header } => write!(
                 f,
                 "is {size} bytes but its header says segments are {header} bytes (a truncated or foreign file)"
+            ),
+            SegmentProblem::WrongAddress { header } => write!(
+                f,
+                "its header says it is segment {header} (a renamed or foreign file)"
             ),
             SegmentProblem::NewerTimeline { header, name } => write!(
                 f,
@@ -81,6 +90,17 @@ pub enum WalError {
         name: String,
         /// What is wrong.
         problem: SegmentProblem,
+    },
+
+    /// A `.history` file that is not a timeline history file.
+    #[error(
+        "{name}: is not a timeline history file: {problem}\n  fix: push only files from the server's pg_wal directory (archive_command = 'pgkeep wal-push %p'); nothing was stored"
+    )]
+    BadHistory {
+        /// The file name.
+        name: String,
+        /// What is wrong.
+        problem: String,
     },
 
     /// `wal-fetch` from a repository that holds nothing for the cluster: a wrong repository, not

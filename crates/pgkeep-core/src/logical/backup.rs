@@ -21,6 +21,7 @@ use crate::repo::catalog::{
 use crate::settings::Settings;
 use crate::storage::PutMode;
 use crate::stream::{self, Progress, ProgressReader, StoredObject};
+use crate::wal;
 
 /// What `backup logical` backs up.
 #[derive(Debug, Clone, Default)]
@@ -230,8 +231,7 @@ pub async fn backup_logical(
 ) -> Result<Manifest, Error> {
     let client = pg::connect(&settings.conninfo, None).await?;
     let server = pg::server_info(&client, &settings.conninfo).await?;
-    repo.ensure_identity(&server.system_identifier, server.major)
-        .await?;
+    wal::ensure_identity(repo, &server.system_identifier, server.major).await?;
     let bin_dir = settings.bin_dir.as_deref();
     let pg_dump = exec::fitting_tool(bin_dir, "pg_dump", server.major).await?;
     let pg_dumpall = match options.with_globals() {

@@ -256,8 +256,7 @@ pub async fn backup_physical(
     let client = pg::connect(conninfo, None).await?;
     let server = pg::server_info(&client, conninfo).await?;
     let segment_size = check_server(&client, conninfo, &server, options).await?;
-    repo.ensure_identity(&server.system_identifier, server.major)
-        .await?;
+    wal::ensure_identity(repo, &server.system_identifier, server.major).await?;
     let tool =
         exec::fitting_tool(settings.bin_dir.as_deref(), "pg_basebackup", server.major).await?;
 

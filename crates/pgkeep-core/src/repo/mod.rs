@@ -75,10 +75,6 @@ impl Repository {
         format!("{}/{relative}", self.cluster)
     }
 
-    fn identity_key(&self) -> String {
-        self.key("cluster.json")
-    }
-
     /// The recorded identity, if the cluster name has been used.
     pub async fn identity(&self) -> Result<Option<ClusterIdentity>, Error> {
         let key = self.identity_key();
@@ -88,7 +84,7 @@ impl Repository {
                     key,
                     record: "cluster identity record",
                     source,
-                    fix: "restore the file from a copy, or point pgkeep at another cluster name",
+                    fix: "backups and WAL pushes are refused until it is repaired: restore the file from a copy, or rebuild it from the manifests with `pgkeep repair-identity`",
                 }
             }),
             Err(e) if e.is_not_found() => Ok(None),
@@ -96,53 +92,63 @@ impl Repository {
         }
     }
 
-    /// Makes sure this cluster name belongs to the server with `system_identifier` and `pg_major`:
-    /// records them on first use (create-if-absent, so two first writers cannot both win) and
-    /// refuses a different server afterwards.
-    pub async fn ensure_identity(
+    /// Records `system_identifier` and `pg_major` as this cluster name's owner, create-if-absent:
+    /// when another writer recorded one first, theirs is returned (compare it with
+    /// [`Repository::check_identity`]). The guard that decides whether recording is safe is
+    /// `ensure_identity`.
+    pub(crate) async fn record_identity(
         &self,
         system_identifier: &str,
         pg_major: u32,
     ) -> Result<ClusterIdentity, Error> {
-        let stored = match self.identity().await? {
-            Some(stored) => stored,
-            None => {
-                let new = ClusterIdentity {
-                    system_identifier: system_identifier.to_string(),
-                    pg_major,
-                    created_at: chrono::Utc::now(),
-                    created_by: format!("pgkeep {}", env!("CARGO_PKG_VERSION")),
-                };
-                let json = serde_json::to_vec_pretty(&new)
-                    .map_err(|e| Error::encode(&self.identity_key(), e))?;
-                match self
-                    .storage
-                    .put_bytes(&self.identity_key(), &json, PutMode::Create)
-                    .await
-                {
-                    Ok(_) => new,
-                    // Someone else recorded it first: compare against theirs.
-                    Err(StorageError::AlreadyExists { .. }) => {
-                        self.identity()
-                            .await?
-                            .ok_or_else(|| StorageError::NotFound {
-                                key: self.identity_key(),
-                            })?
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
+        let new = ClusterIdentity {
+            system_identifier: system_identifier.to_string(),
+            pg_major,
+            created_at: chrono::Utc::now(),
+            created_by: format!("pgkeep {}", env!("CARGO_PKG_VERSION")),
         };
+        let json =
+            serde_json::to_vec_pretty(&new).map_err(|e| Error::encode(&self.identity_key(), e))?;
+        match self
+            .storage
+            .put_bytes(&self.identity_key(), &json, PutMode::Create)
+            .await
+        {
+            Ok(_) => Ok(new),
+            // Someone else recorded it first: theirs counts.
+            Err(StorageError::AlreadyExists { .. }) => self.identity().await?.ok_or_else(|| {
+                StorageError::NotFound {
+                    key: self.identity_key(),
+                }
+                .into()
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// [`Error::ClusterMismatch`] unless `stored` is the server with `system_identifier` and
+    /// `pg_major`.
+    pub(crate) fn check_identity(
+        &self,
+        stored: &ClusterIdentity,
+        system_identifier: &str,
+        pg_major: u32,
+    ) -> Result<(), Error> {
         if stored.system_identifier != system_identifier || stored.pg_major != pg_major {
             return Err(Error::ClusterMismatch {
                 repo: self.storage.url(),
                 cluster: self.cluster.clone(),
-                stored_system_id: stored.system_identifier,
+                stored_system_id: stored.system_identifier.clone(),
                 stored_major: stored.pg_major,
                 actual_system_id: system_identifier.to_string(),
                 actual_major: pg_major,
             });
         }
-        Ok(stored)
+        Ok(())
+    }
+
+    /// The identity record's key, `<cluster>/cluster.json`.
+    pub(crate) fn identity_key(&self) -> String {
+        self.key("cluster.json")
     }
 }

@@ -16,11 +16,14 @@
 
 mod codec;
 mod fetch;
+mod identity;
 mod push;
 mod timeline;
 mod verify;
 
 pub use fetch::{Fetched, wal_fetch};
+pub(crate) use identity::identity_problem;
+pub use identity::{IdentityEvidence, IdentityRepair, ensure_identity, repair_identity};
 pub use push::{Pushed, wal_push};
 #[cfg(test)]
 pub(crate) use timeline::Switch;

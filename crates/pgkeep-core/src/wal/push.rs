@@ -6,9 +6,10 @@
 use std::path::Path;
 
 use super::codec::{decode, encode};
+use super::identity::check_wal_identity;
 use super::{key_of, not_wal_file};
 use crate::error::{Error, SegmentProblem, WalError};
-use crate::pg::WalFile;
+use crate::pg::{Lsn, WalFile, segment_name};
 use crate::repo::Repository;
 use crate::settings::Compression;
 use crate::storage::{PutMode, StorageError};
@@ -22,15 +23,20 @@ pub enum Pushed {
     AlreadyThere,
 }
 
-/// The fields of a segment's first page header that identify the cluster.
-struct SegmentHeader {
-    tli: u32,
-    system_identifier: u64,
-    segment_size: u32,
+/// The fields of a segment's first page header that identify the cluster and the place.
+pub(super) struct SegmentHeader {
+    /// `xlp_tli`.
+    pub(super) tli: u32,
+    /// `xlp_pageaddr`: where in the WAL the segment starts.
+    pub(super) page_address: u64,
+    /// `xlp_sysid`.
+    pub(super) system_identifier: u64,
+    /// `xlp_seg_size`.
+    pub(super) segment_size: u32,
 }
 
 /// Reads `XLogLongPageHeaderData` at the start of a segment.
-fn segment_header(raw: &[u8]) -> Option<SegmentHeader> {
+pub(super) fn segment_header(raw: &[u8]) -> Option<SegmentHeader> {
     let u32_at = |at: usize| {
         raw.get(at..at + 4)
             .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
@@ -46,6 +52,7 @@ fn segment_header(raw: &[u8]) -> Option<SegmentHeader> {
     }
     Some(SegmentHeader {
         tli: u32_at(4)?,
+        page_address: u64_at(8)?,
         system_identifier: u64_at(24)?,
         segment_size: u32_at(32)?,
     })
@@ -80,17 +87,57 @@ async fn check_segment(
             name: timeline,
         }));
     }
-    if let Some(identity) = repo.identity().await?
-        && identity.system_identifier != header.system_identifier.to_string()
-    {
-        return Err(Error::ClusterMismatch {
-            repo: repo.storage().url(),
-            cluster: repo.cluster().to_string(),
-            stored_system_id: identity.system_identifier,
-            stored_major: identity.pg_major,
-            actual_system_id: header.system_identifier.to_string(),
-            actual_major: identity.pg_major,
-        });
+    // The page address says which segment this is: a renamed file is refused.
+    let segment_size = u64::from(header.segment_size);
+    if segment_size > 0 && header.page_address % segment_size == 0 {
+        let named = &name[8..24];
+        let is = segment_name(timeline, header.page_address / segment_size, segment_size);
+        if &is[8..] != named {
+            return Err(refuse(SegmentProblem::WrongAddress { header: is }));
+        }
+    } else {
+        return Err(refuse(SegmentProblem::NoHeader));
+    }
+    check_wal_identity(repo, &header.system_identifier.to_string()).await
+}
+
+/// Checks that a `.history` file of timeline `timeline` is one: text lines of a parent timeline,
+/// the LSN where it ended and a reason, the parents ascending and older than `timeline`.
+fn check_history(name: &str, timeline: u32, raw: &[u8]) -> Result<(), Error> {
+    let refuse = |problem: String| {
+        Error::Wal(WalError::BadHistory {
+            name: name.to_string(),
+            problem,
+        })
+    };
+    let text = std::str::from_utf8(raw).map_err(|_| refuse("it is not text".to_string()))?;
+    let mut last_parent = 0;
+    let mut entries = 0;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let parent: Option<u32> = fields.next().and_then(|f| f.parse().ok());
+        let switch = fields.next().and_then(Lsn::parse);
+        match (parent, switch) {
+            (Some(parent), Some(_)) if parent > last_parent && parent < timeline => {
+                last_parent = parent;
+                entries += 1;
+            }
+            _ => {
+                return Err(refuse(format!(
+                    "line {} is not `<parent timeline> <LSN> <reason>` with parents ascending below {timeline}: {line:?}",
+                    n + 1
+                )));
+            }
+        }
+    }
+    if entries == 0 || timeline < 2 {
+        return Err(refuse(format!(
+            "it names no parent timeline (timeline {timeline} must have at least one)"
+        )));
     }
     Ok(())
 }
@@ -113,8 +160,12 @@ pub async fn wal_push(
         key: key.clone(),
         source: std::io::Error::new(source.kind(), format!("{}: {source}", path.display())),
     })?;
-    if matches!(file, WalFile::Segment { .. } | WalFile::Partial { .. }) {
-        check_segment(repo, &name, file.timeline(), &raw).await?;
+    match file {
+        WalFile::Segment { .. } | WalFile::Partial { .. } => {
+            check_segment(repo, &name, file.timeline(), &raw).await?;
+        }
+        WalFile::History { tli } => check_history(&name, tli, &raw)?,
+        WalFile::BackupHistory { .. } => {}
     }
     // The segment goes to the compression thread and comes back, for the comparison below.
     let (encoded, raw) = tokio::task::spawn_blocking(move || (encode(&raw, compression), raw))
