@@ -28,6 +28,15 @@ impl Repo {
         }
     }
 
+    /// A local repository at `url`, whose directory the caller owns.
+    pub fn at(url: String) -> Repo {
+        Repo {
+            url,
+            env: vec![],
+            _dir: None,
+        }
+    }
+
     /// The local repository's root directory.
     pub fn root(&self) -> Option<std::path::PathBuf> {
         self.url.strip_prefix("file://").map(Into::into)

@@ -47,6 +47,20 @@ impl Ctx {
         }
     }
 
+    /// Prints an outcome as [`Ctx::print`] does, except under `-q` when `ok`: cron then mails
+    /// only what went wrong.
+    fn report(
+        &self,
+        ok: bool,
+        value: &impl serde::Serialize,
+        human: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
+        if self.quiet && ok && !self.json {
+            return Ok(());
+        }
+        self.print(value, human)
+    }
+
     /// Prints `value` as JSON, or `human` for people.
     fn print(
         &self,
@@ -66,12 +80,12 @@ impl Ctx {
 /// `check`: exit 3 when something the configured jobs need is wrong.
 pub async fn check(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let report = pgkeep_core::check(&ctx.settings).await;
-    ctx.print(&report, || output::check_report(&report))?;
+    ctx.report(report.ok, &report, || output::check_report(&report))?;
     Ok(exit::check_code(report.ok))
 }
 
 fn backup_done(ctx: &Ctx, manifest: &Manifest) -> anyhow::Result<ExitCode> {
-    ctx.print(manifest, || output::backup_summary(manifest))?;
+    ctx.report(true, manifest, || output::backup_summary(manifest))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -125,7 +139,7 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
 pub async fn repair_identity(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;
     let repair = pgkeep_core::repair_identity(&repo).await?;
-    ctx.print(&repair, || {
+    ctx.report(true, &repair, || {
         format!(
             "rebuilt {}: system identifier {}, PostgreSQL {} (from {}){}\n",
             repo.key("cluster.json"),
@@ -155,7 +169,9 @@ pub async fn verify(ctx: &Ctx, selection: VerifySelection) -> anyhow::Result<Exi
     let repo = ctx.repo().await?;
     let report =
         pgkeep_core::verify_backups(&ctx.settings, &repo, &selection, ctx.progress.clone()).await?;
-    ctx.print(&report, || output::verify_report(&report))?;
+    ctx.report(report.result().is_ok(), &report, || {
+        output::verify_report(&report)
+    })?;
     report.result()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -164,7 +180,9 @@ pub async fn verify(ctx: &Ctx, selection: VerifySelection) -> anyhow::Result<Exi
 pub async fn verify_wal(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;
     let report = pgkeep_core::verify_wal(&repo).await?;
-    ctx.print(&report, || output::wal_report(&report))?;
+    ctx.report(report.result().is_ok(), &report, || {
+        output::wal_report(&report)
+    })?;
     report.result()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -216,7 +234,7 @@ pub async fn restore_physical(
     };
     let plan = pgkeep_core::plan_physical_restore(&repo, &request).await?;
     ctx.warn(&output::skipped(&plan.skipped));
-    if !ctx.json {
+    if !ctx.json && !ctx.quiet {
         eprint!("{}", output::physical_plan(&plan));
     }
     let options = PhysicalRestoreOptions {
@@ -235,7 +253,7 @@ pub async fn restore_physical(
         pgkeep_core::restore_physical(&ctx.settings, &repo, &plan, &options, ctx.progress.clone())
             .await?;
     let json = serde_json::json!({ "plan": plan, "report": report });
-    ctx.print(&json, || output::physical_report(&plan, &report))?;
+    ctx.report(true, &json, || output::physical_report(&plan, &report))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -259,7 +277,7 @@ pub async fn restore_globals(ctx: &Ctx, args: &RestoreArgs) -> anyhow::Result<Ex
     let report =
         pgkeep_core::restore_globals(&ctx.settings, &repo, &choice, ctx.progress.clone()).await?;
     ctx.warn(&output::skipped(&report.skipped));
-    ctx.print(&report, || {
+    ctx.report(true, &report, || {
         format!(
             "restored roles and tablespaces from backup {} ({} already existed)\n",
             report.backup_id, report.already_existed
@@ -279,7 +297,7 @@ pub async fn restore_logical(
     let plan =
         pgkeep_core::plan_logical_restore(&repo, database, &choice, args.into.as_deref()).await?;
     ctx.warn(&output::skipped(&plan.skipped));
-    if !ctx.json {
+    if !ctx.json && !ctx.quiet {
         eprint!("{}", output::restore_plan(&plan));
     }
     let options = LogicalRestoreOptions {
@@ -290,7 +308,7 @@ pub async fn restore_logical(
         pgkeep_core::restore_logical(&ctx.settings, &repo, &plan, &options, ctx.progress.clone())
             .await?;
     let json = serde_json::json!({ "plan": plan, "report": report });
-    ctx.print(&json, || output::restore_report(&report))?;
+    ctx.report(true, &json, || output::restore_report(&report))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -311,7 +329,7 @@ pub async fn switchover(
 ) -> anyhow::Result<ExitCode> {
     let pair = ctx.pair(node)?;
     let report = pgkeep_failover::switchover(&pair, to, dry_run).await?;
-    ctx.print(&report, || output::switchover_report(&report))?;
+    ctx.report(true, &report, || output::switchover_report(&report))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -319,7 +337,7 @@ pub async fn switchover(
 pub async fn promote(ctx: &Ctx, force: bool, node: Option<&str>) -> anyhow::Result<ExitCode> {
     let pair = ctx.pair(node)?;
     let report = pgkeep_failover::promote(&pair, force).await?;
-    ctx.print(&report, || {
+    ctx.report(true, &report, || {
         format!(
             "{} is the master now; {} must be rejoined (`pgkeep failover rejoin NODE`) before it runs again\n",
             report.promoted,
@@ -338,7 +356,7 @@ pub async fn rejoin(
 ) -> anyhow::Result<ExitCode> {
     let pair = ctx.pair(node)?;
     let report = pgkeep_failover::rejoin(&pair, target, reclone).await?;
-    ctx.print(&report, || {
+    ctx.report(true, &report, || {
         format!(
             "{} is a streaming standby of {} ({})\n",
             report.node, report.master, report.method
@@ -351,7 +369,7 @@ pub async fn rejoin(
 pub async fn sync_files(ctx: &Ctx, node: Option<&str>, dry_run: bool) -> anyhow::Result<ExitCode> {
     let pair = ctx.pair(node)?;
     let report = pgkeep_failover::sync_files(&pair, dry_run).await?;
-    ctx.print(&report, || output::sync_report(&report))?;
+    ctx.report(true, &report, || output::sync_report(&report))?;
     Ok(ExitCode::SUCCESS)
 }
 

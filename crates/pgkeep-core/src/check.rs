@@ -11,7 +11,7 @@ use crate::exec::{self, CLIENT_TOOLS, ToolInfo};
 use crate::pg::{self, PasswordSource, ServerInfo};
 use crate::repo::{ClusterIdentity, Repository, open_storage};
 use crate::settings::Settings;
-use crate::storage::PutMode;
+use crate::storage::{PutMode, StorageError};
 use crate::wal;
 
 /// How serious a problem is.
@@ -231,9 +231,19 @@ async fn check_repository(
         writable: false,
         identity: None,
     };
-    if let Err(e) = repo.storage().list(&repo.key("")).await {
-        problems.add_error("repository", &e);
-        return Some(report);
+    match repo.storage().list(&repo.key("")).await {
+        Ok(_) => {}
+        // A new repository: the probe below creates its directory, as the first backup would.
+        Err(StorageError::RootMissing { path }) => problems.add(
+            Severity::Warning,
+            "repository",
+            format!("{} did not exist; this check created it", path.display()),
+            "if the repository should be on a disk of its own, check that it is mounted".into(),
+        ),
+        Err(e) => {
+            problems.add_error("repository", &e);
+            return Some(report);
+        }
     }
     report.reachable = true;
     let probe = repo.key(&format!(".check-{:016x}", rand::random::<u64>()));

@@ -103,6 +103,12 @@ fn home_dir() -> Option<PathBuf> {
     env("HOME").map(PathBuf::from)
 }
 
+/// Whether a connection string holds a password (`password=` or a URL's `user:password@`). An
+/// invalid string holds none as far as this is concerned (resolving it reports the error).
+pub fn conninfo_has_password(conninfo: &str) -> bool {
+    tokio_postgres::Config::from_str(conninfo).is_ok_and(|c| c.get_password().is_some())
+}
+
 impl ConnInfo {
     /// Resolves a connection string (`key=value` pairs or a `postgresql://` URL; `None` for none) with
     /// the environment. The error describes what is wrong with the string, without repeating it (it

@@ -14,7 +14,10 @@ mod walname;
 
 pub use client::{PgError, ServerInfo, connect, server_info};
 pub(crate) use client::{UTC_TEXT, parse_utc_text, query_error, query_time};
-pub use conninfo::{ConnInfo, ConnInfoError, DEFAULT_PORT, DEFAULT_SOCKET_DIR, PasswordSource};
+pub use conninfo::{
+    ConnInfo, ConnInfoError, DEFAULT_PORT, DEFAULT_SOCKET_DIR, PasswordSource,
+    conninfo_has_password,
+};
 pub use lsn::Lsn;
 pub(crate) use quote::{conf_quote, quote_ident, quote_literal};
 pub(crate) use time::utc_millis;

@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::exec::ToolInfo;
 use crate::pg::{DEFAULT_SEGMENT_SIZE, Lsn, ServerInfo};
 use crate::repo::Repository;
-use crate::storage::{PutMode, StorageError};
+use crate::storage::PutMode;
 use crate::stream::StoredObject;
 
 /// The manifest's file name inside a backup's directory.
@@ -334,36 +334,39 @@ pub(crate) fn backup_prefix(repo: &Repository, id: &str) -> String {
     repo.key(&format!("backups/{id}/"))
 }
 
-/// The object that reserves a backup id until the manifest is written: whoever creates it
-/// (create-if-absent) owns the id. Removed once the manifest is written.
-pub(crate) const RESERVATION: &str = "started.json";
+/// The name prefix of the objects that reserve a backup id until its manifest is written
+/// (`started-<random>.json`).
+const RESERVATION: &str = "started-";
 
 /// A new backup id, reserved: the current UTC second, moved on while anything (another run started
-/// in the same second, even a killed run's leftovers) already uses it. The id is owned through
-/// [`RESERVATION`], created create-if-absent, so two runs never share an id.
+/// in the same second, even a killed run's leftovers) already uses it. Each run writes a
+/// reservation of its own and then lists the directory: a run that sees anything but its own
+/// reservation withdraws and tries the next second. Whichever run lists last sees the other's
+/// reservation, so two runs never both keep an id — also on S3 stores that ignore conditional
+/// writes.
 pub(crate) async fn new_backup_id(repo: &Repository) -> Result<String, Error> {
     loop {
         let id = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
         let prefix = backup_prefix(repo, &id);
         if repo.storage().list(&prefix).await?.is_empty() {
+            let key = format!("{prefix}{RESERVATION}{:016x}.json", rand::random::<u64>());
             let record = serde_json::json!({
                 "id": id,
                 "pid": std::process::id(),
                 "started_at": Utc::now(),
                 "pgkeep": env!("CARGO_PKG_VERSION"),
             });
-            let key = format!("{prefix}{RESERVATION}");
-            match repo
-                .storage()
+            repo.storage()
                 .put_bytes(&key, record.to_string().as_bytes(), PutMode::Create)
-                .await
-            {
-                Ok(_) => return Ok(id),
-                Err(StorageError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e.into()),
+                .await?;
+            let listed = repo.storage().list(&prefix).await?;
+            if listed.iter().all(|o| o.key == key) {
+                return Ok(id);
             }
+            repo.storage().delete(&key).await?;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100 + rand::random::<u64>() % 300))
+            .await;
     }
 }
 
@@ -376,12 +379,11 @@ pub(crate) async fn write_manifest(repo: &Repository, manifest: &Manifest) -> Re
     repo.storage()
         .put_bytes(&key, &json, PutMode::Create)
         .await?;
-    if let Err(e) = repo
-        .storage()
-        .delete(&format!("{prefix}{RESERVATION}"))
-        .await
-    {
-        tracing::warn!("backup {}: {e}", manifest.id);
+    let reservations = repo.storage().list(&format!("{prefix}{RESERVATION}")).await;
+    for object in reservations.into_iter().flatten() {
+        if let Err(e) = repo.storage().delete(&object.key).await {
+            tracing::warn!("backup {}: {e}", manifest.id);
+        }
     }
     Ok(())
 }

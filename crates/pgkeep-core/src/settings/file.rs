@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::ConfigError;
+use crate::pg::conninfo_has_password;
 
 /// Where the configuration file is looked for when `--config` is not given, in order.
 pub const DEFAULT_CONFIG_PATHS: &[&str] = &["./pgkeep.toml", "/etc/pgkeep/pgkeep.toml"];
@@ -232,14 +233,35 @@ impl Config {
         })?;
         let origin = path.display().to_string();
         let config = Config::parse(&text, &origin)?;
-        if config.repository.s3.secret_access_key.is_some() {
-            check_private(path, &origin)?;
+        if let Some(key) = config.secret_key() {
+            check_private(path, &origin, &key)?;
         }
         Ok(config)
     }
+
+    /// The first key that holds a secret: the S3 secret key, or a connection string with a
+    /// password (`postgres.conninfo`, a node's `conninfo`).
+    fn secret_key(&self) -> Option<String> {
+        if self.repository.s3.secret_access_key.is_some() {
+            return Some("repository.s3.secret-access-key".into());
+        }
+        if self
+            .postgres
+            .conninfo
+            .as_deref()
+            .is_some_and(conninfo_has_password)
+        {
+            return Some("postgres.conninfo".into());
+        }
+        self.failover
+            .nodes
+            .iter()
+            .find(|(_, node)| node.conninfo.as_deref().is_some_and(conninfo_has_password))
+            .map(|(name, _)| format!("failover.nodes.{name}.conninfo"))
+    }
 }
 
-fn check_private(path: &Path, origin: &str) -> Result<(), ConfigError> {
+fn check_private(path: &Path, origin: &str, key: &str) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)
         .map(|m| m.permissions().mode())
@@ -247,13 +269,13 @@ fn check_private(path: &Path, origin: &str) -> Result<(), ConfigError> {
     if mode & 0o077 != 0 {
         return Err(ConfigError::invalid(
             origin,
-            "repository.s3.secret-access-key",
+            key,
             format!(
-                "the file holds a secret but its mode is {:04o}",
+                "the file holds a secret but its mode is {:04o}: others can read it",
                 mode & 0o7777
             ),
             format!(
-                "chmod 600 {} (or move the keys to AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)",
+                "chmod 600 {} (or keep secrets out of it: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile for S3, PGPASSWORD or ~/.pgpass for PostgreSQL)",
                 path.display()
             ),
         ));

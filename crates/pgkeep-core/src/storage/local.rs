@@ -229,6 +229,13 @@ impl Storage for LocalStorage {
             .map_err(|e| local_err("listing", &self.root, e.into()))?
     }
 
+    async fn create_root(&self) -> Result<(), StorageError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || create_dirs(&root))
+            .await
+            .map_err(|e| local_err("creating directory", &self.root, e.into()))?
+    }
+
     async fn list_unfinished(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
         let root = self.root.clone();
         let prefix = prefix.to_string();
@@ -267,6 +274,11 @@ fn list_blocking(
     prefix: &str,
     listing: Listing,
 ) -> Result<Vec<ObjectMeta>, StorageError> {
+    if !root.is_dir() {
+        return Err(StorageError::RootMissing {
+            path: root.to_path_buf(),
+        });
+    }
     // Start at the deepest directory the prefix names in full, then filter by the whole prefix.
     let start_rel = match prefix.rfind('/') {
         Some(i) => &prefix[..i],

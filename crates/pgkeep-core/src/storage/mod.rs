@@ -63,6 +63,15 @@ pub enum StorageError {
         /// The key.
         key: String,
     },
+    /// A local repository's root directory does not exist: reads refuse it rather than take it
+    /// for an empty repository (an unmounted disk, a wrong path).
+    #[error(
+        "repository directory {path} does not exist\n  fix: check the path in --repo / repository.url and that its disk is mounted; the first backup or wal-push creates it"
+    )]
+    RootMissing {
+        /// The root directory.
+        path: std::path::PathBuf,
+    },
     /// The key is not a clean relative path.
     #[error("invalid repository key `{key}`: {reason}")]
     InvalidKey {
@@ -200,7 +209,12 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// An object's metadata, or [`StorageError::NotFound`].
     async fn head(&self, key: &str) -> Result<ObjectMeta, StorageError>;
 
-    /// Every object whose key starts with `prefix`, sorted by key.
+    /// Makes sure the repository exists before its first write: a local repository's root
+    /// directory is created (mode 0700); S3 needs nothing.
+    async fn create_root(&self) -> Result<(), StorageError>;
+
+    /// Every object whose key starts with `prefix`, sorted by key; [`StorageError::RootMissing`]
+    /// when a local repository's root does not exist.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError>;
 
     /// Writes under `prefix` that were started and never finished (a killed writer's): local

@@ -135,6 +135,7 @@ pub async fn ensure_identity(
     system_identifier: &str,
     pg_major: u32,
 ) -> Result<ClusterIdentity, Error> {
+    repo.storage().create_root().await?;
     let stored = match repo.identity().await? {
         Some(stored) => stored,
         None => {
@@ -158,6 +159,7 @@ pub(crate) async fn check_wal_identity(
     repo: &Repository,
     system_identifier: &str,
 ) -> Result<(), Error> {
+    repo.storage().create_root().await?;
     match repo.identity().await? {
         Some(stored) => repo.check_identity(&stored, system_identifier, stored.pg_major),
         None => {

@@ -321,6 +321,10 @@ impl Storage for S3Storage {
         Ok(out)
     }
 
+    async fn create_root(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     async fn list_unfinished(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
         self.unfinished_uploads(prefix).await
     }
