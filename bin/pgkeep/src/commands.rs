@@ -94,7 +94,8 @@ pub async fn backup_physical(
 pub async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;
     let backups = pgkeep_core::list_backups(&repo).await?;
-    let window = pgkeep_core::recoverable_window(&repo, &backups).await?;
+    let window =
+        pgkeep_core::recoverable_window(&repo, &backups, ctx.settings.bin_dir.as_deref()).await?;
     let json = output::list_json(&repo, &backups, &window);
     ctx.print(&json, || output::list_table(&repo, &backups, &window))?;
     Ok(ExitCode::SUCCESS)
@@ -147,13 +148,20 @@ fn recovery_target(args: &RestoreArgs) -> anyhow::Result<RecoveryTarget> {
         }
         RecoveryTarget::Xid(xid.clone())
     } else if let Some(name) = &args.name {
-        RecoveryTarget::Name(name.clone())
+        let target = RecoveryTarget::Name(name.clone());
+        target
+            .check()
+            .map_err(|problem| usage(format!("--name: {problem}")))?;
+        target
     } else if args.latest {
         RecoveryTarget::Latest
     } else {
         RecoveryTarget::Immediate
     })
 }
+
+/// How long `--switch-wal` waits for the segment it ended to be archived.
+const SWITCH_WAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// `restore --pgdata`: the plan (printed before anything is written), then the restore.
 pub async fn restore_physical(
@@ -171,7 +179,20 @@ pub async fn restore_physical(
             .map_err(|problem| usage(format!("--timeline: {problem}")))?,
         pgdata: std::path::absolute(pgdata).context("--pgdata")?,
         force: args.force,
+        bin_dir: ctx.settings.bin_dir.clone(),
     };
+    if args.switch_wal {
+        let switched = pgkeep_core::switch_wal(
+            &ctx.settings,
+            &repo,
+            SWITCH_WAL_TIMEOUT,
+            ctx.progress.clone(),
+        )
+        .await?;
+        if !ctx.json {
+            eprint!("{}", output::switched_wal(&switched));
+        }
+    }
     let plan = pgkeep_core::plan_physical_restore(&repo, &request).await?;
     if !ctx.json {
         eprint!("{}", output::physical_plan(&plan));

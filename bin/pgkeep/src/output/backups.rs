@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use pgkeep_core::{Manifest, ObjectRole, RecoveryWindow, Repository, VerifyReport, WalReport};
 
-use super::{bytes, ratio, when};
+use super::{bytes, ratio, when, when_micros};
 
 /// The summary after `backup logical`.
 pub fn backup_summary(m: &Manifest) -> String {
@@ -105,7 +105,7 @@ pub fn list_table(repo: &Repository, backups: &[Manifest], window: &RecoveryWind
     }
     let _ = writeln!(
         out,
-        "{:<18} {:<8} {:<23} {:>8} {:>10} {:>10}  databases",
+        "{:<18} {:<8} {:<30} {:>8} {:>10} {:>10}  databases",
         "id", "kind", "finished", "seconds", "size", "stored"
     );
     for m in backups {
@@ -118,10 +118,10 @@ pub fn list_table(repo: &Repository, backups: &[Manifest], window: &RecoveryWind
         }
         let _ = writeln!(
             out,
-            "{:<18} {:<8} {:<23} {:>8.1} {:>10} {:>10}  {}",
+            "{:<18} {:<8} {:<30} {:>8.1} {:>10} {:>10}  {}",
             m.id,
             format!("{:?}", m.kind).to_lowercase(),
-            when(&m.finished_at),
+            when_micros(&m.finished_at),
             m.seconds(),
             bytes(m.size()),
             bytes(m.stored_size()),

@@ -19,6 +19,7 @@ mod fetch;
 mod push;
 mod timeline;
 mod verify;
+mod waldump;
 
 pub use fetch::{Fetched, wal_fetch};
 pub use push::{Pushed, wal_push};
@@ -27,6 +28,7 @@ pub(crate) use timeline::Switch;
 pub(crate) use timeline::{Archive, ChainBreak, ChainEnd};
 pub(crate) use verify::verify_archive;
 pub use verify::{TimelineSummary, WalReport};
+pub(crate) use waldump::{SCAN_SEGMENTS, newest_commit};
 
 use crate::error::{Error, WalError};
 use crate::pg::WalFile;
