@@ -319,7 +319,10 @@ fn a_repository_path_with_quotes_backslashes_and_dollars_restores_and_bad_flags_
     );
     assert!(command.contains(&shell_quote(&repo.url)), "{command}");
     let auto = fs::read_to_string(restored.dir.join("postgresql.auto.conf")).unwrap();
-    assert!(auto.contains(r" a \\ $HOME"), "the backslash is escaped:\n{auto}");
+    assert!(
+        auto.contains(r" a \\ $HOME"),
+        "the backslash is escaped:\n{auto}"
+    );
     drop(restored);
 
     // Names PostgreSQL could not be given, and port 0: refused as usage errors, nothing written.
@@ -359,14 +362,24 @@ fn incident_of_a_few_minutes_ago(repo: &Repo) {
         .lines()
         .find_map(|l| l.strip_prefix("point-in-time recovery window: "))
         .unwrap_or_else(|| panic!("no window in:\n{table}"));
-    let shown_end = shown.split(" to ").nth(1).unwrap().split(" (").next().unwrap();
+    let shown_end = shown
+        .split(" to ")
+        .nth(1)
+        .unwrap()
+        .split(" (")
+        .next()
+        .unwrap();
     let written = end.format("%Y-%m-%d %H:%M:%S%.6f UTC").to_string();
     assert_eq!(shown_end, written, "{table}");
 
     // A target after it is refused before anything is written, saying why and what to do.
     let (_, said) = refused(&pg, repo, "too-recent", &["--at", &target]);
     for part in ["newest commit in the WAL archive", "--switch-wal", &written] {
-        assert!(said.contains(part), "{}: {part:?} not in:\n{said}", repo.url);
+        assert!(
+            said.contains(part),
+            "{}: {part:?} not in:\n{said}",
+            repo.url
+        );
     }
     // An LSN past the end of a complete archive: past the end, not a missing segment.
     ok(pgkeep(&pg, repo).args(["verify", "--wal"]));

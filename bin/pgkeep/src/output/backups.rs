@@ -38,7 +38,7 @@ pub fn backup_summary(m: &Manifest) -> String {
             bytes(m.stored_size()),
             ratio(m.size(), m.stored_size()),
             m.seconds(),
-            when(&p.stop_time)
+            when_micros(&p.stop_time)
         );
         return out;
     }
@@ -182,7 +182,7 @@ pub fn info(m: &Manifest) -> String {
     let _ = writeln!(
         out,
         "finished     {} ({:.1} s)",
-        when(&m.finished_at),
+        when_micros(&m.finished_at),
         m.seconds()
     );
     for (tool, version) in &m.tools {

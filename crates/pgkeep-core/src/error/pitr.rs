@@ -216,7 +216,7 @@ pub enum PitrError {
 
     /// An LSN target past the end of the archived WAL.
     #[error(
-        "{target} is past the end of the WAL archive on timeline {timeline}, which ends with segment {segment} (before LSN {end}); the archive has no gap before it, the WAL after it is not archived yet; nothing was written\n  fix: rerun with --switch-wal (pgkeep switches the primary to a new WAL segment and waits until the current one is archived), or choose an LSN before {end}"
+        "{target} is past the end of the WAL archive on timeline {timeline}, which ends with segment {segment}, at LSN {end}; the archive has no gap up to there, and the WAL after it is not archived yet; nothing was written\n  fix: rerun with --switch-wal (pgkeep switches the primary to a new WAL segment and waits until the current one is archived), or choose an LSN before {end}"
     )]
     LsnPastEnd {
         /// The target.

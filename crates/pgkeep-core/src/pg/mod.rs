@@ -17,6 +17,6 @@ pub(crate) use client::{UTC_TEXT, parse_utc_text, query_error, query_time};
 pub use conninfo::{ConnInfo, ConnInfoError, DEFAULT_PORT, DEFAULT_SOCKET_DIR, PasswordSource};
 pub use lsn::Lsn;
 pub(crate) use quote::{command_percent, conf_quote, quote_ident, quote_literal};
-pub(crate) use time::{utc_micros, utc_millis};
 pub use time::{TimeError, parse_time};
+pub(crate) use time::{utc_micros, utc_millis};
 pub use walname::{DEFAULT_SEGMENT_SIZE, WalFile, segment_name};

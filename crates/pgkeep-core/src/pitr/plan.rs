@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::target::{
-    RecoveryTarget, RecoveryWindow, TimelineChoice, WindowEnd, commit_window,
-};
+use super::target::{RecoveryTarget, RecoveryWindow, TimelineChoice, WindowEnd, commit_window};
 use crate::error::{Error, PitrError};
 use crate::pg::{Lsn, utc_micros};
 use crate::repo::Repository;

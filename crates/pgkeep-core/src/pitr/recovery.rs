@@ -283,7 +283,9 @@ mod tests {
         }
         let out = std::process::Command::new("/bin/sh")
             .arg("-c")
-            .arg(format!("for a in {substituted}; do printf '%s\\0' \"$a\"; done"))
+            .arg(format!(
+                "for a in {substituted}; do printf '%s\\0' \"$a\"; done"
+            ))
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");

@@ -66,7 +66,13 @@ pub async fn switch_wal(
     client
         .simple_query("SELECT pg_current_xact_id()")
         .await
-        .map_err(|e| query_error(conninfo, "writing a commit record (pg_current_xact_id())", e))?;
+        .map_err(|e| {
+            query_error(
+                conninfo,
+                "writing a commit record (pg_current_xact_id())",
+                e,
+            )
+        })?;
     let segment: String = client
         .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
         .await

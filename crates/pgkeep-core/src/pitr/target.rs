@@ -414,7 +414,11 @@ mod tests {
             assert!(e.to_string().contains("nothing was written"), "{e}");
         }
         assert!(RecoveryTarget::Name("x".repeat(63)).check().is_ok());
-        assert!(RecoveryTarget::Name("before it's gone".into()).check().is_ok());
+        assert!(
+            RecoveryTarget::Name("before it's gone".into())
+                .check()
+                .is_ok()
+        );
         assert!(RecoveryTarget::Xid("12a".into()).check().is_err());
         assert!(RecoveryTarget::Xid("742".into()).check().is_ok());
     }

@@ -34,11 +34,7 @@ pub(crate) async fn newest_commit(
     tli: u32,
     pg_waldump: &Path,
 ) -> Result<Option<NewestCommit>, Error> {
-    for (t, segno) in archive
-        .newest_on_path(tli)
-        .into_iter()
-        .take(SCAN_SEGMENTS)
-    {
+    for (t, segno) in archive.newest_on_path(tli).into_iter().take(SCAN_SEGMENTS) {
         let segment = archive.name(t, segno);
         if let Some(time) = segment_last_commit(repo, &segment, pg_waldump).await? {
             return Ok(Some(NewestCommit { time, segment }));
@@ -128,6 +124,9 @@ rmgr: Transaction len (rec/tot):     34/    34, tx:          0, lsn: 0/01516660,
             Some("2026-12-01T23:14:00.000001+00:00".into())
         );
         assert_eq!(last_xact_time(""), None);
-        assert_eq!(last_xact_time("rmgr: Transaction desc: PREPARE gid x"), None);
+        assert_eq!(
+            last_xact_time("rmgr: Transaction desc: PREPARE gid x"),
+            None
+        );
     }
 }
