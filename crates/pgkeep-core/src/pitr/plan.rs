@@ -237,7 +237,7 @@ pub async fn plan_physical_restore(
     }
     let segment_size = wal_segment_size(&backups);
     let archive = Archive::load(repo, segment_size).await?;
-    let window = commit_window(repo, &backups, &archive, request.bin_dir.as_deref()).await?;
+    let window = commit_window(repo, &backups, &archive, request.bin_dir.as_deref()).await;
     let chosen = choose_base(repo, request, &backups, &window).await?;
     let p = info(&chosen);
     let (target_tli, timeline_setting) = target_timeline(request.timeline, &archive, p);

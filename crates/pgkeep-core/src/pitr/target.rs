@@ -210,46 +210,53 @@ pub(crate) fn window(backups: &[Manifest], archive: &Archive) -> RecoveryWindow 
 }
 
 /// The recoverable window ending at the newest commit in the archive, read with pg_waldump (from
-/// `bin_dir` or the usual places); without pg_waldump, or without a commit in the newest
-/// segments, it ends when the newest segment was archived and says why.
+/// `bin_dir` or the usual places); without pg_waldump, without a commit in the newest segments,
+/// or when one of them cannot be read, it ends when the newest segment was archived and says why.
 pub(crate) async fn commit_window(
     repo: &Repository,
     backups: &[Manifest],
     archive: &Archive,
     bin_dir: Option<&Path>,
-) -> Result<RecoveryWindow, Error> {
+) -> RecoveryWindow {
     let mut w = window(backups, archive);
     let (Some(from), Some(tli), Some(newest)) = (
         w.from,
         archive.latest_timeline(),
         backups.iter().max_by_key(|b| b.finished_at),
     ) else {
-        return Ok(w);
+        return w;
     };
     let major = newest.server_version_num / 10_000;
-    let pg_waldump = match exec::located(bin_dir, "pg_waldump", major) {
-        Ok(path) => path,
-        Err(e) => {
-            w.end = WindowEnd::ArchiveTime {
-                why: format!("{e}"),
-            };
-            return Ok(w);
-        }
+    let Ok(pg_waldump) = exec::located(bin_dir, "pg_waldump", major) else {
+        w.end = WindowEnd::ArchiveTime {
+            why: format!(
+                "pg_waldump not found (it ships with the server package, postgresql-{major}; or set postgres.bin-dir)"
+            ),
+        };
+        return w;
     };
-    match newest_commit(repo, archive, tli, &pg_waldump).await? {
-        Some(commit) => {
+    // A segment that cannot be read here is reported where a restore needs it (the chain, or
+    // wal-fetch): the window only loses its precise end.
+    match newest_commit(repo, archive, tli, &pg_waldump).await {
+        Ok(Some(commit)) => {
             w.to = Some(commit.time.max(from));
             w.end = WindowEnd::NewestCommit {
                 segment: commit.segment,
             };
         }
-        None => {
+        Ok(None) => {
             w.end = WindowEnd::ArchiveTime {
                 why: format!("no commit in the newest {SCAN_SEGMENTS} archived segments"),
             };
         }
+        Err(e) => {
+            let why = e.to_string();
+            w.end = WindowEnd::ArchiveTime {
+                why: why.lines().next().unwrap_or_default().to_string(),
+            };
+        }
     }
-    Ok(w)
+    w
 }
 
 /// `list`'s window: loads the archive listing and reads its newest segments with pg_waldump
@@ -272,7 +279,7 @@ pub async fn recoverable_window(
         });
     }
     let archive = Archive::load(repo, wal_segment_size(&physical)).await?;
-    commit_window(repo, &physical, &archive, bin_dir).await
+    Ok(commit_window(repo, &physical, &archive, bin_dir).await)
 }
 
 #[cfg(test)]
@@ -421,6 +428,34 @@ mod tests {
         );
         assert!(RecoveryTarget::Xid("12a".into()).check().is_err());
         assert!(RecoveryTarget::Xid("742".into()).check().is_ok());
+    }
+
+    #[tokio::test]
+    async fn without_pg_waldump_or_a_readable_segment_the_window_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::new(
+            std::sync::Arc::new(crate::storage::LocalStorage::new(dir.path())),
+            "main",
+        );
+        let backups = [backup("b", 100)];
+        // The archive lists segment 2, but the repository holds no such object.
+        let wal = archive(&[(1, &[(2, 300)])], &[]);
+        let no_tools = dir.path().join("bin");
+        std::fs::create_dir(&no_tools).unwrap();
+        let w = commit_window(&repo, &backups, &wal, Some(&no_tools)).await;
+        assert_eq!(w.to, Some(at(300)));
+        assert!(
+            matches!(&w.end, WindowEnd::ArchiveTime { why } if why.contains("pg_waldump not found")),
+            "{w}"
+        );
+        assert!(w.to_string().contains("pg_waldump not found"), "{w}");
+        // A real pg_waldump, an unreadable segment: the archive time, and the reason.
+        std::fs::write(no_tools.join("pg_waldump"), "").unwrap();
+        let w = commit_window(&repo, &backups, &wal, Some(&no_tools)).await;
+        assert!(
+            matches!(&w.end, WindowEnd::ArchiveTime { why } if why.contains("000000010000000000000002")),
+            "{w}"
+        );
     }
 
     #[test]
