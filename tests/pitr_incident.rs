@@ -390,6 +390,8 @@ fn incident_of_a_few_minutes_ago(repo: &Repo) {
     // With --switch-wal the same targets restore: phase 2 is in, nothing after the target.
     let (restored, result) = restore(&pg, repo, "switched", &["--at", &target, "--switch-wal"]);
     assert_eq!(result["report"]["state"], "paused", "{result:#}");
+    let segment = result["switched_wal"]["segment"].as_str().unwrap();
+    assert_eq!(result["plan"]["wal_to"], segment, "{result:#}");
     assert_eq!(restored.psql(PHASES), "1:100,2:100", "{}", repo.url);
     let reached = utc(result["report"]["reached_time"].as_str().unwrap());
     assert!(reached < utc(&target), "{result:#}");

@@ -181,8 +181,9 @@ pub async fn restore_physical(
         force: args.force,
         bin_dir: ctx.settings.bin_dir.clone(),
     };
+    let mut switched = None;
     if args.switch_wal {
-        let switched = pgkeep_core::switch_wal(
+        let done = pgkeep_core::switch_wal(
             &ctx.settings,
             &repo,
             SWITCH_WAL_TIMEOUT,
@@ -190,8 +191,9 @@ pub async fn restore_physical(
         )
         .await?;
         if !ctx.json {
-            eprint!("{}", output::switched_wal(&switched));
+            eprint!("{}", output::switched_wal(&done));
         }
+        switched = Some(done);
     }
     let plan = pgkeep_core::plan_physical_restore(&repo, &request).await?;
     if !ctx.json {
@@ -212,7 +214,7 @@ pub async fn restore_physical(
     let report =
         pgkeep_core::restore_physical(&ctx.settings, &repo, &plan, &options, ctx.progress.clone())
             .await?;
-    let json = serde_json::json!({ "plan": plan, "report": report });
+    let json = serde_json::json!({ "switched_wal": switched, "plan": plan, "report": report });
     ctx.print(&json, || output::physical_report(&plan, &report))?;
     Ok(ExitCode::SUCCESS)
 }
