@@ -408,3 +408,32 @@ fn a_target_after_the_last_archived_commit_is_refused_and_switch_wal_restores_it
         incident_of_a_few_minutes_ago(&Repo::garage(garage, "pitr-incident"));
     }
 }
+
+#[test]
+fn switch_wal_refuses_a_standby_and_another_cluster_before_anything_is_written() {
+    let repo = Repo::local();
+    let pg = archiving_cluster(&repo);
+    ok(pgkeep(&pg, &repo).args(["backup", "physical", "--wal-timeout", "120"]));
+    // A standby of the repository's cluster answers, but cannot switch its WAL.
+    let standby = PgCluster::builder()
+        .setting("hot_standby", "on")
+        .standby_of(&pg)
+        .start();
+    let segment = || pg.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+    let before = segment();
+    let args = ["--latest", "--switch-wal"];
+    let (code, said) = refused(&standby, &repo, "from-standby", &args);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("is a standby"), "{said}");
+    assert!(said.contains("fix: point postgres.conninfo"), "{said}");
+
+    // Another cluster altogether: its system identifier is not the backups'.
+    let other = PgCluster::start();
+    let (code, said) = refused(&other, &repo, "from-other", &args);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("is not the cluster whose backups"), "{said}");
+    let other_id = other.psql("SELECT system_identifier FROM pg_control_system()");
+    assert!(said.contains(&other_id), "{said}");
+    // Neither switched anything on the primary.
+    assert_eq!(segment(), before);
+}
