@@ -182,14 +182,14 @@ pub enum PitrError {
     },
 
     /// A recovery target PostgreSQL could not be given.
-    #[error(
-        "{target}: {problem}; nothing was written\n  fix: give the name exactly as pg_create_restore_point() was called (see the server log), or the number of the transaction"
-    )]
+    #[error("{target}: {problem}; nothing was written\n  fix: {fix}")]
     BadTarget {
         /// The target as given.
         target: String,
         /// What is wrong with it.
         problem: &'static str,
+        /// What to give instead.
+        fix: &'static str,
     },
 
     /// Port 0 for the restored server.

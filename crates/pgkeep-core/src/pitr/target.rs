@@ -34,6 +34,8 @@ pub enum RecoveryTarget {
 /// The longest restore point name PostgreSQL takes (`MAXFNAMELEN - 1`).
 const MAX_NAME: usize = 63;
 
+const NAME_FIX: &str = "give the name exactly as pg_create_restore_point() was called: the server log says `restore point \"NAME\" created at ...`";
+
 impl RecoveryTarget {
     /// Refuses a target PostgreSQL could not be given: an empty restore point name, one with a
     /// control character such as a newline, or one longer than PostgreSQL's 63 bytes; a
@@ -52,12 +54,19 @@ impl RecoveryTarget {
             }
             _ => return Ok(()),
         };
-        let target = match self {
-            RecoveryTarget::Name(n) => format!("restore point {n:?}"),
-            RecoveryTarget::Xid(x) => format!("transaction {x:?}"),
-            other => other.to_string(),
+        let (target, fix) = match self {
+            RecoveryTarget::Xid(x) => (
+                format!("transaction {x:?}"),
+                "give the transaction id as a number, e.g. --xid 742",
+            ),
+            RecoveryTarget::Name(n) => (format!("restore point {n:?}"), NAME_FIX),
+            other => (other.to_string(), NAME_FIX),
         };
-        Err(PitrError::BadTarget { target, problem })
+        Err(PitrError::BadTarget {
+            target,
+            problem,
+            fix,
+        })
     }
 }
 
