@@ -810,9 +810,9 @@ fn point_in_time_restores_by_time_lsn_and_onto_a_new_timeline() {
         );
         problems.extend(window_problem(&window, &repo.url));
 
-        // The end of the window is when the newest segment was archived, after the last commit in
-        // it (docs/cli.md): PostgreSQL either restores everything or refuses a time past its last
-        // commit, and pgkeep then fails quoting the server's log.
+        // The end of the window is the newest archived commit (docs/cli.md): a time at it cannot be
+        // reached (recovery stops only at a later commit), and the plan refuses it saying why;
+        // tests/pitr_incident.rs covers the refusal and --switch-wal.
         {
             let (restored, out) =
                 try_restore_into(&pg, &repo, repo.scratch("window-end"), &["--at", to]);

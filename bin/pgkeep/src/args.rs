@@ -251,8 +251,8 @@ pub struct RestoreArgs {
     /// Physical: start the server, wait until it reaches the target, and report where it stopped.
     #[arg(long, requires = "pgdata")]
     pub start: bool,
-    /// Physical: port of the restored server.
-    #[arg(long, requires = "pgdata")]
+    /// Physical: port of the restored server (1 to 65535).
+    #[arg(long, requires = "pgdata", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
     /// Physical: replace the contents of a non-empty --pgdata.
     #[arg(long, requires = "pgdata")]
@@ -261,6 +261,11 @@ pub struct RestoreArgs {
     /// it does not archive into the same repository).
     #[arg(long, requires = "pgdata")]
     pub keep_archiving: bool,
+    /// Physical: first make the repository's own primary (postgres.conninfo) write a commit and
+    /// switch to a new WAL segment, and wait until that segment is archived, so a target of a
+    /// minute ago is inside the window.
+    #[arg(long, requires = "pgdata")]
+    pub switch_wal: bool,
     /// Physical, as root: the user that owns the restored files and runs the server.
     #[arg(long, value_name = "USER", requires = "pgdata")]
     pub owner: Option<String>,

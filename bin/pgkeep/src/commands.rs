@@ -117,7 +117,9 @@ pub async fn backup_physical(
 pub async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;
     let catalog = pgkeep_core::read_catalog(&repo).await?;
-    let window = pgkeep_core::recoverable_window(&repo, &catalog.backups).await?;
+    let window =
+        pgkeep_core::recoverable_window(&repo, &catalog.backups, ctx.settings.bin_dir.as_deref())
+            .await?;
     let json = output::list_json(&repo, &catalog, &window);
     ctx.print(&json, || output::list_table(&repo, &catalog, &window))?;
     if catalog.has_damage() {
@@ -207,13 +209,20 @@ fn recovery_target(args: &RestoreArgs) -> anyhow::Result<RecoveryTarget> {
         }
         RecoveryTarget::Xid(xid.clone())
     } else if let Some(name) = &args.name {
-        RecoveryTarget::Name(name.clone())
+        let target = RecoveryTarget::Name(name.clone());
+        target
+            .check()
+            .map_err(|problem| usage(format!("--name: {problem}")))?;
+        target
     } else if args.latest {
         RecoveryTarget::Latest
     } else {
         RecoveryTarget::Immediate
     })
 }
+
+/// How long `--switch-wal` waits for the segment it ended to be archived.
+const SWITCH_WAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// `restore --pgdata`: the plan (printed before anything is written), then the restore.
 pub async fn restore_physical(
@@ -231,7 +240,22 @@ pub async fn restore_physical(
             .map_err(|problem| usage(format!("--timeline: {problem}")))?,
         pgdata: std::path::absolute(pgdata).context("--pgdata")?,
         force: args.force,
+        bin_dir: ctx.settings.bin_dir.clone(),
     };
+    let mut switched = None;
+    if args.switch_wal {
+        let done = pgkeep_core::switch_wal(
+            &ctx.settings,
+            &repo,
+            SWITCH_WAL_TIMEOUT,
+            ctx.progress.clone(),
+        )
+        .await?;
+        if !ctx.json {
+            eprint!("{}", output::switched_wal(&done));
+        }
+        switched = Some(done);
+    }
     let plan = pgkeep_core::plan_physical_restore(&repo, &request).await?;
     ctx.warn(&output::skipped(&plan.skipped));
     if !ctx.json && !ctx.quiet {
@@ -252,7 +276,7 @@ pub async fn restore_physical(
     let report =
         pgkeep_core::restore_physical(&ctx.settings, &repo, &plan, &options, ctx.progress.clone())
             .await?;
-    let json = serde_json::json!({ "plan": plan, "report": report });
+    let json = serde_json::json!({ "switched_wal": switched, "plan": plan, "report": report });
     ctx.report(true, &json, || output::physical_report(&plan, &report))?;
     Ok(ExitCode::SUCCESS)
 }

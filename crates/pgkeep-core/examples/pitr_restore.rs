@@ -40,6 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         timeline: TimelineChoice::Latest,
         pgdata: std::path::absolute(pgdata)?,
         force: false,
+        bin_dir: settings.bin_dir.clone(),
     };
     let plan = plan_physical_restore(&repo, &request).await?;
     println!(

@@ -48,6 +48,7 @@
 //!     timeline: TimelineChoice::Latest,
 //!     pgdata: "/srv/restore".into(),
 //!     force: false,
+//!     bin_dir: settings.bin_dir.clone(),
 //! };
 //! let plan = plan_physical_restore(&repo, &request).await?;
 //! println!("backup {}, WAL {} to {}", plan.backup, plan.wal_from, plan.wal_to);
@@ -116,8 +117,9 @@ pub use pg::{
 pub use physical::{PhysicalBackupOptions, backup_physical};
 pub use pitr::{
     PhysicalRestoreOptions, PhysicalRestorePlan, PhysicalRestoreReport, PhysicalRestoreRequest,
-    RecoveryTarget, RecoveryWindow, RestoreState, TargetAction, TimelineChoice,
-    TimelineChoiceError, plan_physical_restore, recoverable_window, restore_physical,
+    RecoveryTarget, RecoveryWindow, RestoreState, SwitchedWal, TargetAction, TimelineChoice,
+    TimelineChoiceError, WindowEnd, plan_physical_restore, recoverable_window, restore_physical,
+    switch_wal,
 };
 pub use repo::catalog::{
     BackupKind, ConfigFile, DatabaseInfo, LogicalOptions, Manifest, ManifestObject, ObjectFormat,

@@ -8,7 +8,7 @@ use pgkeep_core::{
     VerifyReport, WalReport,
 };
 
-use super::{bytes, ratio, when};
+use super::{bytes, ratio, when, when_micros};
 
 /// The summary after `backup logical`.
 pub fn backup_summary(m: &Manifest) -> String {
@@ -41,7 +41,7 @@ pub fn backup_summary(m: &Manifest) -> String {
             bytes(m.stored_size()),
             ratio(m.size(), m.stored_size()),
             m.seconds(),
-            when(&p.stop_time)
+            when_micros(&p.stop_time)
         );
         return out;
     }
@@ -112,7 +112,7 @@ pub fn list_table(repo: &Repository, catalog: &Catalog, window: &RecoveryWindow)
     }
     let _ = writeln!(
         out,
-        "{:<18} {:<8} {:<23} {:>8} {:>10} {:>10}  databases",
+        "{:<18} {:<8} {:<30} {:>8} {:>10} {:>10}  databases",
         "id", "kind", "finished", "seconds", "size", "stored"
     );
     // One row per backup directory, in id (time) order, the damaged ones among the others.
@@ -144,10 +144,10 @@ fn backup_row(m: &Manifest) -> String {
         dbs = format!("data directory, WAL from {}", p.start_segment);
     }
     format!(
-        "{:<18} {:<8} {:<23} {:>8.1} {:>10} {:>10}  {}",
+        "{:<18} {:<8} {:<30} {:>8.1} {:>10} {:>10}  {}",
         m.id,
         format!("{:?}", m.kind).to_lowercase(),
-        when(&m.finished_at),
+        when_micros(&m.finished_at),
         m.seconds(),
         bytes(m.size()),
         bytes(m.stored_size()),
@@ -234,7 +234,7 @@ pub fn info(m: &Manifest) -> String {
     let _ = writeln!(
         out,
         "finished     {} ({:.1} s)",
-        when(&m.finished_at),
+        when_micros(&m.finished_at),
         m.seconds()
     );
     for (tool, version) in &m.tools {

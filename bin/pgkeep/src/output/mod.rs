@@ -8,7 +8,9 @@ mod restore;
 pub use backups::{backup_summary, info, list_json, list_table, verify_report, wal_report};
 pub use check::check_report;
 pub use failover::{pair_status, switchover_report, sync_report};
-pub use restore::{physical_plan, physical_report, restore_plan, restore_report, skipped};
+pub use restore::{
+    physical_plan, physical_report, restore_plan, restore_report, skipped, switched_wal,
+};
 
 fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
@@ -16,6 +18,11 @@ fn bytes(n: u64) -> String {
 
 fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// A time to the microsecond, where a user may paste it into `--at` (which reads it back).
+fn when_micros(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.6f UTC").to_string()
 }
 
 fn ratio(size: u64, stored: u64) -> String {

@@ -4,10 +4,18 @@ use std::fmt::Write;
 
 use pgkeep_core::{
     DamagedBackup, LogicalRestorePlan, LogicalRestoreReport, PhysicalRestorePlan,
-    PhysicalRestoreReport, RestoreState,
+    PhysicalRestoreReport, RestoreState, SwitchedWal,
 };
 
-use super::{bytes, when};
+use super::{bytes, when, when_micros};
+
+/// What `--switch-wal` did, printed before the plan.
+pub fn switched_wal(s: &SwitchedWal) -> String {
+    format!(
+        "switched WAL on the primary: segment {} archived after {:.1} s\n",
+        s.segment, s.seconds
+    )
+}
 
 /// The backups a restore passed over, one warning line each.
 pub fn skipped(damaged: &[DamagedBackup]) -> String {
@@ -27,7 +35,7 @@ pub fn physical_plan(p: &PhysicalRestorePlan) -> String {
     format!(
         "plan: restore base backup {} (consistent from {}, LSN {}; {}) into {}\n      replay WAL {} .. {} ({} segments checked in the archive), timeline {}\n      target: {}\n      restorable window: {}\n",
         p.backup,
-        when(&p.backup_stop_time),
+        when_micros(&p.backup_stop_time),
         p.backup_stop_lsn,
         bytes(p.size),
         p.pgdata.display(),
@@ -65,7 +73,7 @@ pub fn physical_report(plan: &PhysicalRestorePlan, r: &PhysicalRestoreReport) ->
                 "recovery reached LSN {}{} and the server is {state} (port {}); {:.1} s in all, recovery {:.1} s",
                 r.reached_lsn.as_deref().unwrap_or("?"),
                 r.reached_time
-                    .map(|t| format!(", last transaction committed at {}", when(&t)))
+                    .map(|t| format!(", last transaction committed at {}", when_micros(&t)))
                     .unwrap_or_default(),
                 r.port.map_or("?".to_string(), |p| p.to_string()),
                 r.seconds,

@@ -180,4 +180,87 @@ pub enum PitrError {
         /// Its last lines.
         tail: String,
     },
+
+    /// A recovery target PostgreSQL could not be given.
+    #[error("{target}: {problem}; nothing was written\n  fix: {fix}")]
+    BadTarget {
+        /// The target as given.
+        target: String,
+        /// What is wrong with it.
+        problem: &'static str,
+        /// What to give instead.
+        fix: &'static str,
+    },
+
+    /// Port 0 for the restored server.
+    #[error(
+        "port 0 is not a port a server can listen on; nothing was written\n  fix: give --port a number from 1 to 65535, or leave it out to keep the backup's port"
+    )]
+    PortZero,
+
+    /// A time target at or after the newest commit in the archive: recovery would replay all of it
+    /// and stop without reaching the target.
+    #[error(
+        "{target} is at or after the newest commit in the WAL archive ({commit}, in segment {segment}): recovery to a time stops at the first commit after the target, and the archive holds none yet (it is still in the server's current WAL segment), so PostgreSQL would replay all of it and stop with `recovery ended before configured recovery target was reached`; nothing was written\n  fix: rerun with --switch-wal (pgkeep switches the primary to a new WAL segment and waits until the current one is archived), or run `SELECT pg_switch_wal();` on the primary and wait for the archive, or choose a target before {commit}; the restorable window is {window}"
+    )]
+    AfterNewestCommit {
+        /// The target.
+        target: String,
+        /// The newest commit's time.
+        commit: String,
+        /// The segment holding it.
+        segment: String,
+        /// The window.
+        window: String,
+    },
+
+    /// An LSN target past the end of the archived WAL.
+    #[error(
+        "{target} is past the end of the WAL archive on timeline {timeline}, which ends with segment {segment}, at LSN {end}; the archive has no gap up to there, and the WAL after it is not archived yet; nothing was written\n  fix: rerun with --switch-wal (pgkeep switches the primary to a new WAL segment and waits until the current one is archived), or choose an LSN before {end}"
+    )]
+    LsnPastEnd {
+        /// The target.
+        target: String,
+        /// The timeline followed.
+        timeline: u32,
+        /// The newest archived segment on it.
+        segment: String,
+        /// Where that segment ends.
+        end: crate::pg::Lsn,
+    },
+
+    /// `--switch-wal` reached a standby.
+    #[error(
+        "--switch-wal: the server at {server} is a standby (in recovery); only the primary can switch and archive its WAL; nothing was changed\n  fix: point postgres.conninfo (or PGHOST/PGPORT) at the primary, or leave out --switch-wal"
+    )]
+    SwitchOnStandby {
+        /// Where the server is.
+        server: String,
+    },
+
+    /// `--switch-wal` reached a server that is not the repository's cluster.
+    #[error(
+        "--switch-wal: the server at {server} (system identifier {actual}) is not the cluster whose backups are in {repo} (system identifier {expected}); nothing was changed\n  fix: point postgres.conninfo (or PGHOST/PGPORT) at that cluster's primary, or check --repo and --cluster"
+    )]
+    SwitchWrongServer {
+        /// Where the server is.
+        server: String,
+        /// Its system identifier.
+        actual: String,
+        /// The backups'.
+        expected: String,
+        /// The repository.
+        repo: String,
+    },
+
+    /// The segment `--switch-wal` ended was not archived in time.
+    #[error(
+        "--switch-wal: segment {segment} was not archived within {seconds} s of the switch; nothing was written\n  fix: check the server's archive_command and `SELECT * FROM pg_stat_archiver` (last_failed_wal, failed_count) and its log, then rerun"
+    )]
+    SwitchNotArchived {
+        /// The segment.
+        segment: String,
+        /// How long pgkeep waited.
+        seconds: u64,
+    },
 }

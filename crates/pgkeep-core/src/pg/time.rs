@@ -83,6 +83,12 @@ pub(crate) fn utc_millis(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
 }
 
+/// `t` as PITR plans, windows and messages show it: to the microsecond, in a form `--at` reads
+/// back (`2026-11-25 14:04:30.123456 UTC`).
+pub(crate) fn utc_micros(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.6f UTC").to_string()
+}
+
 fn parse_naive(text: &str) -> Option<NaiveDateTime> {
     [
         "%Y-%m-%d %H:%M:%S%.f",
@@ -116,6 +122,9 @@ mod tests {
         assert_eq!(utc("2026-11-25T15:04:30Z"), "2026-11-25T15:04:30+00:00");
         assert!(parse_time("2026-11-25 15:04").is_ok());
         assert!(parse_time("2026-11-25 15:04:30").is_ok());
+        let t = parse_time("2026-11-25 15:04:30.123456+01").unwrap();
+        assert_eq!(utc_micros(&t), "2026-11-25 14:04:30.123456 UTC");
+        assert_eq!(parse_time(&utc_micros(&t)), Ok(t));
         let e = parse_time("yesterday").unwrap_err().to_string();
         assert!(e.contains("2026-11-25 15:04:30"), "{e}");
     }

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::target::{RecoveryTarget, RecoveryWindow, TimelineChoice, window};
+use super::target::{RecoveryTarget, RecoveryWindow, TimelineChoice, WindowEnd, commit_window};
 use crate::error::{Error, PitrError};
-use crate::pg::{Lsn, utc_millis};
+use crate::pg::{Lsn, utc_micros};
 use crate::repo::Repository;
 use crate::repo::catalog::{self, BackupKind, Manifest, PhysicalInfo, wal_segment_size};
 use crate::repo::scan::{DamagedBackup, read_catalog};
@@ -28,6 +28,10 @@ pub struct PhysicalRestoreRequest {
     pub pgdata: PathBuf,
     /// Replace the contents of a non-empty directory.
     pub force: bool,
+    /// Where pg_waldump is (`postgres.bin-dir`); `None`: the backup's version directory under
+    /// `/usr/lib/postgresql`, else `PATH`. It reads the newest commit in the archive, where the
+    /// times that can be restored to end.
+    pub bin_dir: Option<PathBuf>,
 }
 
 /// A checked plan: which backup, which WAL, what target.
@@ -125,8 +129,18 @@ async fn choose_base(
         if window.from.is_none_or(|from| *t < from) {
             return Err(outside(target, window, BEFORE_OLDEST));
         }
-        if window.to.is_some_and(|to| *t > to) {
-            return Err(outside(target, window, AFTER_NEWEST));
+        match (&window.end, window.to) {
+            (WindowEnd::NewestCommit { segment }, Some(to)) if *t >= to => {
+                return Err(PitrError::AfterNewestCommit {
+                    target: target.to_string(),
+                    commit: utc_micros(&to),
+                    segment: segment.clone(),
+                    window: window.to_string(),
+                }
+                .into());
+            }
+            (_, Some(to)) if *t > to => return Err(outside(target, window, AFTER_NEWEST)),
+            _ => {}
         }
     }
     let chosen = match &request.backup {
@@ -151,7 +165,7 @@ async fn choose_base(
     };
     let p = info(&chosen);
     let end = match target {
-        RecoveryTarget::Time(t) if *t < p.stop_time => Some(utc_millis(&p.stop_time)),
+        RecoveryTarget::Time(t) if *t < p.stop_time => Some(utc_micros(&p.stop_time)),
         RecoveryTarget::Lsn(l) if *l < p.stop_lsn => Some(p.stop_lsn.to_string()),
         _ => None,
     };
@@ -181,11 +195,36 @@ fn target_timeline(choice: TimelineChoice, archive: &Archive, p: &PhysicalInfo) 
     }
 }
 
+/// The refusal of an LSN target past the end of the archive on timeline `tli`, once the chain up
+/// to that end is proven complete (a gap before it is the [`ChainBreak`]).
+fn past_the_end(
+    archive: &Archive,
+    p: &PhysicalInfo,
+    start: u64,
+    tli: u32,
+    target: Lsn,
+) -> Result<Option<PitrError>, ChainBreak> {
+    let Some((last_tli, last)) = archive.newest_on_path(tli).first().copied() else {
+        return Ok(None);
+    };
+    if target.segno(archive.segment_size) <= last {
+        return Ok(None);
+    }
+    archive.chain(p.timeline, start, tli, None)?;
+    Ok(Some(PitrError::LsnPastEnd {
+        target: RecoveryTarget::Lsn(target).to_string(),
+        timeline: tli,
+        segment: archive.name(last_tli, last),
+        end: Lsn((last + 1) * archive.segment_size),
+    }))
+}
+
 /// Chooses the backup and checks the WAL chain. Writes nothing.
 pub async fn plan_physical_restore(
     repo: &Repository,
     request: &PhysicalRestoreRequest,
 ) -> Result<PhysicalRestorePlan, Error> {
+    request.target.check()?;
     check_target_dir(&request.pgdata, request.force)?;
     let catalog = read_catalog(repo).await?;
     let skipped = catalog.damaged;
@@ -203,7 +242,7 @@ pub async fn plan_physical_restore(
     }
     let segment_size = wal_segment_size(&backups);
     let archive = Archive::load(repo, segment_size).await?;
-    let window = window(&backups, &archive);
+    let window = commit_window(repo, &backups, &archive, request.bin_dir.as_deref()).await;
     let chosen = choose_base(repo, request, &backups, &window).await?;
     let p = info(&chosen);
     let (target_tli, timeline_setting) = target_timeline(request.timeline, &archive, p);
@@ -234,6 +273,11 @@ pub async fn plan_physical_restore(
             ChainBreak::TimeNotArchived { .. } => outside(&request.target, &window, AFTER_NEWEST),
         }
     };
+    if let RecoveryTarget::Lsn(l) = &request.target
+        && let Some(past) = past_the_end(&archive, p, start, target_tli, *l).map_err(broken)?
+    {
+        return Err(past.into());
+    }
     let mut chain = match archive.chain(p.timeline, start, target_tli, end) {
         // Inside the window but after the newest segment's archive time (a target at the window's
         // end): recovery needs all of the archive.

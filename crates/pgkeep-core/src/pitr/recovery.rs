@@ -10,7 +10,7 @@ use super::restore::PhysicalRestoreOptions;
 use super::target::RecoveryTarget;
 use crate::error::{Error, PitrError};
 use crate::exec::shell_quote;
-use crate::pg::conf_quote;
+use crate::pg::{command_percent, conf_quote};
 use crate::repo::Repository;
 use crate::settings::Settings;
 
@@ -32,18 +32,34 @@ pub(crate) fn restore_command(
                 .map_or(exe.clone(), PathBuf::from)
         }
     };
-    let mut parts = vec![shell_quote(&exe.to_string_lossy())];
-    if let Some(config) = &settings.config_path {
-        let config = std::fs::canonicalize(config).unwrap_or_else(|_| config.clone());
+    let config = settings
+        .config_path
+        .as_ref()
+        .map(|config| std::fs::canonicalize(config).unwrap_or_else(|_| config.clone()));
+    Ok(command_line(
+        &exe,
+        config.as_deref(),
+        &repo.storage().url(),
+        repo.cluster(),
+    ))
+}
+
+/// `EXE [--config CONFIG] --repo URL --cluster NAME wal-fetch %f %p`: each value quoted the way
+/// `/bin/sh` reads it, and its `%` doubled so that PostgreSQL's `%f`/`%p` substitution leaves it
+/// alone.
+fn command_line(exe: &Path, config: Option<&Path>, url: &str, cluster: &str) -> String {
+    let arg = |value: &str| command_percent(&shell_quote(value));
+    let mut parts = vec![arg(&exe.to_string_lossy())];
+    if let Some(config) = config {
         parts.push("--config".into());
-        parts.push(shell_quote(&config.to_string_lossy()));
+        parts.push(arg(&config.to_string_lossy()));
     }
     parts.push("--repo".into());
-    parts.push(shell_quote(&repo.storage().url()));
+    parts.push(arg(url));
     parts.push("--cluster".into());
-    parts.push(shell_quote(repo.cluster()));
+    parts.push(arg(cluster));
     parts.push("wal-fetch %f %p".into());
-    Ok(parts.join(" "))
+    parts.join(" ")
 }
 
 /// Settings this restore overrides, removed from postgresql.auto.conf before its own are added.
@@ -246,6 +262,79 @@ mod tests {
         );
         assert!(text.contains("archive_mode = 'on'"), "{text}");
         assert!(!text.contains("archive_mode = 'off'"), "{text}");
+    }
+
+    /// The words `/bin/sh` makes of `command` once PostgreSQL replaced `%f`, `%p` and `%%`.
+    fn shell_words(command: &str) -> Vec<String> {
+        // One pass, as PostgreSQL's BuildRestoreCommand does it.
+        let mut substituted = String::new();
+        let mut chars = command.chars();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                substituted.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('f') => substituted.push('F'),
+                Some('p') => substituted.push('P'),
+                Some('%') => substituted.push('%'),
+                other => panic!("PostgreSQL would keep %{other:?} as it is: {command}"),
+            }
+        }
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "for a in {substituted}; do printf '%s\\0' \"$a\"; done"
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_terminator('\0')
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn restore_command_survives_the_shell_and_the_percent_substitution() {
+        let odd = r"/srv/a b/it's/back\slash/$HOME/`x`/100%p/näïve";
+        let command = command_line(
+            Path::new(&format!("{odd}/pgkeep")),
+            Some(Path::new(&format!("{odd}/pgkeep.toml"))),
+            &format!("file://{odd}/repo"),
+            "main",
+        );
+        assert_eq!(
+            shell_words(&command),
+            [
+                format!("{odd}/pgkeep"),
+                "--config".into(),
+                format!("{odd}/pgkeep.toml"),
+                "--repo".into(),
+                format!("file://{odd}/repo"),
+                "--cluster".into(),
+                "main".into(),
+                "wal-fetch".into(),
+                "F".into(),
+                "P".into(),
+            ]
+        );
+        // The postgresql.auto.conf line holds it as the configuration parser reads it back.
+        let text = recovery_settings(
+            "",
+            &command,
+            "b",
+            &RecoveryTarget::Latest,
+            "latest",
+            &options(TargetAction::Pause),
+        );
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("restore_command = "))
+            .unwrap();
+        assert_eq!(line, format!("restore_command = {}", conf_quote(&command)));
+        assert!(line.contains(r"back\\slash"), "{line}");
     }
 
     #[test]

@@ -203,6 +203,9 @@ pub async fn restore_physical(
     progress: Arc<dyn Progress>,
 ) -> Result<PhysicalRestoreReport, Error> {
     let begun = Instant::now();
+    if options.port == Some(0) {
+        return Err(PitrError::PortZero.into());
+    }
     let dir = &plan.pgdata;
     let owner = file_owner(options.owner.as_deref())?;
     prepare_dir(dir, plan.force)?;

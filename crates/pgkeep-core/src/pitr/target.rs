@@ -1,14 +1,17 @@
 //! What a point-in-time restore aims at: the recovery target, the timeline to follow, what the
 //! server does there, and the window of times the repository can restore to.
 
+use std::path::Path;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::error::Error;
-use crate::pg::Lsn;
+use crate::error::{Error, PitrError};
+use crate::exec;
+use crate::pg::{Lsn, utc_micros};
 use crate::repo::Repository;
 use crate::repo::catalog::{BackupKind, Manifest, wal_segment_size};
-use crate::wal::Archive;
+use crate::wal::{Archive, SCAN_SEGMENTS, newest_commit};
 
 /// What recovery should stop at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,10 +31,49 @@ pub enum RecoveryTarget {
     Latest,
 }
 
+/// The longest restore point name PostgreSQL takes (`MAXFNAMELEN - 1`).
+const MAX_NAME: usize = 63;
+
+const NAME_FIX: &str = "give the name exactly as pg_create_restore_point() was called: the server log says `restore point \"NAME\" created at ...`";
+
+impl RecoveryTarget {
+    /// Refuses a target PostgreSQL could not be given: an empty restore point name, one with a
+    /// control character such as a newline, or one longer than PostgreSQL's 63 bytes; a
+    /// transaction id that is not a number.
+    pub fn check(&self) -> Result<(), PitrError> {
+        let problem = match self {
+            RecoveryTarget::Name(n) if n.is_empty() => "the restore point name is empty",
+            RecoveryTarget::Name(n) if n.chars().any(char::is_control) => {
+                "the restore point name holds a control character (a newline?), which no restore point has"
+            }
+            RecoveryTarget::Name(n) if n.len() > MAX_NAME => {
+                "the restore point name is longer than the 63 bytes PostgreSQL allows"
+            }
+            RecoveryTarget::Xid(x) if x.is_empty() || !x.bytes().all(|b| b.is_ascii_digit()) => {
+                "a transaction id is a number"
+            }
+            _ => return Ok(()),
+        };
+        let (target, fix) = match self {
+            RecoveryTarget::Xid(x) => (
+                format!("transaction {x:?}"),
+                "give the transaction id as a number, e.g. --xid 742",
+            ),
+            RecoveryTarget::Name(n) => (format!("restore point {n:?}"), NAME_FIX),
+            other => (other.to_string(), NAME_FIX),
+        };
+        Err(PitrError::BadTarget {
+            target,
+            problem,
+            fix,
+        })
+    }
+}
+
 impl std::fmt::Display for RecoveryTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RecoveryTarget::Time(t) => write!(f, "time {}", t.format("%Y-%m-%d %H:%M:%S%.6f UTC")),
+            RecoveryTarget::Time(t) => write!(f, "time {}", utc_micros(t)),
             RecoveryTarget::Lsn(l) => write!(f, "LSN {l}"),
             RecoveryTarget::Xid(x) => write!(f, "transaction {x}"),
             RecoveryTarget::Name(n) => write!(f, "restore point `{n}`"),
@@ -100,23 +142,49 @@ impl TargetAction {
 pub struct RecoveryWindow {
     /// The end of the oldest physical backup.
     pub from: Option<DateTime<Utc>>,
-    /// When the newest WAL segment was archived.
+    /// The newest commit (or abort) the archive holds: a time target must be before it, since
+    /// recovery to a time stops only at a commit stamped after the target. When that commit
+    /// cannot be read ([`WindowEnd::ArchiveTime`]), when the newest WAL segment was archived.
     pub to: Option<DateTime<Utc>>,
+    /// What `to` is.
+    pub end: WindowEnd,
+}
+
+/// What the end of a [`RecoveryWindow`] is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WindowEnd {
+    /// The newest commit or abort in the archive, read with pg_waldump from this segment.
+    NewestCommit {
+        /// The segment that holds it.
+        segment: String,
+    },
+    /// When the newest segment was archived; the newest commit could not be read.
+    ArchiveTime {
+        /// Why not.
+        why: String,
+    },
+    /// There is no window: no physical backup, or no archived WAL.
+    Empty,
 }
 
 impl std::fmt::Display for RecoveryWindow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let t = |t: &Option<DateTime<Utc>>| {
-            t.map_or("-".to_string(), |t| {
-                t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-            })
-        };
-        write!(f, "{} to {}", t(&self.from), t(&self.to))
+        let t = |t: &Option<DateTime<Utc>>| t.as_ref().map_or("-".to_string(), utc_micros);
+        write!(f, "{} to {}", t(&self.from), t(&self.to))?;
+        match &self.end {
+            WindowEnd::NewestCommit { .. } => f.write_str(" (the newest archived commit)"),
+            WindowEnd::ArchiveTime { why } => write!(
+                f,
+                " (when the newest WAL segment was archived; the newest commit is unknown: {why})"
+            ),
+            WindowEnd::Empty => Ok(()),
+        }
     }
 }
 
-/// The recoverable window: from the end of the oldest physical backup to the newest WAL archived
-/// on the newest timeline's path.
+/// The recoverable window by archive times: from the end of the oldest physical backup to the
+/// newest WAL archived on the newest timeline's path.
 pub(crate) fn window(backups: &[Manifest], archive: &Archive) -> RecoveryWindow {
     let from = backups
         .iter()
@@ -138,27 +206,89 @@ pub(crate) fn window(backups: &[Manifest], archive: &Archive) -> RecoveryWindow 
         (Some(from), Some(to)) => RecoveryWindow {
             from: Some(from),
             to: Some(to.max(from)),
+            end: WindowEnd::ArchiveTime {
+                why: "not read".into(),
+            },
         },
         _ => RecoveryWindow {
             from: None,
             to: None,
+            end: WindowEnd::Empty,
         },
     }
 }
 
-/// `list`'s window: loads the archive listing.
+/// The recoverable window ending at the newest commit in the archive, read with pg_waldump (from
+/// `bin_dir` or the usual places); without pg_waldump, without a commit in the newest segments,
+/// or when one of them cannot be read, it ends when the newest segment was archived and says why.
+pub(crate) async fn commit_window(
+    repo: &Repository,
+    backups: &[Manifest],
+    archive: &Archive,
+    bin_dir: Option<&Path>,
+) -> RecoveryWindow {
+    let mut w = window(backups, archive);
+    let (Some(from), Some(tli), Some(newest)) = (
+        w.from,
+        archive.latest_timeline(),
+        backups.iter().max_by_key(|b| b.finished_at),
+    ) else {
+        return w;
+    };
+    let major = newest.server_version_num / 10_000;
+    let Ok(pg_waldump) = exec::located(bin_dir, "pg_waldump", major) else {
+        w.end = WindowEnd::ArchiveTime {
+            why: format!(
+                "pg_waldump not found (it ships with the server package, postgresql-{major}; or set postgres.bin-dir)"
+            ),
+        };
+        return w;
+    };
+    // A segment that cannot be read here is reported where a restore needs it (the chain, or
+    // wal-fetch): the window only loses its precise end.
+    match newest_commit(repo, archive, tli, &pg_waldump).await {
+        Ok(Some(commit)) => {
+            w.to = Some(commit.time.max(from));
+            w.end = WindowEnd::NewestCommit {
+                segment: commit.segment,
+            };
+        }
+        Ok(None) => {
+            w.end = WindowEnd::ArchiveTime {
+                why: format!("no commit in the newest {SCAN_SEGMENTS} archived segments"),
+            };
+        }
+        Err(e) => {
+            let why = e.to_string();
+            w.end = WindowEnd::ArchiveTime {
+                why: why.lines().next().unwrap_or_default().to_string(),
+            };
+        }
+    }
+    w
+}
+
+/// `list`'s window: loads the archive listing and reads its newest segments with pg_waldump
+/// (from `bin_dir`, else the server's version directory or `PATH`).
 pub async fn recoverable_window(
     repo: &Repository,
     backups: &[Manifest],
+    bin_dir: Option<&Path>,
 ) -> Result<RecoveryWindow, Error> {
-    if !backups.iter().any(|b| b.kind == BackupKind::Physical) {
+    let physical: Vec<Manifest> = backups
+        .iter()
+        .filter(|b| b.kind == BackupKind::Physical && b.physical.is_some())
+        .cloned()
+        .collect();
+    if physical.is_empty() {
         return Ok(RecoveryWindow {
             from: None,
             to: None,
+            end: WindowEnd::Empty,
         });
     }
-    let archive = Archive::load(repo, wal_segment_size(backups)).await?;
-    Ok(window(backups, &archive))
+    let archive = Archive::load(repo, wal_segment_size(&physical)).await?;
+    Ok(commit_window(repo, &physical, &archive, bin_dir).await)
 }
 
 #[cfg(test)]
@@ -243,14 +373,13 @@ mod tests {
         let wal = archive(&[(1, &[(2, 90), (3, 300), (4, 700)])], &[]);
         let w = window(&backups, &wal);
         assert_eq!((w.from, w.to), (Some(at(100)), Some(at(700))));
-        assert_eq!(
-            w.to_string(),
-            format!(
-                "{} to {}",
-                at(100).format("%Y-%m-%d %H:%M:%S UTC"),
-                at(700).format("%Y-%m-%d %H:%M:%S UTC")
-            )
-        );
+        // To the microsecond, in a form `--at` reads back.
+        let shown = w.to_string();
+        let (from, rest) = shown.split_once(" to ").unwrap();
+        let to = rest.split(" (").next().unwrap();
+        assert_eq!(crate::pg::parse_time(from), Ok(at(100)), "{shown}");
+        assert_eq!(crate::pg::parse_time(to), Ok(at(700)), "{shown}");
+        assert!(from.ends_with(".000000 UTC"), "{shown}");
     }
 
     #[test]
@@ -280,6 +409,62 @@ mod tests {
         assert_eq!(empty.to_string(), "- to -");
         let no_wal = window(&[backup("b", 100)], &Archive::default());
         assert_eq!((no_wal.from, no_wal.to), (None, None));
+    }
+
+    #[test]
+    fn times_are_shown_to_the_microsecond_and_targets_checked() {
+        let t = DateTime::from_timestamp(1_764_000_000, 123_456_000).unwrap();
+        let w = RecoveryWindow {
+            from: Some(t),
+            to: Some(t),
+            end: WindowEnd::NewestCommit {
+                segment: "000000010000000000000003".into(),
+            },
+        };
+        let shown = w.to_string();
+        assert!(shown.contains(".123456 UTC"), "{shown}");
+        assert!(shown.ends_with("(the newest archived commit)"), "{shown}");
+        assert!(RecoveryTarget::Time(t).to_string().contains(".123456 UTC"));
+        for bad in ["", "a\nb", "tab\there", &"x".repeat(64)] {
+            let e = RecoveryTarget::Name(bad.into()).check().unwrap_err();
+            assert!(e.to_string().contains("nothing was written"), "{e}");
+        }
+        assert!(RecoveryTarget::Name("x".repeat(63)).check().is_ok());
+        assert!(
+            RecoveryTarget::Name("before it's gone".into())
+                .check()
+                .is_ok()
+        );
+        assert!(RecoveryTarget::Xid("12a".into()).check().is_err());
+        assert!(RecoveryTarget::Xid("742".into()).check().is_ok());
+    }
+
+    #[tokio::test]
+    async fn without_pg_waldump_or_a_readable_segment_the_window_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::new(
+            std::sync::Arc::new(crate::storage::LocalStorage::new(dir.path())),
+            "main",
+        );
+        let backups = [backup("b", 100)];
+        // The archive lists segment 2, but the repository holds no such object.
+        let wal = archive(&[(1, &[(2, 300)])], &[]);
+        let no_tools = dir.path().join("bin");
+        std::fs::create_dir(&no_tools).unwrap();
+        let w = commit_window(&repo, &backups, &wal, Some(&no_tools)).await;
+        assert_eq!(w.to, Some(at(300)));
+        assert!(
+            matches!(&w.end, WindowEnd::ArchiveTime { why } if why.contains("pg_waldump not found")),
+            "{w}"
+        );
+        assert!(w.to_string().contains("pg_waldump not found"), "{w}");
+        // A real pg_waldump, an unreadable segment: the archive time, and the reason.
+        std::fs::write(no_tools.join("pg_waldump"), "").unwrap();
+        let w = commit_window(&repo, &backups, &wal, Some(&no_tools)).await;
+        assert!(
+            matches!(&w.end, WindowEnd::ArchiveTime { why } if why.contains("000000010000000000000002")),
+            "{w}"
+        );
     }
 
     #[test]

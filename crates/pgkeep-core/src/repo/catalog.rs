@@ -365,8 +365,10 @@ pub(crate) async fn new_backup_id(repo: &Repository) -> Result<String, Error> {
             }
             repo.storage().delete(&key).await?;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100 + rand::random::<u64>() % 300))
-            .await;
+        tokio::time::sleep(std::time::Duration::from_millis(
+            100 + rand::random::<u64>() % 300,
+        ))
+        .await;
     }
 }
 

@@ -20,6 +20,7 @@ mod identity;
 mod push;
 mod timeline;
 mod verify;
+mod waldump;
 
 pub use fetch::{Fetched, wal_fetch};
 pub(crate) use identity::identity_problem;
@@ -30,6 +31,7 @@ pub(crate) use timeline::Switch;
 pub(crate) use timeline::{Archive, ChainBreak, ChainEnd};
 pub(crate) use verify::verify_archive;
 pub use verify::{TimelineSummary, WalReport};
+pub(crate) use waldump::{SCAN_SEGMENTS, newest_commit};
 
 use crate::error::{Error, WalError};
 use crate::pg::WalFile;

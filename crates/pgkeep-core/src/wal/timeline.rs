@@ -115,6 +115,18 @@ impl Archive {
         path
     }
 
+    /// The segments on the path to `tli`, newest first: each ancestor's up to where it ended.
+    pub fn newest_on_path(&self, tli: u32) -> Vec<(u32, u64)> {
+        let mut out = Vec::new();
+        for (t, ends_at) in self.path_to(tli).into_iter().rev() {
+            let end = ends_at.map_or(u64::MAX, |switch| switch.segno(self.segment_size));
+            if let Some(segs) = self.segments.get(&t) {
+                out.extend(segs.range(..end).rev().map(|(segno, _)| (t, *segno)));
+            }
+        }
+        out
+    }
+
     /// The segment name of `segno` on `tli`.
     pub fn name(&self, tli: u32, segno: u64) -> String {
         segment_name(tli, segno, self.segment_size)
@@ -326,6 +338,11 @@ mod tests {
             ChainBreak::Missing {
                 name: "000000010000000000000003".into()
             }
+        );
+        // Newest first along the path: timeline 2's, then timeline 1's before the switch.
+        assert_eq!(
+            archive.newest_on_path(2),
+            [(2, 7), (2, 6), (2, 5), (1, 4), (1, 2)]
         );
         // Not an ancestor.
         assert!(matches!(
