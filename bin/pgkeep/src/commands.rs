@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use pgkeep_core::{
-    BackupChoice, Fetched, LogicalBackupOptions, LogicalRestoreOptions, Lsn, Manifest,
-    PhysicalBackupOptions, PhysicalRestoreOptions, PhysicalRestoreRequest, Pushed, RecoveryTarget,
-    Repository, Settings, TargetAction, VerifySelection,
+    BackupChoice, Fetched, GlobalsOptions, LogicalBackupOptions, LogicalRestoreOptions, Lsn,
+    Manifest, PhysicalBackupOptions, PhysicalRestoreOptions, PhysicalRestoreRequest, Pushed,
+    RecoveryTarget, Repository, Settings, TargetAction, VerifySelection,
 };
 use pgkeep_failover::Pair;
 
@@ -213,14 +213,18 @@ fn backup_choice(args: &RestoreArgs) -> anyhow::Result<BackupChoice> {
 pub async fn restore_globals(ctx: &Ctx, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;
     let choice = backup_choice(args)?;
-    let report =
-        pgkeep_core::restore_globals(&ctx.settings, &repo, &choice, ctx.progress.clone()).await?;
-    ctx.print(&report, || {
-        format!(
-            "restored roles and tablespaces from backup {} ({} already existed)\n",
-            report.backup_id, report.already_existed
-        )
-    })?;
+    let options = GlobalsOptions {
+        overwrite_roles: args.overwrite_roles,
+    };
+    let report = pgkeep_core::restore_globals(
+        &ctx.settings,
+        &repo,
+        &choice,
+        &options,
+        ctx.progress.clone(),
+    )
+    .await?;
+    ctx.print(&report, || output::globals_report(&report))?;
     Ok(ExitCode::SUCCESS)
 }
 
