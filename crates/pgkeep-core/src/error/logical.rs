@@ -165,8 +165,8 @@ impl std::fmt::Display for PayloadProblem {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub enum TargetOutcome {
-    /// The restore failed before the target database was created.
-    NotCreated,
+    /// The restore failed before it created or changed the target database.
+    Untouched,
     /// The database this restore created was dropped again.
     Dropped,
     /// The restore had not created the database yet (pg_restore --create stopped before it).
@@ -185,8 +185,8 @@ pub enum TargetOutcome {
 fn outcome_text(target: &str, outcome: &TargetOutcome) -> String {
     let quoted = quote_ident(target);
     match outcome {
-        TargetOutcome::NotCreated => format!(
-            "database `{target}` was not created: the archive was read and checked first; the same restore can run again once the cause is fixed"
+        TargetOutcome::Untouched => format!(
+            "database `{target}` was not created or changed: with --jobs the archive is read and checked first; the same restore can run again once the cause is fixed"
         ),
         TargetOutcome::Dropped => format!(
             "removed: database `{target}`, which this restore had created, was dropped again; nothing is left behind and the same restore can run again once the cause is fixed"

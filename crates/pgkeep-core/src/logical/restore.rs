@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
-use super::target::{Made, clean_up, prepare_target};
+use super::target::{Made, clean_up, prepare_target, target_exists};
 use super::toc::add_data_offsets;
 use crate::error::{Error, LogicalError, PayloadProblem, TargetOutcome};
 use crate::exec::{self, ProcessError};
@@ -157,6 +157,7 @@ pub async fn restore_logical(
     let server = pg::server_info(&client, &settings.conninfo).await?;
     let pg_restore =
         exec::fitting_tool(settings.bin_dir.as_deref(), "pg_restore", server.major).await?;
+    let exists = target_exists(&client, settings, &plan.target, options.clean).await?;
     check_payload(repo, &plan.backup, &plan.database, object).await?;
     let item = progress_item(plan);
     progress.start(&item);
@@ -164,7 +165,7 @@ pub async fn restore_logical(
         Some(
             stage_archive(repo, plan, object, &progress)
                 .await
-                .map_err(|e| incomplete(plan, TargetOutcome::NotCreated, e))?,
+                .map_err(|e| incomplete(plan, TargetOutcome::Untouched, e))?,
         )
     } else {
         None
@@ -174,13 +175,14 @@ pub async fn restore_logical(
         settings,
         plan,
         object.database_info.as_ref(),
-        options.clean,
+        exists,
     )
     .await?;
     drop(client);
     let program = pg_restore.program();
     let mut cmd = exec::pg_command(&program, &settings.conninfo, Some(&target.connect_to));
-    cmd.args(&target.args)
+    cmd.env("PGAPPNAME", &target.application_name)
+        .args(&target.args)
         .arg(format!("--dbname={}", target.connect_to));
     let result = match &staged {
         Some((file, bytes)) => {
@@ -196,7 +198,7 @@ pub async fn restore_logical(
     let bytes = match result {
         Ok(bytes) => bytes,
         Err(e) => {
-            let outcome = clean_up(settings, server.major, &plan.target, target.made, &e).await;
+            let outcome = clean_up(settings, server.major, &plan.target, &target, &e).await;
             return Err(incomplete(plan, outcome, e));
         }
     };

@@ -26,27 +26,37 @@ pub(super) struct Target {
     pub(super) args: Vec<String>,
     pub(super) connect_to: String,
     pub(super) made: Made,
+    /// The `application_name` of pg_restore's sessions, to wait for their end after a failure.
+    pub(super) application_name: String,
 }
 
-/// Decides how pg_restore meets the target: `--clean` into an existing database (only when
-/// asked), `--create` of the database under its own name, or a database created here like the
-/// original under another name.
+/// Whether the target database exists; refused unless `clean` (nothing is changed).
+pub(super) async fn target_exists(
+    client: &tokio_postgres::Client,
+    settings: &Settings,
+    target: &str,
+    clean: bool,
+) -> Result<bool, Error> {
+    let exists = database_oid(client, settings, target).await?.is_some();
+    if exists && !clean {
+        return Err(LogicalError::DatabaseExists {
+            name: target.to_string(),
+        }
+        .into());
+    }
+    Ok(exists)
+}
+
+/// Decides how pg_restore meets the target (`exists`: see [`target_exists`]): `--clean` into the
+/// existing database, `--create` of the database under its own name, or a database created here
+/// like the original under another name.
 pub(super) async fn prepare_target(
     client: &tokio_postgres::Client,
     settings: &Settings,
     plan: &LogicalRestorePlan,
     info: Option<&DatabaseInfo>,
-    clean: bool,
+    exists: bool,
 ) -> Result<Target, Error> {
-    let exists = database_oid(client, settings, &plan.target)
-        .await?
-        .is_some();
-    if exists && !clean {
-        return Err(LogicalError::DatabaseExists {
-            name: plan.target.clone(),
-        }
-        .into());
-    }
     let mut args = vec!["--exit-on-error".to_string(), "--no-password".to_string()];
     let (connect_to, made) = if exists {
         args.extend(["--clean".into(), "--if-exists".into()]);
@@ -68,20 +78,22 @@ pub(super) async fn prepare_target(
         args,
         connect_to,
         made,
+        application_name: format!("pgkeep-restore-{}", std::process::id()),
     })
 }
 
-/// After a failed restore: drops the target if this restore created it, and says what became of
-/// it. A database that existed before is never dropped, nor one under the name that is not the
-/// one this restore created (another oid, or pg_restore's own CREATE DATABASE failed).
+/// After a failed restore: once pg_restore's sessions have ended (a CREATE DATABASE the server
+/// was still running commits first), drops the target if this restore created it, and says what
+/// became of it. A database that existed before is never dropped, nor one under the name that is
+/// not the one this restore created (another oid, or pg_restore's own CREATE DATABASE failed).
 pub(super) async fn clean_up(
     settings: &Settings,
     server_major: u32,
-    target: &str,
-    made: Made,
+    name: &str,
+    target: &Target,
     failure: &Error,
 ) -> TargetOutcome {
-    let expected = match made {
+    let expected = match target.made {
         Made::Existing => return TargetOutcome::PartlyRestored,
         Made::ByPgRestore if create_database_failed(failure) => None,
         Made::ByPgRestore => Some(None),
@@ -100,8 +112,11 @@ pub(super) async fn clean_up(
             };
         }
     };
+    if let Err(e) = sessions_ended(&client, &target.application_name).await {
+        return reason(e);
+    }
     let found: Option<u32> = match client
-        .query_opt("SELECT oid FROM pg_database WHERE datname = $1", &[&target])
+        .query_opt("SELECT oid FROM pg_database WHERE datname = $1", &[&name])
         .await
     {
         Ok(row) => row.map(|r| r.get(0)),
@@ -112,18 +127,39 @@ pub(super) async fn clean_up(
         (Some(_), None) => TargetOutcome::NotOurs,
         (Some(found), Some(Some(oid))) if found != oid => TargetOutcome::NotOurs,
         (Some(_), Some(_)) => {
-            // FORCE (PostgreSQL 13 and later): a pg_restore worker's session may not have ended.
+            // FORCE (PostgreSQL 13 and later): a session that outlived the wait is ended.
             let force = if server_major >= 13 {
                 " WITH (FORCE)"
             } else {
                 ""
             };
-            let sql = format!("DROP DATABASE {}{force}", quote_ident(target));
+            let sql = format!("DROP DATABASE {}{force}", quote_ident(name));
             match client.batch_execute(&sql).await {
                 Ok(()) => TargetOutcome::Dropped,
                 Err(e) => reason(e),
             }
         }
+    }
+}
+
+/// Waits (up to 30 s) until the server runs no session of pg_restore's: a killed pg_restore's
+/// backend finishes the statement it was running first.
+async fn sessions_ended(
+    client: &tokio_postgres::Client,
+    application_name: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&application_name],
+            )
+            .await?;
+        if row.get::<_, i64>(0) == 0 || std::time::Instant::now() > deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
