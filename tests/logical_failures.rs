@@ -22,6 +22,17 @@ struct Repo {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// A local-directory repository under `dir`.
+fn local_repo(dir: &std::path::Path) -> Repo {
+    let root = dir.join("repo");
+    Repo {
+        url: format!("file://{}", root.display()),
+        env: vec![],
+        storage: Arc::new(LocalStorage::new(root)),
+        _dir: None,
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -282,13 +293,7 @@ fn a_bad_dump_leaves_no_half_made_database() {
 #[test]
 fn a_killed_restore_drops_nothing_and_the_retry_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("repo");
-    let repo = Repo {
-        url: format!("file://{}", root.display()),
-        env: vec![],
-        storage: Arc::new(LocalStorage::new(root)),
-        _dir: None,
-    };
+    let repo = local_repo(dir.path());
     let pg = PgCluster::start();
     pg.psql("CREATE DATABASE shop");
     pg.psql_db(
@@ -351,13 +356,7 @@ fn memberships(pg: &PgCluster) -> String {
 #[test]
 fn restore_globals_leaves_existing_roles_alone_unless_asked() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("repo");
-    let repo = Repo {
-        url: format!("file://{}", root.display()),
-        env: vec![],
-        storage: Arc::new(LocalStorage::new(root)),
-        _dir: None,
-    };
+    let repo = local_repo(dir.path());
     let pg = PgCluster::start();
     pg.psql("CREATE ROLE app LOGIN PASSWORD 'app-pw'");
     pg.psql("CREATE ROLE \"Report \"\"ing\"\"\" NOLOGIN");
@@ -440,4 +439,145 @@ fn restore_globals_leaves_existing_roles_alone_unless_asked() {
     repo.put(&key, &good[..10]);
     let said = fails(pgkeep(&pg, &repo).args(["restore", "--globals", "--backup", &id]));
     assert!(said.contains("nothing was created or changed"), "{said}");
+}
+
+#[test]
+fn a_failing_pg_restore_drops_what_it_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = local_repo(dir.path());
+    let src = PgCluster::start();
+    src.psql("CREATE ROLE app_owner LOGIN");
+    src.psql("CREATE DATABASE shop OWNER app_owner");
+    src.psql_db(
+        "shop",
+        "CREATE TABLE items AS SELECT g AS id FROM generate_series(1, 1000) g;
+         ALTER TABLE items OWNER TO app_owner;",
+    );
+    let m = json(&ok(pgkeep(&src, &repo).args([
+        "--json",
+        "backup",
+        "logical",
+        "--db",
+        "shop",
+        "--globals",
+    ])));
+    let id = m["id"].as_str().unwrap().to_string();
+
+    // A new cluster without the roles: pg_restore stops at the first statement naming the owner.
+    let dst = PgCluster::start();
+    for (target, extra) in [
+        ("shop", &[][..]),
+        ("shop_copy", &["--into", "shop_copy"][..]),
+        ("shop_copy", &["--into", "shop_copy", "-j", "2"][..]),
+    ] {
+        let said = fails(&mut restore(&dst, &repo, &id, extra));
+        assert!(
+            said.contains("role \"app_owner\" does not exist"),
+            "{extra:?}: {said}"
+        );
+        assert!(said.contains("`pgkeep restore --globals`"), "{said}");
+        assert!(
+            said.contains(&format!(
+                "removed: database `{target}`, which this restore had created, was dropped again"
+            )),
+            "{extra:?}: {said}"
+        );
+        assert!(!exists(&dst, target), "{extra:?}: left behind");
+    }
+    ok(pgkeep(&dst, &repo).args(["restore", "--globals", "--backup", &id]));
+    ok(&mut restore(&dst, &repo, &id, &[]));
+    assert_eq!(
+        dst.psql("SELECT datdba::regrole FROM pg_database WHERE datname = 'shop'"),
+        "app_owner"
+    );
+}
+
+/// A configuration whose pg_restore is a wrapper around the real one that first runs the
+/// statements `sql` (as another client would at that moment), then fails if `fail`.
+fn pg_restore_wrapper(pg: &PgCluster, dir: &std::path::Path, sql: &[&str], fail: bool) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let wrapper = bin.join("pg_restore");
+    let run = if fail {
+        "exit 1".to_string()
+    } else {
+        format!("exec {} \"$@\"", pg.bin("pg_restore").display())
+    };
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = --version ] && exec {} --version\n{} -X -q -d postgres{} || exit 3\n{run}\n",
+            pg.bin("pg_restore").display(),
+            pg.bin("psql").display(),
+            sql.iter().map(|s| format!(" -c '{s}'")).collect::<String>(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let config = dir.join("pgkeep.toml");
+    std::fs::write(
+        &config,
+        format!("[postgres]\nbin-dir = \"{}\"\n", bin.display()),
+    )
+    .unwrap();
+    config.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_database_another_client_made_meanwhile_is_never_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = local_repo(dir.path());
+    let pg = PgCluster::start();
+    pg.psql("CREATE DATABASE shop");
+    pg.psql_db("shop", "CREATE TABLE t AS SELECT 1 AS n");
+    let m = json(&ok(
+        pgkeep(&pg, &repo).args(["--json", "backup", "logical", "--db", "shop"])
+    ));
+    let id = m["id"].as_str().unwrap().to_string();
+    pg.psql("DROP DATABASE shop");
+
+    // Someone creates `shop` between pgkeep's look-up and pg_restore's CREATE DATABASE.
+    let config = pg_restore_wrapper(&pg, dir.path(), &["CREATE DATABASE shop"], false);
+    let said = fails(
+        pgkeep(&pg, &repo)
+            .args(["--config", &config])
+            .args(["restore", "--db", "shop", "--backup", &id]),
+    );
+    assert!(said.contains("already exists"), "{said}");
+    assert!(
+        said.contains(
+            "a database `shop` exists that this restore did not create; it was left as it is"
+        ),
+        "{said}"
+    );
+    assert!(exists(&pg, "shop"), "another client's database was dropped");
+
+    // Someone replaces the database pgkeep created under --into before pg_restore fails.
+    let config = pg_restore_wrapper(
+        &pg,
+        dir.path(),
+        &["DROP DATABASE shop_copy", "CREATE DATABASE shop_copy"],
+        true,
+    );
+    let said = fails(pgkeep(&pg, &repo).args(["--config", &config]).args([
+        "restore",
+        "--db",
+        "shop",
+        "--backup",
+        &id,
+        "--into",
+        "shop_copy",
+    ]));
+    assert!(
+        said.contains("a database `shop_copy` exists that this restore did not create"),
+        "{said}"
+    );
+    assert!(
+        exists(&pg, "shop_copy"),
+        "another client's database was dropped"
+    );
 }
