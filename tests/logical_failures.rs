@@ -1,141 +1,19 @@
 //! Logical restores when something is already wrong, end to end with the built binary, real
 //! clusters and real repositories (a local directory and a real Garage S3): a dump that is
-//! missing, truncated or damaged, a killed restore, and `restore --globals` into a live cluster
-//! whose roles were changed since the backup (issue 9, points 2 and 10).
+//! missing, truncated or damaged, a failing or killed pg_restore, a database another client made
+//! meanwhile (issue 9, point 2).
 
 mod common;
+#[path = "common/logical.rs"]
+mod logical;
 
-use common::{json, stderr};
+use common::json;
+use logical::{Repo, exists, fails, flipped, local_repo, ok, pgkeep, repos};
 
-use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use pgkeep_core::{LocalStorage, PutMode, S3Settings, S3Storage, Storage};
-use pgkeep_testkit::{Garage, PgCluster};
-
-/// A repository for a test, and direct access to its objects for damaging them.
-struct Repo {
-    url: String,
-    env: Vec<(String, String)>,
-    storage: Arc<dyn Storage>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-/// A local-directory repository under `dir`.
-fn local_repo(dir: &std::path::Path) -> Repo {
-    let root = dir.join("repo");
-    Repo {
-        url: format!("file://{}", root.display()),
-        env: vec![],
-        storage: Arc::new(LocalStorage::new(root)),
-        _dir: None,
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A local-directory repository and, when Garage runs (always under CI), a fresh S3 prefix.
-fn repos(test: &str) -> Vec<Repo> {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("repo");
-    let mut out = vec![Repo {
-        url: format!("file://{}", root.display()),
-        env: vec![],
-        storage: Arc::new(LocalStorage::new(root)),
-        _dir: Some(dir),
-    }];
-    if let Some(garage) = Garage::shared() {
-        let prefix = garage.unique_prefix(test);
-        let settings = S3Settings {
-            region: Some(garage.region().to_string()),
-            endpoint: Some(garage.endpoint()),
-            force_path_style: Some(true),
-            credentials: Some((
-                garage.access_key_id().to_string(),
-                garage.secret_access_key().to_string(),
-            )),
-            ..S3Settings::default()
-        };
-        let storage = runtime().block_on(S3Storage::new(&settings, garage.bucket(), &prefix));
-        out.push(Repo {
-            url: format!("s3://{}/{prefix}", garage.bucket()),
-            env: garage.env_vars(),
-            storage: Arc::new(storage),
-            _dir: None,
-        });
-    }
-    out
-}
-
-impl Repo {
-    fn get(&self, key: &str) -> Vec<u8> {
-        runtime().block_on(self.storage.get_bytes(key)).unwrap()
-    }
-
-    fn put(&self, key: &str, bytes: &[u8]) {
-        runtime()
-            .block_on(self.storage.put_bytes(key, bytes, PutMode::Overwrite))
-            .unwrap();
-    }
-
-    fn delete(&self, key: &str) {
-        runtime().block_on(self.storage.delete(key)).unwrap();
-    }
-}
-
-/// `pgkeep` against `pg` and `repo`, with a clean environment.
-fn pgkeep(pg: &PgCluster, repo: &Repo) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgkeep"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PG") || key.starts_with("AWS_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("PGHOST", "127.0.0.1")
-        .env("PGPORT", pg.port().to_string())
-        .env("PGUSER", "postgres")
-        .env("PGKEEP_REPO", &repo.url)
-        .envs(repo.env.iter().cloned());
-    cmd
-}
-
-fn ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(&out)
-    );
-    out
-}
-
-/// Runs a command that must fail with exit code 1; returns its stderr.
-fn fails(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{cmd:?}: {}", stderr(&out));
-    stderr(&out)
-}
-
-fn exists(pg: &PgCluster, db: &str) -> bool {
-    pg.psql(&format!(
-        "SELECT count(*) FROM pg_database WHERE datname = '{db}'"
-    )) == "1"
-}
-
-/// Flips a byte in the middle: same size, so only reading the object finds it.
-fn flipped(bytes: &[u8]) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    let middle = out.len() / 2;
-    out[middle] ^= 0x5a;
-    out
-}
+use pgkeep_testkit::PgCluster;
 
 /// `restore --db shop --backup ID` with `extra` arguments.
 fn restore(pg: &PgCluster, repo: &Repo, id: &str, extra: &[&str]) -> Command {
@@ -339,106 +217,6 @@ fn a_killed_restore_drops_nothing_and_the_retry_says_what_to_do() {
     pg.psql("DROP DATABASE shop_new");
     ok(&mut restore(&pg, &repo, &id, &["--into", "shop_new"]));
     assert_eq!(pg.psql_db("shop_new", "SELECT count(*) FROM t"), "1000000");
-}
-
-/// A role's login flag and stored password hash.
-fn role(pg: &PgCluster, name: &str) -> String {
-    pg.psql(&format!(
-        "SELECT rolcanlogin, rolpassword FROM pg_authid WHERE rolname = '{name}'"
-    ))
-}
-
-/// How many roles `app` is a member of.
-fn memberships(pg: &PgCluster) -> String {
-    pg.psql("SELECT count(*) FROM pg_auth_members WHERE member = 'app'::regrole")
-}
-
-#[test]
-fn restore_globals_leaves_existing_roles_alone_unless_asked() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = local_repo(dir.path());
-    let pg = PgCluster::start();
-    pg.psql("CREATE ROLE app LOGIN PASSWORD 'app-pw'");
-    pg.psql("CREATE ROLE \"Report \"\"ing\"\"\" NOLOGIN");
-    pg.psql("GRANT \"Report \"\"ing\"\"\" TO app");
-    let m = json(&ok(pgkeep(&pg, &repo).args([
-        "--json",
-        "backup",
-        "logical",
-        "--globals",
-    ])));
-    let id = m["id"].as_str().unwrap().to_string();
-    let key = m["objects"][0]["key"].as_str().unwrap().to_string();
-    let at_backup = role(&pg, "app");
-
-    // The incident runbook locks the application's role out; someone also dropped a role.
-    pg.psql("ALTER ROLE app NOLOGIN PASSWORD 'new-pw'");
-    pg.psql("DROP ROLE \"Report \"\"ing\"\"\"");
-    let locked = role(&pg, "app");
-    assert!(locked.starts_with("f|"), "{locked}");
-
-    let out = ok(pgkeep(&pg, &repo).args(["--json", "restore", "--globals", "--backup", &id]));
-    let report = json(&out);
-    assert_eq!(
-        report["created_roles"],
-        serde_json::json!(["Report \"ing\""])
-    );
-    assert_eq!(
-        report["skipped_roles"],
-        serde_json::json!(["app", "postgres"])
-    );
-    assert_eq!(report["overwritten_roles"], serde_json::json!([]));
-    assert_eq!(role(&pg, "app"), locked, "the locked role was changed");
-    assert_eq!(
-        pg.psql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'Report \"ing\"'"),
-        "f"
-    );
-    // app's membership was skipped with app itself.
-    assert_eq!(memberships(&pg), "0");
-
-    // The human report names them and the flag that would overwrite them; repeating is safe.
-    let out = ok(pgkeep(&pg, &repo).args(["restore", "--globals", "--backup", &id]));
-    let said = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        said.contains("skipped existing roles (attributes, passwords, LOGIN/NOLOGIN, settings and memberships left as they are): Report \"ing\", app, postgres"),
-        "{said}"
-    );
-    assert!(said.contains("--overwrite-roles"), "{said}");
-    assert_eq!(role(&pg, "app"), locked);
-
-    // Asked for: the backup's attributes and password are applied, and the report says so.
-    let out =
-        ok(pgkeep(&pg, &repo).args(["restore", "--globals", "--backup", &id, "--overwrite-roles"]));
-    let said = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(said.contains("overwrote existing roles"), "{said}");
-    assert!(said.contains("may be able to log in again"), "{said}");
-    assert!(said.contains("app"), "{said}");
-    assert_eq!(role(&pg, "app"), at_backup);
-    assert_eq!(memberships(&pg), "1");
-
-    // The flag only goes with --globals.
-    let out = pgkeep(&pg, &repo)
-        .args(["restore", "--db", "x", "--backup", &id, "--overwrite-roles"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-
-    // A damaged globals dump is refused before psql runs anything.
-    pg.psql("ALTER ROLE app NOLOGIN");
-    let good = repo.get(&key);
-    repo.put(&key, &flipped(&good));
-    let said = fails(pgkeep(&pg, &repo).args([
-        "restore",
-        "--globals",
-        "--backup",
-        &id,
-        "--overwrite-roles",
-    ]));
-    assert!(said.contains("checksum mismatch"), "{said}");
-    assert!(role(&pg, "app").starts_with("f|"));
-    repo.put(&key, &good[..10]);
-    let said = fails(pgkeep(&pg, &repo).args(["restore", "--globals", "--backup", &id]));
-    assert!(said.contains("nothing was created or changed"), "{said}");
 }
 
 #[test]

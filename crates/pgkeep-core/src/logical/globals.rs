@@ -71,7 +71,9 @@ pub async fn restore_globals(
     let mut counted = ProgressWriter::new(&mut script, progress.clone(), "globals");
     fetch_object(repo.storage(), &object.stored, &mut counted).await?;
     progress.finish("globals");
-    let existing = existing_roles(settings, &script_encoding(&script)).await?;
+    let encoding = script_encoding(&script);
+    let client = pg::connect(&settings.conninfo, Some(MAINTENANCE_DB)).await?;
+    let existing = existing_roles(&client, settings, &encoding).await?;
     let filtered = filter_script(&script, &existing, options.overwrite_roles);
 
     let mut cmd = exec::pg_command(&psql, &settings.conninfo, Some(MAINTENANCE_DB));
@@ -98,36 +100,71 @@ pub async fn restore_globals(
         }
         .into());
     }
-    let names = |set: BTreeSet<Vec<u8>>| -> Vec<String> {
-        set.iter()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .collect()
-    };
-    let existing = names(filtered.existing);
+    let existing = display_names(&client, &encoding, filtered.existing).await;
     let (skipped_roles, overwritten_roles) = match options.overwrite_roles {
         true => (vec![], existing),
         false => (existing, vec![]),
     };
     Ok(GlobalsReport {
         backup_id: backup.id,
-        created_roles: names(filtered.created),
+        created_roles: display_names(&client, &encoding, filtered.created).await,
         skipped_roles,
         overwritten_roles,
         already_existed: benign.len(),
     })
 }
 
-/// The server's role names, as bytes in the script's encoding.
-async fn existing_roles(settings: &Settings, encoding: &str) -> Result<BTreeSet<Vec<u8>>, Error> {
-    let client = pg::connect(&settings.conninfo, Some(MAINTENANCE_DB)).await?;
+fn is_utf8(encoding: &str) -> bool {
+    matches!(encoding.to_ascii_uppercase().as_str(), "UTF8" | "UTF-8")
+}
+
+/// The server's role names, as bytes in the script's encoding. A name that has no equivalent in
+/// that encoding cannot appear in the script and is left out.
+async fn existing_roles(
+    client: &tokio_postgres::Client,
+    settings: &Settings,
+    encoding: &str,
+) -> Result<BTreeSet<Vec<u8>>, Error> {
     let rows = client
-        .query(
-            "SELECT convert_to(rolname::text, $1) FROM pg_roles",
-            &[&encoding],
-        )
+        .query("SELECT rolname::text FROM pg_roles", &[])
         .await
         .map_err(|e| pg::query_error(&settings.conninfo, "listing the existing roles", e))?;
-    Ok(rows.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect())
+    let names = rows.iter().map(|r| r.get::<_, String>(0));
+    if is_utf8(encoding) {
+        return Ok(names.map(String::into_bytes).collect());
+    }
+    let mut out = BTreeSet::new();
+    for name in names {
+        // Each on its own: a name the encoding cannot hold fails only its own query.
+        if let Ok(row) = client
+            .query_one("SELECT convert_to($1::text, $2)", &[&name, &encoding])
+            .await
+        {
+            out.insert(row.get::<_, Vec<u8>>(0));
+        }
+    }
+    Ok(out)
+}
+
+/// Role names from the script (in its encoding) as text, for the report.
+async fn display_names(
+    client: &tokio_postgres::Client,
+    encoding: &str,
+    names: BTreeSet<Vec<u8>>,
+) -> Vec<String> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let converted = match is_utf8(encoding) {
+            true => None,
+            false => client
+                .query_one("SELECT convert_from($1, $2)", &[&name, &encoding])
+                .await
+                .ok()
+                .map(|row| row.get::<_, String>(0)),
+        };
+        out.push(converted.unwrap_or_else(|| String::from_utf8_lossy(&name).into_owned()));
+    }
+    out
 }
 
 /// Runs `cmd` with `input` on its stdin; returns its exit status and stderr.
