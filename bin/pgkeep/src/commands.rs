@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use pgkeep_core::{
-    BackupChoice, Fetched, GlobalsOptions, LogicalBackupOptions, LogicalRestoreOptions, Lsn,
-    Manifest, PhysicalBackupOptions, PhysicalRestoreOptions, PhysicalRestoreRequest, Pushed,
-    RecoveryTarget, Repository, Settings, TargetAction, VerifySelection,
+    BackupChoice, Fetched, LogicalBackupOptions, LogicalRestoreOptions, Lsn, Manifest,
+    PhysicalBackupOptions, PhysicalRestoreOptions, PhysicalRestoreRequest, Pushed, RecoveryTarget,
+    Repository, Settings, TargetAction, VerifySelection,
 };
 use pgkeep_failover::Pair;
 
@@ -213,7 +213,7 @@ fn backup_choice(args: &RestoreArgs) -> anyhow::Result<BackupChoice> {
 pub async fn restore_globals(ctx: &Ctx, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;
     let choice = backup_choice(args)?;
-    let options = GlobalsOptions {
+    let options = pgkeep_core::GlobalsOptions {
         overwrite_roles: args.overwrite_roles,
     };
     let report = pgkeep_core::restore_globals(

@@ -102,16 +102,15 @@ mod wal;
 pub use check::{
     CheckReport, ConnectionReport, DataDirReport, Problem, RepositoryReport, Severity, check,
 };
-pub use error::{
-    Damage, Error, LogicalError, PayloadProblem, PhysicalError, PitrError, SegmentProblem,
-    TargetOutcome, WalError,
-};
+pub use error::{Damage, Error, LogicalError, PhysicalError, PitrError, SegmentProblem, WalError};
 pub use exec::{ProcessError, ToolError, ToolInfo, shell_quote};
 pub use logical::{
-    BackupChoice, GlobalsOptions, GlobalsReport, LogicalBackupOptions, LogicalRestoreOptions,
-    LogicalRestorePlan, LogicalRestoreReport, backup_logical, plan_logical_restore,
-    restore_globals, restore_logical,
+    BackupChoice, GlobalsReport, LogicalBackupOptions, LogicalRestoreOptions, LogicalRestorePlan,
+    LogicalRestoreReport, backup_logical, plan_logical_restore, restore_globals, restore_logical,
 };
+// Logical restores: what a failed one found and left, and how existing roles are treated.
+pub use error::{PayloadProblem, TargetOutcome};
+pub use logical::GlobalsOptions;
 pub use pg::{
     ConnInfo, ConnInfoError, DEFAULT_PORT, DEFAULT_SEGMENT_SIZE, DEFAULT_SOCKET_DIR, Lsn,
     PasswordSource, PgError, ServerInfo, TimeError, WalFile, connect, parse_time, segment_name,
