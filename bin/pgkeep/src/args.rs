@@ -202,6 +202,11 @@ pub struct RestoreArgs {
     /// Replay the roles and tablespaces (run this first when restoring into a new cluster).
     #[arg(long, conflicts_with_all = ["into", "clean"])]
     pub globals: bool,
+    /// With --globals: also apply the backup's attributes, passwords, settings and memberships to
+    /// roles that already exist (by default they are skipped and left as they are; this can turn
+    /// LOGIN back on for a role that was locked with NOLOGIN).
+    #[arg(long, conflicts_with_all = ["db", "pgdata"])]
+    pub overwrite_roles: bool,
     /// Logical: the newest backup that finished at or before this time; physical (--pgdata):
     /// recover up to this time. `2026-11-25 15:04:30` (local), `2026-11-25 15:04:30+01`, or
     /// RFC 3339.

@@ -298,15 +298,19 @@ fn backup_choice(args: &RestoreArgs) -> anyhow::Result<BackupChoice> {
 pub async fn restore_globals(ctx: &Ctx, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;
     let choice = backup_choice(args)?;
-    let report =
-        pgkeep_core::restore_globals(&ctx.settings, &repo, &choice, ctx.progress.clone()).await?;
+    let options = pgkeep_core::GlobalsOptions {
+        overwrite_roles: args.overwrite_roles,
+    };
+    let report = pgkeep_core::restore_globals(
+        &ctx.settings,
+        &repo,
+        &choice,
+        &options,
+        ctx.progress.clone(),
+    )
+    .await?;
     ctx.warn(&output::skipped(&report.skipped));
-    ctx.report(true, &report, || {
-        format!(
-            "restored roles and tablespaces from backup {} ({} already existed)\n",
-            report.backup_id, report.already_existed
-        )
-    })?;
+    ctx.report(true, &report, || output::globals_report(&report))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -109,6 +109,9 @@ pub use logical::{
     BackupChoice, GlobalsReport, LogicalBackupOptions, LogicalRestoreOptions, LogicalRestorePlan,
     LogicalRestoreReport, backup_logical, plan_logical_restore, restore_globals, restore_logical,
 };
+// Logical restores: what a failed one found and left, and how existing roles are treated.
+pub use error::{PayloadProblem, TargetOutcome};
+pub use logical::GlobalsOptions;
 pub use pg::{
     ConnInfo, ConnInfoError, DEFAULT_PORT, DEFAULT_SEGMENT_SIZE, DEFAULT_SOCKET_DIR, Lsn,
     PasswordSource, PgError, ServerInfo, TimeError, WalFile, connect, parse_time, segment_name,

@@ -9,7 +9,8 @@ pub use backups::{backup_summary, info, list_json, list_table, verify_report, wa
 pub use check::check_report;
 pub use failover::{pair_status, switchover_report, sync_report};
 pub use restore::{
-    physical_plan, physical_report, restore_plan, restore_report, skipped, switched_wal,
+    globals_report, physical_plan, physical_report, restore_plan, restore_report, skipped,
+    switched_wal,
 };
 
 fn bytes(n: u64) -> String {

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use pgkeep_core::{
-    DamagedBackup, LogicalRestorePlan, LogicalRestoreReport, PhysicalRestorePlan,
+    DamagedBackup, GlobalsReport, LogicalRestorePlan, LogicalRestoreReport, PhysicalRestorePlan,
     PhysicalRestoreReport, RestoreState, SwitchedWal,
 };
 
@@ -152,4 +152,39 @@ pub fn restore_report(r: &LogicalRestoreReport) -> String {
             ""
         }
     )
+}
+
+/// The summary after `restore --globals`: the roles created, and the existing ones left alone or
+/// overwritten, by name.
+pub fn globals_report(r: &GlobalsReport) -> String {
+    let names = |roles: &[String]| roles.join(", ");
+    let mut out = format!(
+        "restored roles and tablespaces from backup {}\n",
+        r.backup_id
+    );
+    if !r.created_roles.is_empty() {
+        let _ = writeln!(out, "created roles: {}", names(&r.created_roles));
+    }
+    if !r.skipped_roles.is_empty() {
+        let _ = writeln!(
+            out,
+            "skipped existing roles (attributes, passwords, LOGIN/NOLOGIN, settings and memberships left as they are): {}\n  to give them the backup's settings, run again with --overwrite-roles",
+            names(&r.skipped_roles)
+        );
+    }
+    if !r.overwritten_roles.is_empty() {
+        let _ = writeln!(
+            out,
+            "overwrote existing roles with the backup's attributes, passwords, settings and memberships (--overwrite-roles; a role locked with NOLOGIN may be able to log in again): {}",
+            names(&r.overwritten_roles)
+        );
+    }
+    if r.already_existed > 0 {
+        let _ = writeln!(
+            out,
+            "{} statement(s) failed only because the object already exists (tablespaces)",
+            r.already_existed
+        );
+    }
+    out
 }

@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
+use super::Error;
 use crate::exec::ProcessError;
-use crate::pg::utc_millis as time;
+use crate::pg::{quote_ident, utc_millis as time};
 
 fn oldest_hint(oldest: &Option<DateTime<Utc>>) -> String {
     match oldest {
@@ -37,7 +38,8 @@ pub enum LogicalError {
 
     /// A restore would overwrite an existing database.
     #[error(
-        "database `{name}` already exists; nothing was changed\n  fix: pass --clean to replace its contents, or --into NEW_NAME to restore beside it"
+        "database `{name}` already exists; nothing was changed\n  fix: pass --clean to replace its contents, or --into NEW_NAME to restore beside it; if it was left by an interrupted restore, drop it first (DROP DATABASE {})",
+        quote_ident(name)
     )]
     DatabaseExists {
         /// The database.
@@ -85,7 +87,7 @@ pub enum LogicalError {
 
     /// pg_restore failed.
     #[error(
-        "restoring `{database}` failed: {source}\n  fix: read pg_restore's message above; the database `{database}` may be partly restored: drop it (DROP DATABASE) before trying again, and restore the roles first (`pgkeep restore --globals`) if a role is missing"
+        "restoring `{database}` failed: {source}\n  fix: read pg_restore's message above, and restore the roles first (`pgkeep restore --globals`) if a role is missing"
     )]
     RestoreFailed {
         /// The database being restored.
@@ -102,4 +104,104 @@ pub enum LogicalError {
         /// The errors psql reported.
         errors: String,
     },
+
+    /// The backup's dump of the database is missing from the repository or is not the size that
+    /// was stored; found before anything was created or changed.
+    #[error(
+        "backup `{backup}`: the dump of `{database}` ({key}) {problem}; nothing was created or changed\n  fix: put the object back from a copy of the repository and run the restore again, or restore from another backup (`pgkeep list` shows them, `pgkeep verify --all` checks them)"
+    )]
+    PayloadUnusable {
+        /// The backup.
+        backup: String,
+        /// The database whose dump it is (`globals` for the roles and tablespaces).
+        database: String,
+        /// The object's key.
+        key: String,
+        /// What is wrong with it.
+        problem: PayloadProblem,
+    },
+
+    /// A restore failed after it had begun; the message says what it left of the target
+    /// database (dropped again, left alone, or partly restored).
+    #[error("{source}\n  {}", outcome_text(target, outcome))]
+    Incomplete {
+        /// The database restored into.
+        target: String,
+        /// What became of it.
+        outcome: TargetOutcome,
+        /// Why the restore failed.
+        source: Box<Error>,
+    },
+}
+
+/// What is wrong with a dump found before a restore begins.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub enum PayloadProblem {
+    /// The object is not in the repository.
+    Missing,
+    /// The repository holds a different number of bytes than were stored (truncated or replaced).
+    WrongSize {
+        /// Bytes stored by the backup.
+        expected: u64,
+        /// Bytes the repository holds now.
+        actual: u64,
+    },
+}
+
+impl std::fmt::Display for PayloadProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PayloadProblem::Missing => write!(f, "is missing from the repository"),
+            PayloadProblem::WrongSize { expected, actual } => write!(
+                f,
+                "is {actual} bytes in the repository but the backup stored {expected}: it is truncated or was replaced"
+            ),
+        }
+    }
+}
+
+/// What a failed logical restore left of its target database.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub enum TargetOutcome {
+    /// The restore failed before it created or changed the target database.
+    Untouched,
+    /// The database this restore created was dropped again.
+    Dropped,
+    /// The restore had not created the database yet (pg_restore --create stopped before it).
+    NothingLeft,
+    /// The database this restore created could not be dropped; it is left half-made.
+    DropFailed {
+        /// Why dropping it failed.
+        reason: String,
+    },
+    /// A database under the name exists that this restore did not create; it was left alone.
+    NotOurs,
+    /// An existing database restored into with `--clean`: now partly restored, never dropped.
+    PartlyRestored,
+}
+
+fn outcome_text(target: &str, outcome: &TargetOutcome) -> String {
+    let quoted = quote_ident(target);
+    match outcome {
+        TargetOutcome::Untouched => format!(
+            "database `{target}` was not created or changed: with --jobs the archive is read and checked first; the same restore can run again once the cause is fixed"
+        ),
+        TargetOutcome::Dropped => format!(
+            "removed: database `{target}`, which this restore had created, was dropped again; nothing is left behind and the same restore can run again once the cause is fixed"
+        ),
+        TargetOutcome::NothingLeft => format!(
+            "database `{target}` was not created; nothing is left behind and the same restore can run again once the cause is fixed"
+        ),
+        TargetOutcome::DropFailed { reason } => format!(
+            "database `{target}`, which this restore created, is left half-made: dropping it failed: {reason}\n  fix: drop it (DROP DATABASE {quoted}) before running the restore again"
+        ),
+        TargetOutcome::NotOurs => format!(
+            "a database `{target}` exists that this restore did not create; it was left as it is"
+        ),
+        TargetOutcome::PartlyRestored => format!(
+            "database `{target}` existed before and is now PARTLY RESTORED: --clean had begun to replace its contents when the restore stopped; it was not dropped\n  fix: once the cause is fixed, run the same restore with --clean again to replace its contents completely, or restore into a new database with --into NEW_NAME"
+        ),
+    }
 }

@@ -13,7 +13,7 @@ mod physical;
 mod pitr;
 mod wal;
 
-pub use logical::LogicalError;
+pub use logical::{LogicalError, PayloadProblem, TargetOutcome};
 pub use physical::PhysicalError;
 pub use pitr::PitrError;
 pub use wal::{Damage, SegmentProblem, WalError};

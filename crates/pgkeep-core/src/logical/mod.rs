@@ -6,10 +6,12 @@
 mod backup;
 mod globals;
 mod restore;
+mod roles;
+mod target;
 mod toc;
 
 pub use backup::{LogicalBackupOptions, backup_logical};
-pub use globals::{GlobalsReport, restore_globals};
+pub use globals::{GlobalsOptions, GlobalsReport, restore_globals};
 pub use restore::{
     BackupChoice, LogicalRestoreOptions, LogicalRestorePlan, LogicalRestoreReport,
     plan_logical_restore, restore_logical,

@@ -1,5 +1,6 @@
-//! `restore --db`: the backup chosen by time or id, then pg_restore fed from the repository —
-//! through its stdin, or with `jobs > 1` from a staged file that pg_restore can seek in.
+//! `restore --db`: the backup chosen by time or id, the dump checked to be there, then pg_restore
+//! fed from the repository — through its stdin, or with `jobs > 1` from a staged file that
+//! pg_restore can seek in; the target database itself is handled by [`super::target`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,12 +10,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
+use super::target::{Made, clean_up, prepare_target, target_exists};
 use super::toc::add_data_offsets;
-use crate::error::{Error, LogicalError};
+use crate::error::{Error, LogicalError, PayloadProblem, TargetOutcome};
 use crate::exec::{self, ProcessError};
-use crate::pg::{self, quote_ident, quote_literal};
+use crate::pg;
 use crate::repo::Repository;
-use crate::repo::catalog::{self, BackupKind, DatabaseInfo, Manifest, ManifestObject};
+use crate::repo::catalog::{self, BackupKind, Manifest, ManifestObject};
 use crate::repo::scan::{DamagedBackup, read_catalog};
 use crate::settings::Settings;
 use crate::stream::{self, Progress, ProgressWriter, feed_child};
@@ -160,6 +162,11 @@ pub async fn plan_logical_restore(
 
 /// Restores the plan's database with pg_restore. Refuses an existing target unless
 /// `options.clean`.
+///
+/// Before anything is created, the dump is checked to be in the repository with the size the
+/// backup stored (with `jobs > 1` it is read whole and its checksums checked). A restore that
+/// fails after that drops the database it created itself (never one that existed before) and its
+/// error ([`LogicalError::Incomplete`]) says what became of the target.
 pub async fn restore_logical(
     settings: &Settings,
     repo: &Repository,
@@ -176,39 +183,50 @@ pub async fn restore_logical(
     let server = pg::server_info(&client, &settings.conninfo).await?;
     let pg_restore =
         exec::fitting_tool(settings.bin_dir.as_deref(), "pg_restore", server.major).await?;
-    let (mut args, connect_to, cleaned) =
-        prepare_target(&client, settings, plan, object, options.clean).await?;
-    drop(client);
-    args.push(format!("--dbname={connect_to}"));
-
-    let program = pg_restore.program();
+    let exists = target_exists(&client, settings, &plan.target, options.clean).await?;
+    check_payload(repo, &plan.backup, &plan.database, object).await?;
     let item = progress_item(plan);
     progress.start(&item);
-    let mut cmd = exec::pg_command(&program, &settings.conninfo, Some(&connect_to));
-    cmd.args(&args);
-    let bytes = if options.jobs > 1 {
-        restore_staged(repo, plan, object, cmd, &program, options.jobs, &progress).await?
-    } else {
-        let fed = feed_child(
-            cmd,
-            &program,
-            repo.storage(),
-            &object.stored,
-            &progress,
-            &item,
+    let staged = if options.jobs > 1 {
+        Some(
+            stage_archive(repo, plan, object, &progress)
+                .await
+                .map_err(|e| incomplete(plan, TargetOutcome::Untouched, e))?,
         )
-        .await?;
-        if !fed.status.success() {
-            return Err(restore_failed(
-                plan,
-                ProcessError::Failed {
-                    program,
-                    status: fed.status,
-                    stderr: fed.stderr,
-                },
-            ));
+    } else {
+        None
+    };
+    let target = prepare_target(
+        &client,
+        settings,
+        plan,
+        object.database_info.as_ref(),
+        exists,
+    )
+    .await?;
+    drop(client);
+    let program = pg_restore.program();
+    let mut cmd = exec::pg_command(&program, &settings.conninfo, Some(&target.connect_to));
+    cmd.env("PGAPPNAME", &target.application_name)
+        .args(&target.args)
+        .arg(format!("--dbname={}", target.connect_to));
+    let result = match &staged {
+        Some((file, bytes)) => {
+            cmd.arg(format!("--jobs={}", options.jobs)).arg(file.path());
+            exec::run(cmd, &program)
+                .await
+                .map(|_| *bytes)
+                .map_err(|e| restore_failed(plan, e))
         }
-        fed.bytes
+        None => restore_streamed(repo, plan, object, cmd, &program, &progress, &item).await,
+    };
+    drop(staged);
+    let bytes = match result {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let outcome = clean_up(settings, server.major, &plan.target, &target, &e).await;
+            return Err(incomplete(plan, outcome, e));
+        }
     };
     progress.finish(&item);
     Ok(LogicalRestoreReport {
@@ -216,67 +234,69 @@ pub async fn restore_logical(
         backup_id: plan.backup.id.clone(),
         bytes,
         seconds: started.elapsed().as_secs_f64(),
-        cleaned,
+        cleaned: target.made == Made::Existing,
     })
 }
 
-/// Decides how pg_restore meets the target: `--clean` into an existing database (only when
-/// asked), `--create` of the database under its own name, or a database created here like the
-/// original under another name. Returns pg_restore's arguments, the database it connects to, and
-/// whether existing contents are replaced.
-async fn prepare_target(
-    client: &tokio_postgres::Client,
-    settings: &Settings,
-    plan: &LogicalRestorePlan,
+/// The dump of `database` (`globals` for the roles) in `backup` is in the repository with the
+/// size the backup stored; checked before a restore changes anything.
+pub(crate) async fn check_payload(
+    repo: &Repository,
+    backup: &Manifest,
+    database: &str,
     object: &ManifestObject,
-    clean: bool,
-) -> Result<(Vec<String>, String, bool), Error> {
-    let exists = client
-        .query_opt(
-            "SELECT 1 FROM pg_database WHERE datname = $1",
-            &[&plan.target],
-        )
-        .await
-        .map_err(|e| pg::query_error(&settings.conninfo, "looking up the target database", e))?
-        .is_some();
-    if exists && !clean {
-        return Err(LogicalError::DatabaseExists {
-            name: plan.target.clone(),
-        }
-        .into());
-    }
-    let mut args = vec!["--exit-on-error".to_string(), "--no-password".to_string()];
-    let connect_to = if exists {
-        args.extend(["--clean".into(), "--if-exists".into()]);
-        plan.target.clone()
-    } else if plan.target == plan.database {
-        // pg_restore creates it as it was: encoding, locale, owner, settings, grants.
-        args.push("--create".into());
-        MAINTENANCE_DB.to_string()
-    } else {
-        create_like(
-            client,
-            settings,
-            &plan.target,
-            object.database_info.as_ref(),
-        )
-        .await?;
-        plan.target.clone()
+) -> Result<(), Error> {
+    let unusable = |problem| LogicalError::PayloadUnusable {
+        backup: backup.id.clone(),
+        database: database.to_string(),
+        key: object.stored.key.clone(),
+        problem,
     };
-    Ok((args, connect_to, exists))
+    match repo.storage().head(&object.stored.key).await {
+        Ok(meta) if meta.size == object.stored.stored_size => Ok(()),
+        Ok(meta) => Err(unusable(PayloadProblem::WrongSize {
+            expected: object.stored.stored_size,
+            actual: meta.size,
+        })
+        .into()),
+        Err(e) if e.is_not_found() => Err(unusable(PayloadProblem::Missing).into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// `pg_restore --jobs`: the archive decompressed into a temporary file first (pg_restore -j needs
-/// to seek), given the data offsets a piped dump lacks. Returns the archive's size.
-async fn restore_staged(
+/// pg_restore fed the archive through its stdin. Returns the archive's size.
+async fn restore_streamed(
     repo: &Repository,
     plan: &LogicalRestorePlan,
     object: &ManifestObject,
-    mut cmd: tokio::process::Command,
+    cmd: tokio::process::Command,
     program: &Path,
-    jobs: usize,
     progress: &Arc<dyn Progress>,
+    item: &str,
 ) -> Result<u64, Error> {
+    let fed = feed_child(cmd, program, repo.storage(), &object.stored, progress, item).await?;
+    if !fed.status.success() {
+        return Err(restore_failed(
+            plan,
+            ProcessError::Failed {
+                program: program.to_path_buf(),
+                status: fed.status,
+                stderr: fed.stderr,
+            },
+        ));
+    }
+    Ok(fed.bytes)
+}
+
+/// For `pg_restore --jobs`: the archive decompressed and checked into a temporary file (pg_restore
+/// -j needs to seek), given the data offsets a piped dump lacks. Returns the file and the
+/// archive's size.
+async fn stage_archive(
+    repo: &Repository,
+    plan: &LogicalRestorePlan,
+    object: &ManifestObject,
+    progress: &Arc<dyn Progress>,
+) -> Result<(tempfile::NamedTempFile, u64), Error> {
     let staging_error = |what, source| LogicalError::Staging {
         database: plan.target.clone(),
         what,
@@ -307,11 +327,16 @@ async fn restore_staged(
         ),
         Err(e) => tracing::warn!("adding data offsets failed: {e}"),
     }
-    cmd.arg(format!("--jobs={jobs}")).arg(staging.path());
-    exec::run(cmd, program)
-        .await
-        .map_err(|e| restore_failed(plan, e))?;
-    Ok(bytes)
+    Ok((staging, bytes))
+}
+
+fn incomplete(plan: &LogicalRestorePlan, outcome: TargetOutcome, source: Error) -> Error {
+    LogicalError::Incomplete {
+        target: plan.target.clone(),
+        outcome,
+        source: Box::new(source),
+    }
+    .into()
 }
 
 /// The progress item of a restore.
@@ -325,37 +350,4 @@ fn restore_failed(plan: &LogicalRestorePlan, source: ProcessError) -> Error {
         source,
     }
     .into()
-}
-
-async fn create_like(
-    client: &tokio_postgres::Client,
-    settings: &Settings,
-    name: &str,
-    info: Option<&DatabaseInfo>,
-) -> Result<(), Error> {
-    let mut sql = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(name));
-    if let Some(info) = info {
-        sql.push_str(&format!(
-            " ENCODING {} LC_COLLATE {} LC_CTYPE {}",
-            quote_literal(&info.encoding),
-            quote_literal(&info.collate),
-            quote_literal(&info.ctype)
-        ));
-        let owner_exists = client
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&info.owner])
-            .await
-            .map_err(|e| pg::query_error(&settings.conninfo, "looking up the owner role", e))?
-            .is_some();
-        if owner_exists {
-            sql.push_str(&format!(" OWNER {}", quote_ident(&info.owner)));
-        }
-    }
-    client.batch_execute(&sql).await.map_err(|e| {
-        pg::query_error(
-            &settings.conninfo,
-            &format!("creating database `{name}`"),
-            e,
-        )
-        .into()
-    })
 }
