@@ -65,6 +65,12 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["id", "all"])]
         wal: bool,
     },
+    /// Record that timeline N was started on purpose (a restore promoted outside pgkeep), so that
+    /// `verify --wal` reports its fork as a note instead of a split brain.
+    AcceptFork {
+        /// The timeline (as `verify --wal` names it).
+        timeline: u32,
+    },
     /// Rebuild a missing or damaged `<cluster>/cluster.json` (which server owns the cluster name)
     /// from the backups' manifests; a damaged one is kept beside it. Refused when the manifests
     /// disagree or the record is readable.

@@ -137,6 +137,25 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `accept-fork N`.
+pub async fn accept_fork(ctx: &Ctx, timeline: u32) -> anyhow::Result<ExitCode> {
+    if timeline < 2 {
+        return Err(usage(format!(
+            "accept-fork: timeline {timeline} cannot be a branch (timeline 1 is the first); give the timeline `pgkeep verify --wal` names"
+        )));
+    }
+    let repo = ctx.repo().await?;
+    let record =
+        pgkeep_core::record_branch(&repo, timeline, pgkeep_core::BranchCause::Accepted).await?;
+    ctx.report(true, &record, || {
+        format!(
+            "timeline {} is recorded as started on purpose ({}, {})\n",
+            record.timeline, record.cause, record.recorded_at
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `repair-identity`.
 pub async fn repair_identity(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;

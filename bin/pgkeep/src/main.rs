@@ -101,6 +101,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::List => commands::list(&ctx).await,
         Command::RepairIdentity => commands::repair_identity(&ctx).await,
+        Command::AcceptFork { timeline } => commands::accept_fork(&ctx, timeline).await,
         Command::Info { id } => commands::info(&ctx, &id).await,
         Command::Verify { wal: true, .. } => commands::verify_wal(&ctx).await,
         Command::Verify { id, all, .. } => {

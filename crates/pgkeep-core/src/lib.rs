@@ -144,6 +144,6 @@ pub use verify::{
     BackupCheck, ObjectCheck, VerifyReport, VerifySelection, verify_backups, verify_wal,
 };
 pub use wal::{
-    Fetched, IdentityEvidence, IdentityRepair, Pushed, TimelineSummary, WalReport, ensure_identity,
-    repair_identity, wal_fetch, wal_push,
+    BranchCause, BranchRecord, Fetched, IdentityEvidence, IdentityRepair, Pushed, TimelineSummary,
+    WalReport, ensure_identity, record_branch, repair_identity, wal_fetch, wal_push,
 };

@@ -22,6 +22,7 @@ use crate::repo::Repository;
 use crate::settings::Settings;
 use crate::storage::FileError;
 use crate::stream::{Progress, feed_child};
+use crate::wal::{self, BranchCause};
 
 /// How to carry out a plan.
 #[derive(Debug, Clone)]
@@ -233,5 +234,13 @@ pub async fn restore_physical(
     let mut report = start_and_wait(settings, plan, options, owner, major, &progress).await?;
     report.seconds = begun.elapsed().as_secs_f64();
     report.notes = notes;
+    if report.state == RestoreState::Promoted && options.keep_archiving {
+        // The promoted server archives a new timeline beside the old primary's: on purpose.
+        let timeline = wal::newest_timeline(dir);
+        wal::record_branch(repo, timeline, BranchCause::Restore).await?;
+        report.notes.push(format!(
+            "timeline {timeline} archives into this repository beside the old primary's; it is recorded as started on purpose, so `pgkeep verify --wal` reports the fork as a note"
+        ));
+    }
     Ok(report)
 }

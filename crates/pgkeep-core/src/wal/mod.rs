@@ -14,6 +14,7 @@
 //!   file; every other failure is an error, which the CLI turns into an exit code above 125 so that
 //!   PostgreSQL stops instead of ending recovery early.
 
+mod branches;
 mod codec;
 mod fetch;
 mod identity;
@@ -22,6 +23,8 @@ mod timeline;
 mod verify;
 mod waldump;
 
+pub(crate) use branches::newest_timeline;
+pub use branches::{BranchCause, BranchRecord, record_branch};
 pub use fetch::{Fetched, wal_fetch};
 pub(crate) use identity::identity_problem;
 pub use identity::{IdentityEvidence, IdentityRepair, ensure_identity, repair_identity};

@@ -4,6 +4,7 @@
 use futures::StreamExt;
 use serde::Serialize;
 
+use super::branches::branch_records;
 use super::fetch::read;
 use super::timeline::Archive;
 use crate::error::Error;
@@ -82,6 +83,7 @@ pub(crate) async fn verify_archive(
             ));
         }
     }
+    let recorded = branch_records(repo).await?;
     for (tli, history) in &archive.histories {
         if let Some(last) = history.last() {
             let switch_seg = last.switch.segno(segment_size);
@@ -90,14 +92,24 @@ pub(crate) async fn verify_archive(
                 .get(&last.parent)
                 .and_then(|s| s.range(switch_seg + 1..).next())
             {
-                forks.push(format!(
-                    "timeline {} branched off timeline {} at {}, and timeline {} kept writing ({} was archived after the switch): expected after a point-in-time restore that was promoted beside the old primary; split brain if both still serve writes",
+                let fork = format!(
+                    "timeline {} branched off timeline {} at {}, and timeline {} kept writing ({} was archived after the switch)",
                     tli,
                     last.parent,
                     last.switch,
                     last.parent,
                     archive.name(last.parent, *after.0)
-                ));
+                );
+                match recorded.get(tli) {
+                    Some(record) => forks.push(format!(
+                        "{fork}: timeline {tli} was started on purpose ({}, recorded {})",
+                        record.cause,
+                        record.recorded_at.format("%Y-%m-%d %H:%M:%S UTC")
+                    )),
+                    None => problems.push(format!(
+                        "{fork}, and no promotion by pgkeep started timeline {tli}: two servers wrote as primary (split brain) unless the branch was made on purpose outside pgkeep\n  fix: make sure only one server writes (stop the other, and rejoin it as a standby); once the branch is known to be deliberate, `pgkeep accept-fork {tli}` records it"
+                    )),
+                }
             }
         }
     }
@@ -136,11 +148,13 @@ mod tests {
     use crate::settings::Compression;
     use crate::wal::{wal_key, wal_push as push};
 
-    /// A synthetic segment of `size` bytes whose first page header names `tli` and `sysid`.
-    fn segment(tli: u32, sysid: u64, size: u32) -> Vec<u8> {
+    /// A synthetic segment `segno` of `size` bytes whose first page header names `tli` and
+    /// `sysid`.
+    fn segment(tli: u32, segno: u64, sysid: u64, size: u32) -> Vec<u8> {
         let mut raw = vec![0u8; size as usize];
         raw[2..4].copy_from_slice(&2u16.to_le_bytes()); // XLP_LONG_HEADER
         raw[4..8].copy_from_slice(&tli.to_le_bytes());
+        raw[8..16].copy_from_slice(&(segno * u64::from(size)).to_le_bytes());
         raw[24..32].copy_from_slice(&sysid.to_le_bytes());
         raw[32..36].copy_from_slice(&size.to_le_bytes());
         raw
@@ -166,19 +180,19 @@ mod tests {
         for segno in 1..=5 {
             push_file(
                 segment_name(1, segno, u64::from(SIZE)),
-                segment(1, 42, SIZE),
+                segment(1, segno, 42, SIZE),
             )
             .await;
         }
         for segno in 3..=4 {
             push_file(
                 segment_name(2, segno, u64::from(SIZE)),
-                segment(1, 42, SIZE),
+                segment(1, segno, 42, SIZE),
             )
             .await;
         }
         // Timeline 3 has a segment but no history file.
-        push_file(segment_name(3, 9, u64::from(SIZE)), segment(3, 42, SIZE)).await;
+        push_file(segment_name(3, 9, u64::from(SIZE)), segment(3, 9, 42, SIZE)).await;
         let switch = Lsn(3 * u64::from(SIZE) + 100);
         push_file(
             "00000002.history".into(),
@@ -186,8 +200,24 @@ mod tests {
         )
         .await;
 
+        // Timeline 1 kept writing after timeline 2 branched off, and nothing recorded timeline 2
+        // as deliberate: a split brain, a problem.
         let report = verify_archive(&repo, u64::from(SIZE)).await.unwrap();
         assert_eq!(report.checked, 9, "{report:?}");
+        assert!(report.forks.is_empty(), "{report:?}");
+        assert_eq!(report.problems.len(), 2, "{report:?}");
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("split brain") && p.contains("accept-fork 2")),
+            "{report:?}"
+        );
+        // Recorded as deliberate, the fork is a note.
+        crate::wal::record_branch(&repo, 2, crate::wal::BranchCause::Accepted)
+            .await
+            .unwrap();
+        let report = verify_archive(&repo, u64::from(SIZE)).await.unwrap();
         assert_eq!(report.forks.len(), 1, "{report:?}");
         assert!(
             report.forks[0].contains("timeline 2 branched off timeline 1"),
