@@ -9,7 +9,9 @@ mod common;
 mod repo;
 
 use common::{json, stderr};
-use repo::{Repo, ok, pgkeep, repos, run};
+use repo::{
+    Repo, archiving_cluster, free_port, ok, pgkeep, pgkeep_as_server, repos, run, switch_and_wait,
+};
 
 use pgkeep_testkit::PgCluster;
 use serde_json::Value;
@@ -153,30 +155,10 @@ fn a_damaged_manifest_makes_only_its_own_backup_unusable() {
     }
 }
 
-/// `pgkeep` as the servers' OS user (as archive_command runs it), for a physical restore.
-fn pgkeep_as_server(pg: &PgCluster, repo: &Repo, home: &std::path::Path) -> std::process::Command {
-    let mut cmd = pgkeep(pg, repo);
-    cmd.env("HOME", home).current_dir(home);
-    PgCluster::as_server(&mut cmd);
-    cmd
-}
-
 #[test]
 fn a_damaged_manifest_does_not_block_a_point_in_time_restore() {
     let repo = Repo::local();
-    let pgkeep_bin = env!("CARGO_BIN_EXE_pgkeep");
-    let pg = PgCluster::builder()
-        .setting("wal_level", "replica")
-        .setting("archive_mode", "on")
-        .setting(
-            "archive_command",
-            format!(
-                "{} --repo {} wal-push %p",
-                pgkeep_core::shell_quote(pgkeep_bin),
-                pgkeep_core::shell_quote(&repo.url)
-            ),
-        )
-        .start();
+    let pg = archiving_cluster(&repo);
     let home = tempfile::tempdir().unwrap();
     PgCluster::chown_for_server(home.path());
     pg.psql("CREATE TABLE t (n int); INSERT INTO t VALUES (1)");
@@ -184,26 +166,12 @@ fn a_damaged_manifest_does_not_block_a_point_in_time_restore() {
         pgkeep_as_server(&pg, &repo, home.path()).args(["--json", "backup", "physical"])
     ));
     pg.psql("INSERT INTO t VALUES (2)");
-    let segment = pg.psql("SELECT pg_walfile_name(pg_switch_wal())");
     // A newer backup of the other kind whose manifest is damaged.
     repo.put("main/backups/20991231T235959Z/manifest.json", b"not json");
     PgCluster::chown_for_server(&repo.root().unwrap());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let archived =
-        format!("SELECT coalesce(last_archived_wal >= '{segment}', false) FROM pg_stat_archiver");
-    while pg.psql(&archived) != "t" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{segment} was not archived: {}",
-            pg.psql("SELECT last_failed_wal FROM pg_stat_archiver")
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    switch_and_wait(|sql| pg.psql(sql));
     let target = home.path().join("restored");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let out = ok(pgkeep_as_server(&pg, &repo, home.path())
         .args(["restore", "--latest", "--pgdata"])
         .arg(&target)

@@ -128,3 +128,54 @@ pub fn ok(cmd: &mut Command) -> Output {
     );
     out
 }
+
+/// `pgkeep` as the servers' OS user (as archive_command runs it), with `home` as its home and
+/// working directory: for physical backups and restores.
+pub fn pgkeep_as_server(pg: &PgCluster, repo: &Repo, home: &std::path::Path) -> Command {
+    let mut cmd = pgkeep(pg, repo);
+    cmd.env("HOME", home).current_dir(home);
+    PgCluster::as_server(&mut cmd);
+    cmd
+}
+
+/// A cluster archiving into the local repository `repo` with `pgkeep wal-push`.
+pub fn archiving_cluster(repo: &Repo) -> PgCluster {
+    PgCluster::builder()
+        .setting("wal_level", "replica")
+        .setting("archive_mode", "on")
+        .setting("archive_command", archive_command(repo))
+        .start()
+}
+
+/// `archive_command` pushing into `repo`.
+pub fn archive_command(repo: &Repo) -> String {
+    format!(
+        "{} --repo {} wal-push %p",
+        pgkeep_core::shell_quote(env!("CARGO_BIN_EXE_pgkeep")),
+        pgkeep_core::shell_quote(&repo.url)
+    )
+}
+
+/// Ends the server's current WAL segment and waits (up to a minute) until it is archived; returns
+/// its name. `psql` runs SQL on the server.
+pub fn switch_and_wait(psql: impl Fn(&str) -> String) -> String {
+    let segment = psql("SELECT pg_walfile_name(pg_switch_wal())");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let archived =
+        format!("SELECT coalesce(last_archived_wal >= '{segment}', false) FROM pg_stat_archiver");
+    while psql(&archived) != "t" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{segment} was not archived: {}",
+            psql("SELECT last_failed_wal FROM pg_stat_archiver")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    segment
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
