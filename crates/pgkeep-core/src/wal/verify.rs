@@ -84,33 +84,16 @@ pub(crate) async fn verify_archive(
         }
     }
     let recorded = branch_records(repo).await?;
-    for (tli, history) in &archive.histories {
-        if let Some(last) = history.last() {
-            let switch_seg = last.switch.segno(segment_size);
-            if let Some(after) = archive
-                .segments
-                .get(&last.parent)
-                .and_then(|s| s.range(switch_seg + 1..).next())
-            {
-                let fork = format!(
-                    "timeline {} branched off timeline {} at {}, and timeline {} kept writing ({} was archived after the switch)",
-                    tli,
-                    last.parent,
-                    last.switch,
-                    last.parent,
-                    archive.name(last.parent, *after.0)
-                );
-                match recorded.get(tli) {
-                    Some(record) => forks.push(format!(
-                        "{fork}: timeline {tli} was started on purpose ({}, recorded {})",
-                        record.cause,
-                        record.recorded_at.format("%Y-%m-%d %H:%M:%S UTC")
-                    )),
-                    None => problems.push(format!(
-                        "{fork}, and no promotion by pgkeep started timeline {tli}: two servers wrote as primary (split brain) unless the branch was made on purpose outside pgkeep\n  fix: make sure only one server writes (stop the other, and rejoin it as a standby); once the branch is known to be deliberate, `pgkeep accept-fork {tli}` records it"
-                    )),
-                }
-            }
+    for (fork, tli) in find_forks(&archive, segment_size) {
+        match recorded.get(&tli) {
+            Some(record) => forks.push(format!(
+                "{fork}: timeline {tli} was started on purpose ({}, recorded {})",
+                record.cause,
+                record.recorded_at.format("%Y-%m-%d %H:%M:%S UTC")
+            )),
+            None => problems.push(format!(
+                "{fork}, and no promotion by pgkeep started timeline {tli}: two servers wrote as primary (split brain) unless the branch was made on purpose outside pgkeep\n  fix: make sure only one server writes (stop the other, and rejoin it as a standby); once the branch is known to be deliberate, `pgkeep accept-fork {tli}` records it"
+            )),
         }
     }
     let names: Vec<String> = archive
@@ -139,6 +122,34 @@ pub(crate) async fn verify_archive(
         forks,
         checked,
     })
+}
+
+/// Every fork in the archive, described, with the timeline that branched off: a parent timeline
+/// with segments archived after the segment its child branched in.
+fn find_forks(archive: &Archive, segment_size: u64) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for (tli, history) in &archive.histories {
+        let Some(last) = history.last() else { continue };
+        let switch_seg = last.switch.segno(segment_size);
+        if let Some(after) = archive
+            .segments
+            .get(&last.parent)
+            .and_then(|s| s.range(switch_seg + 1..).next())
+        {
+            out.push((
+                format!(
+                    "timeline {} branched off timeline {} at {}, and timeline {} kept writing ({} was archived after the switch)",
+                    tli,
+                    last.parent,
+                    last.switch,
+                    last.parent,
+                    archive.name(last.parent, *after.0)
+                ),
+                *tli,
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
