@@ -904,20 +904,19 @@ fn wal_push_and_wal_fetch_keep_the_archive_and_restore_command_rules() {
 
         // A repository that does not hold this cluster at all (not mounted, a wrong --repo or
         // --cluster) is a failure, not "no such file": recovery must not end there.
-        for wrong in [
-            ["--repo", "file:///nonexistent/pgkeep-repo"],
-            ["--cluster", "not-this-one"],
+        for (wrong, says) in [
+            (
+                ["--repo", "file:///nonexistent/pgkeep-repo"],
+                "/nonexistent/pgkeep-repo does not exist",
+            ),
+            (["--cluster", "not-this-one"], "holds nothing for cluster"),
         ] {
             let out = run(pgkeep(&pg, &repo)
                 .args(wrong)
                 .args(["wal-fetch", &name])
                 .arg(failed.join(&name)));
             assert_eq!(out.status.code(), Some(200), "{wrong:?}: {}", said(&out));
-            assert!(
-                said(&out).contains("holds nothing for cluster"),
-                "{}",
-                said(&out)
-            );
+            assert!(said(&out).contains(says), "{}", said(&out));
         }
         assert_eq!(fs::read_dir(&failed).unwrap().count(), 0, "{}", repo.url);
 
@@ -928,12 +927,17 @@ fn wal_push_and_wal_fetch_keep_the_archive_and_restore_command_rules() {
             format!("{}{n:08X}", &name[..16])
         };
         let partial = format!("{next}.partial");
-        fs::write(first.join(&partial), &original).unwrap();
+        // The segment's copy, its page header moved to the next segment (wal-push checks it).
+        let mut partial_bytes = original.clone();
+        let page_address = (u64::from_str_radix(&next[8..16], 16).unwrap() << 32)
+            + u64::from_str_radix(&next[16..], 16).unwrap() * SEGMENT_SIZE as u64;
+        partial_bytes[8..16].copy_from_slice(&page_address.to_le_bytes());
+        fs::write(first.join(&partial), &partial_bytes).unwrap();
         PgCluster::chown_for_server(&first.join(&partial));
         ok(pgkeep(&pg, &repo).arg("wal-push").arg(first.join(&partial)));
         let dest = repo.scratch(&partial);
         ok(pgkeep(&pg, &repo).args(["wal-fetch", &partial]).arg(&dest));
-        assert!(fs::read(&dest).unwrap() == original, "{}", repo.url);
+        assert!(fs::read(&dest).unwrap() == partial_bytes, "{}", repo.url);
         let out = run(pgkeep(&pg, &repo)
             .args(["wal-fetch", &next])
             .arg(failed.join(&next)));
