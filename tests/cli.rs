@@ -393,6 +393,9 @@ fn passwords_come_from_pgpass_and_never_show() {
             pg.port()
         ),
     );
+    // A file that holds a password must be private (tests/refusals.rs shows the refusal).
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = pgkeep(dir.path())
         .args([
             "--config",
