@@ -108,6 +108,7 @@ pub use logical::{
     BackupChoice, GlobalsReport, LogicalBackupOptions, LogicalRestoreOptions, LogicalRestorePlan,
     LogicalRestoreReport, backup_logical, plan_logical_restore, restore_globals, restore_logical,
 };
+pub use pg::conf_quote;
 pub use pg::{
     ConnInfo, ConnInfoError, DEFAULT_PORT, DEFAULT_SEGMENT_SIZE, DEFAULT_SOCKET_DIR, Lsn,
     PasswordSource, PgError, ServerInfo, TimeError, WalFile, connect, parse_time, segment_name,

@@ -32,7 +32,7 @@ pub mod switchover;
 pub mod sync;
 
 pub use error::FailoverError;
-pub use node::{Node, Pair, Transport};
+pub use node::{Node, Pair, Transport, WalFetch};
 pub use promote::{PromoteReport, promote};
 pub use rejoin::{RejoinMethod, RejoinReport, rejoin};
 pub use state::MustRejoin;

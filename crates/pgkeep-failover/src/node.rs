@@ -78,6 +78,52 @@ pub struct Pair {
     pub catch_up_timeout: Duration,
     /// Commands run after a role change (`failover.hooks`).
     pub hooks: Vec<String>,
+    /// How a rejoined standby (and pg_rewind) fetches archived WAL; `None` without a repository.
+    pub wal_fetch: Option<WalFetch>,
+}
+
+/// The `restore_command` a rejoined node gets: this pgkeep binary's `wal-fetch` with this
+/// configuration file and repository. Both are expected at the same paths on every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalFetch {
+    /// The pgkeep binary.
+    pub program: PathBuf,
+    /// The command line, quoted the way /bin/sh reads it, with PostgreSQL's `%f %p`.
+    pub command: String,
+}
+
+impl WalFetch {
+    /// The `restore_command` for `settings`' repository, running `program` (default: this very
+    /// binary) with the same configuration file, repository and cluster; `None` when no repository
+    /// is configured.
+    pub fn from_settings(settings: &Settings, program: Option<&Path>) -> Option<WalFetch> {
+        let repo = settings.repo.as_ref()?;
+        let program = match program {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let exe = std::env::current_exe().ok()?;
+                // Replaced while running (an upgrade, a rebuild): the path names the new binary.
+                exe.to_str()
+                    .and_then(|p| p.strip_suffix(" (deleted)"))
+                    .map_or(exe.clone(), PathBuf::from)
+            }
+        };
+        let mut parts = vec![quoted(&program)];
+        if let Some(config) = &settings.config_path {
+            let config = std::fs::canonicalize(config).unwrap_or_else(|_| config.clone());
+            parts.push("--config".into());
+            parts.push(quoted(&config));
+        }
+        parts.push("--repo".into());
+        parts.push(shell_quote(&repo.to_string()));
+        parts.push("--cluster".into());
+        parts.push(shell_quote(&settings.cluster));
+        parts.push("wal-fetch %f %p".into());
+        Some(WalFetch {
+            program,
+            command: parts.join(" "),
+        })
+    }
 }
 
 impl Pair {
@@ -146,6 +192,7 @@ impl Pair {
             max_lag_bytes: failover.max_lag_bytes.unwrap_or(16 * 1024 * 1024),
             catch_up_timeout: Duration::from_secs(failover.catch_up_timeout.unwrap_or(60)),
             hooks: failover.hooks.clone(),
+            wal_fetch: WalFetch::from_settings(settings, None),
         })
     }
 

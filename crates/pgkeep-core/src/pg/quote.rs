@@ -11,7 +11,7 @@ pub(crate) fn quote_literal(value: &str) -> String {
 }
 
 /// Quotes `value` as a postgresql.conf string.
-pub(crate) fn conf_quote(value: &str) -> String {
+pub fn conf_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
