@@ -295,8 +295,14 @@ pub async fn rejoin(
     let report = pgkeep_failover::rejoin(&pair, target, reclone).await?;
     ctx.print(&report, || {
         format!(
-            "{} is a streaming standby of {} ({})\n",
-            report.node, report.master, report.method
+            "{} is a streaming standby of {} ({})\n{}\n",
+            report.node,
+            report.master,
+            report.method,
+            report.restore_command.as_deref().map_or(
+                "no restore_command: no [repository] is configured, so it cannot catch up from the archive".to_string(),
+                |c| format!("restore_command: {c}")
+            )
         )
     })?;
     Ok(ExitCode::SUCCESS)
