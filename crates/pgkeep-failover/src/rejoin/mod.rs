@@ -192,7 +192,12 @@ async fn copy_from_master(
                 what: "pg_rewind".into(),
                 detail: text.trim().to_string(),
                 fix: format!(
-                    "if it cannot rewind (no wal_log_hints or data checksums, missing WAL), run `pgkeep failover rejoin {} --reclone` to copy the master afresh",
+                    "{}if it cannot rewind (no wal_log_hints or data checksums, WAL missing from the archive too), run `pgkeep failover rejoin {} --reclone` to copy the master afresh; do not start the node by hand meanwhile",
+                    if fetch.is_none() && text.contains("pg_wal/") {
+                        "WAL this node recycled is missing: configure [repository] (the pair's shared repository) so pg_rewind fetches it from the archive, then rerun the rejoin; "
+                    } else {
+                        ""
+                    },
                     node.name
                 ),
             });
