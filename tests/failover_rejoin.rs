@@ -62,7 +62,7 @@ fn setup(slow: bool) -> Setup {
         fs::write(dir.path().join(node).join("www/.pgkeep-sync"), "").unwrap();
     }
     PgCluster::chown_for_server(dir.path());
-    let pause = if slow { "; sleep 0.5" } else { "" };
+    let pause = if slow { " && sleep 0.5" } else { "" };
     let as_server = if is_root() {
         "runuser -u postgres -- "
     } else {
@@ -427,4 +427,140 @@ fn rejoin_after_a_sigkilled_master_rewinds_with_archived_wal() {
     s.wait_for("a to replay b's writes", || s.replays("a", 40000));
     let (out, status) = s.status();
     assert!(out.status.success(), "{status:#}");
+}
+
+/// Where a kill lands: a description and the sign, seen on the nodes or in the journal, that the
+/// switchover from `from` to `to` has reached that instant.
+type KillPoint = (&'static str, fn(&Setup, &str, &str) -> bool);
+
+impl Setup {
+    fn journal(&self) -> Option<Value> {
+        let text = fs::read_to_string(self.path("state/switchover.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Whether the unfinished journal of the switchover from `from` lists `step` as done.
+    fn journaled(&self, from: &str, step: &str) -> bool {
+        self.journal().is_some_and(|j| {
+            j["from"] == from
+                && j["finished"] == false
+                && j["done"].as_array().unwrap().iter().any(|s| s == step)
+        })
+    }
+
+    fn hook_runs(&self) -> usize {
+        fs::read_to_string(self.path("hook.out"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+}
+
+const KILL_POINTS: [KillPoint; 10] = [
+    ("during the final file sync", |s, from, _| {
+        s.journal()
+            .is_some_and(|j| j["from"] == from && j["finished"] == false)
+    }),
+    ("services stopped, not yet journaled", |s, from, _| {
+        !s.path(&format!("{from}/nginx.running")).exists()
+    }),
+    ("while PostgreSQL checkpoints and stops", |s, from, _| {
+        s.journaled(from, "stop-services")
+    }),
+    ("PostgreSQL stopped, not yet journaled", |s, from, _| {
+        !s.pg(from).data_dir().join("postmaster.pid").exists()
+    }),
+    ("while the target catches up", |s, from, _| {
+        s.journaled(from, "read-checkpoint")
+    }),
+    ("marker removed", |s, from, _| {
+        !s.path(&format!("{from}/primary_server")).exists()
+    }),
+    ("target promoted, not yet journaled", |s, _, to| {
+        !s.pg(to).data_dir().join("standby.signal").exists()
+    }),
+    ("target's marker created", |s, _, to| {
+        s.path(&format!("{to}/primary_server")).exists()
+    }),
+    (
+        "target's services started, not yet journaled",
+        |s, _, to| s.path(&format!("{to}/nginx.running")).exists(),
+    ),
+    ("hook ran, not yet journaled", |s, _, _| s.hook_runs() > 0),
+];
+
+#[test]
+fn a_switchover_killed_at_any_instant_resumes_and_a_finished_one_says_so() {
+    let s = setup(true);
+    for (i, (point, reached)) in KILL_POINTS.iter().enumerate() {
+        let (from, to) = if i % 2 == 0 { ("a", "b") } else { ("b", "a") };
+        let _ = fs::remove_file(s.path("hook.out"));
+        // The switchover runs on the master (it syncs files from there); killed at the point.
+        let mut child = s
+            .command(
+                &s.config,
+                &["failover", "switchover", "--to", to, "--node", from],
+            )
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(s.path("killed.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if reached(&s, from, to) {
+                child.kill().unwrap();
+                break;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{point}: the switchover ended before the kill: {}",
+                fs::read_to_string(s.path("killed.err")).unwrap()
+            );
+            assert!(Instant::now() < deadline, "{point}: never reached");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.wait().unwrap();
+
+        // The same command again finishes it, whatever the instant of the kill.
+        let out = s.run(&["failover", "switchover", "--to", to, "--node", from]);
+        assert!(
+            out.status.success(),
+            "{point} ({from} -> {to}): the rerun failed: {}",
+            said(&out)
+        );
+        assert!(s.path(&format!("{to}/primary_server")).exists(), "{point}");
+        assert!(
+            !s.path(&format!("{from}/primary_server")).exists(),
+            "{point}"
+        );
+        assert!(s.path(&format!("{to}/nginx.running")).exists(), "{point}");
+        assert!(
+            !s.path(&format!("{from}/nginx.running")).exists(),
+            "{point}"
+        );
+        assert_eq!(s.pg(to).psql("SELECT pg_is_in_recovery()"), "f", "{point}");
+        assert!(
+            s.pg(from).try_psql_db("postgres", "SELECT 1").is_err(),
+            "{point}"
+        );
+        assert!(s.hook_runs() >= 1, "{point}");
+
+        // Once more: it says the switchover already finished, changes nothing, exits 0.
+        let out = s.run(&["failover", "switchover", "--to", to, "--node", from]);
+        assert!(out.status.success(), "{point}: {}", said(&out));
+        assert!(
+            said(&out).contains(&format!(
+                "the switchover from {from} to {to} already finished"
+            )),
+            "{point}: {}",
+            said(&out)
+        );
+        assert!(
+            s.pg(from).try_psql_db("postgres", "SELECT 1").is_err(),
+            "{point}"
+        );
+
+        s.ok(&["failover", "rejoin", from, "--node", to]);
+        let (out, status) = s.status();
+        assert!(out.status.success(), "{point}: {status:#}");
+    }
 }
