@@ -88,7 +88,8 @@ pub struct Pair {
 pub struct WalFetch {
     /// The pgkeep binary.
     pub program: PathBuf,
-    /// The command line, quoted the way /bin/sh reads it, with PostgreSQL's `%f %p`.
+    /// The command line, quoted the way /bin/sh reads it, with PostgreSQL's `%f %p`; every
+    /// failure exits 1, so that a standby retries rather than stops.
     pub command: String,
 }
 
@@ -119,6 +120,10 @@ impl WalFetch {
         parts.push("--cluster".into());
         parts.push(shell_quote(&settings.cluster));
         parts.push("wal-fetch %f %p".into());
+        // wal-fetch exits above 125 on a real failure so that a restore stops; a standby would
+        // stop too (PostgreSQL takes such codes as fatal). A standby retries instead: the error
+        // stays in its log, and it goes on streaming.
+        parts.push("|| exit 1".into());
         Some(WalFetch {
             program,
             command: parts.join(" "),

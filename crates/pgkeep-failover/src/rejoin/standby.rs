@@ -13,6 +13,9 @@ use crate::status::status;
 
 /// How long the rejoined node may go without streaming and without replaying anything new.
 const NO_PROGRESS_LIMIT: Duration = Duration::from_secs(120);
+/// How long a streaming node may take to replay what the master had when it began to stream
+/// before the rejoin counts it done anyway (it streams; a busy master keeps it a little behind).
+const CATCH_UP_GRACE: Duration = Duration::from_secs(10);
 
 /// Sets `restore_command` in `node`'s postgresql.auto.conf (any earlier one removed), after
 /// checking that the pgkeep binary it runs exists on the node.
@@ -158,7 +161,8 @@ fn server_log(node: &Node) -> Option<PathBuf> {
     })
 }
 
-/// Waits until `node` is a standby that streams from `master`. Gives up when its log shows a
+/// Waits until `node` is a standby that streams from `master` and has replayed what the master
+/// had written when streaming began. Gives up when its log shows a
 /// permanent error, or when it neither streams nor replays anything new for two minutes (it may
 /// be catching up from the archive).
 pub(super) async fn wait_streaming(
@@ -169,11 +173,28 @@ pub(super) async fn wait_streaming(
 ) -> Result<(), FailoverError> {
     let mut progress = Instant::now();
     let mut replayed: Option<Lsn> = None;
+    // Once it streams: the master's location then, which it must have replayed to be done (so
+    // that a switchover right after the rejoin finds it caught up).
+    let mut goal: Option<Lsn> = None;
+    let mut streaming_since: Option<Instant> = None;
     loop {
         let status = status(pair).await;
         let me = status.nodes.iter().find(|n| n.name == node.name);
+        let now = me
+            .and_then(|n| n.replayed_lsn.as_deref())
+            .and_then(Lsn::parse);
         if me.is_some_and(|n| n.in_recovery == Some(true) && n.streaming == Some(true)) {
-            return Ok(());
+            let master_lsn = status
+                .nodes
+                .iter()
+                .find(|n| n.name == master.name)
+                .and_then(|n| n.current_lsn.as_deref())
+                .and_then(Lsn::parse);
+            goal = goal.or(master_lsn);
+            let streaming = *streaming_since.get_or_insert_with(Instant::now);
+            if goal.is_none() || now >= goal || streaming.elapsed() > CATCH_UP_GRACE {
+                return Ok(());
+            }
         }
         if let Some((kind, line)) = log.permanent(node).await {
             return Err(FailoverError::stopped(
@@ -184,9 +205,6 @@ pub(super) async fn wait_streaming(
                 &kind.fix(&node.name, pair.wal_fetch.as_ref()),
             ));
         }
-        let now = me
-            .and_then(|n| n.replayed_lsn.as_deref())
-            .and_then(Lsn::parse);
         if now > replayed {
             replayed = now;
             progress = Instant::now();
