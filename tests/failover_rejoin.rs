@@ -429,9 +429,14 @@ fn rejoin_after_a_sigkilled_master_rewinds_with_archived_wal() {
     assert!(out.status.success(), "{status:#}");
 }
 
-/// Where a kill lands: a description and the sign, seen on the nodes or in the journal, that the
-/// switchover from `from` to `to` has reached that instant.
-type KillPoint = (&'static str, fn(&Setup, &str, &str) -> bool);
+/// Where a kill lands: a description; the sign, seen on the nodes or in the journal, that the
+/// switchover from `from` to `to` has reached that instant; and for a kill inside a step (the
+/// node commands wait half a second after their change), the step the journal must not list yet.
+type KillPoint = (
+    &'static str,
+    fn(&Setup, &str, &str) -> bool,
+    Option<&'static str>,
+);
 
 impl Setup {
     fn journal(&self) -> Option<Value> {
@@ -456,42 +461,65 @@ impl Setup {
 }
 
 const KILL_POINTS: [KillPoint; 10] = [
-    ("during the final file sync", |s, from, _| {
-        s.journal()
-            .is_some_and(|j| j["from"] == from && j["finished"] == false)
-    }),
-    ("services stopped, not yet journaled", |s, from, _| {
-        !s.path(&format!("{from}/nginx.running")).exists()
-    }),
-    ("while PostgreSQL checkpoints and stops", |s, from, _| {
-        s.journaled(from, "stop-services")
-    }),
-    ("PostgreSQL stopped, not yet journaled", |s, from, _| {
-        !s.pg(from).data_dir().join("postmaster.pid").exists()
-    }),
-    ("while the target catches up", |s, from, _| {
-        s.journaled(from, "read-checkpoint")
-    }),
-    ("marker removed", |s, from, _| {
-        !s.path(&format!("{from}/primary_server")).exists()
-    }),
-    ("target promoted, not yet journaled", |s, _, to| {
-        !s.pg(to).data_dir().join("standby.signal").exists()
-    }),
-    ("target's marker created", |s, _, to| {
-        s.path(&format!("{to}/primary_server")).exists()
-    }),
+    (
+        "during the final file sync",
+        |s, from, _| {
+            s.journal()
+                .is_some_and(|j| j["from"] == from && j["finished"] == false)
+        },
+        None,
+    ),
+    (
+        "services stopped, not yet journaled",
+        |s, from, _| !s.path(&format!("{from}/nginx.running")).exists(),
+        Some("stop-services"),
+    ),
+    (
+        "while PostgreSQL checkpoints and stops",
+        |s, from, _| s.journaled(from, "stop-services"),
+        None,
+    ),
+    (
+        "PostgreSQL stopped, not yet journaled",
+        |s, from, _| !s.pg(from).data_dir().join("postmaster.pid").exists(),
+        Some("stop-postgres"),
+    ),
+    (
+        "while the target catches up",
+        |s, from, _| s.journaled(from, "read-checkpoint"),
+        None,
+    ),
+    (
+        "marker removed",
+        |s, from, _| !s.path(&format!("{from}/primary_server")).exists(),
+        None,
+    ),
+    (
+        "target promoted",
+        |s, _, to| !s.pg(to).data_dir().join("standby.signal").exists(),
+        None,
+    ),
+    (
+        "target's marker created",
+        |s, _, to| s.path(&format!("{to}/primary_server")).exists(),
+        None,
+    ),
     (
         "target's services started, not yet journaled",
         |s, _, to| s.path(&format!("{to}/nginx.running")).exists(),
+        Some("start-services"),
     ),
-    ("hook ran, not yet journaled", |s, _, _| s.hook_runs() > 0),
+    (
+        "hook ran, not yet journaled",
+        |s, _, _| s.hook_runs() > 0,
+        Some("hooks"),
+    ),
 ];
 
 #[test]
 fn a_switchover_killed_at_any_instant_resumes_and_a_finished_one_says_so() {
     let s = setup(true);
-    for (i, (point, reached)) in KILL_POINTS.iter().enumerate() {
+    for (i, (point, reached, inside)) in KILL_POINTS.iter().enumerate() {
         let (from, to) = if i % 2 == 0 { ("a", "b") } else { ("b", "a") };
         let _ = fs::remove_file(s.path("hook.out"));
         // The switchover runs on the master (it syncs files from there); killed at the point.
@@ -519,6 +547,12 @@ fn a_switchover_killed_at_any_instant_resumes_and_a_finished_one_says_so() {
             std::thread::sleep(Duration::from_millis(5));
         }
         child.wait().unwrap();
+        if let Some(step) = inside {
+            assert!(
+                !s.journaled(from, step),
+                "{point}: the kill came after the journal recorded {step}"
+            );
+        }
 
         // The same command again finishes it, whatever the instant of the kill.
         let out = s.run(&["failover", "switchover", "--to", to, "--node", from]);

@@ -18,7 +18,8 @@
 //! - [`switchover`]: the planned move, checked first, then step by step with a journal so that a
 //!   rerun after an interruption continues where it stopped.
 //! - [`promote`]: the unplanned path (promote this machine's standby when the master is gone), and
-//!   [`rejoin`], the way back (pg_rewind, or a fresh pg_basebackup, then start it as a standby).
+//!   [`rejoin`], the way back (pg_rewind, or a fresh pg_basebackup, then start it as a standby
+//!   whose `restore_command` fetches archived WAL from the shared repository, [`WalFetch`]).
 
 pub mod error;
 mod hooks;
