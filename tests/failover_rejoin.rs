@@ -355,6 +355,41 @@ fn rejoin_after_a_switchover_catches_up_from_the_archive_when_the_master_recycle
     let (out, status) = s.status();
     assert!(out.status.success(), "{status:#}");
     assert_eq!(s.node_status("a")["timeline"], 2, "{status:#}");
+
+    // The repository fails while a falls back to the archive (its WAL receiver ends): wal-fetch
+    // fails, and the standby retries instead of stopping on the failure.
+    use std::os::unix::fs::PermissionsExt as _;
+    let repo = s.path("repo");
+    fs::set_permissions(&repo, fs::Permissions::from_mode(0o000)).unwrap();
+    let log = s.path("a/server.log");
+    let before = fs::read_to_string(&log).unwrap().len();
+    let receiver = s.a.psql("SELECT pid FROM pg_stat_wal_receiver");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &receiver])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !fs::read_to_string(&log).unwrap()[before..].contains("pgkeep: error") {
+        assert!(
+            Instant::now() < deadline,
+            "a never tried the archive: {}",
+            &fs::read_to_string(&log).unwrap()[before..]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    fs::set_permissions(&repo, fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(
+        s.a.try_psql_db("postgres", "SELECT pg_is_in_recovery()")
+            .as_deref(),
+        Ok("t"),
+        "{}",
+        &fs::read_to_string(&log).unwrap()[before..]
+    );
+    s.wait_for("a to stream again", || s.streams("a"));
 }
 
 /// The children of process `pid`.
