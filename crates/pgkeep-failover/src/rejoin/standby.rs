@@ -256,4 +256,39 @@ mod tests {
         );
         assert!(fix.contains("no [repository]"), "{fix}");
     }
+
+    fn node(pgdata: &str, start: &str) -> Node {
+        Node {
+            name: "a".into(),
+            transport: crate::node::Transport::Local,
+            conninfo: pgkeep_core::ConnInfo::from_conninfo_and_env(Some("host=127.0.0.1")).unwrap(),
+            pgdata: pgdata.into(),
+            bin_dir: None,
+            marker: "/primary_server".into(),
+            start_postgres: start.into(),
+            stop_postgres: String::new(),
+            services: Vec::new(),
+            start_service: String::new(),
+            stop_service: String::new(),
+            sync_root: "/".into(),
+        }
+    }
+
+    #[test]
+    fn the_server_log_is_found_from_the_start_command_or_debian_layout() {
+        let log = |pgdata: &str, start: &str| server_log(&node(pgdata, start));
+        assert_eq!(
+            log("/srv/pg", "pg_ctl -D /srv/pg -w -l /srv/log/pg.log start"),
+            Some(PathBuf::from("/srv/log/pg.log"))
+        );
+        assert_eq!(
+            log("/srv/pg", "pg_ctl start --log='/srv/pg.log'"),
+            Some(PathBuf::from("/srv/pg.log"))
+        );
+        assert_eq!(
+            log("/var/lib/postgresql/15/main", "systemctl start postgresql"),
+            Some(PathBuf::from("/var/log/postgresql/postgresql-15-main.log"))
+        );
+        assert_eq!(log("/srv/pg", "systemctl start postgresql"), None);
+    }
 }
