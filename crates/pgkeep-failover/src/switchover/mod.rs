@@ -73,7 +73,7 @@ pub async fn switchover(
                 from: j.from,
                 to: j.to,
                 plan: Vec::new(),
-                resumed_after: j.done,
+                resumed_after: Vec::new(),
                 dry_run,
                 already_finished: true,
                 checkpoint: j.checkpoint,
@@ -207,7 +207,7 @@ async fn stopped_at(
         let postgres = match node.is_primary().await {
             Some(true) => "PostgreSQL primary",
             Some(false) => "PostgreSQL standby",
-            None => "PostgreSQL stopped",
+            None => "PostgreSQL down",
         };
         state.push(format!("{}: {marker}, {postgres}", node.name));
     }
