@@ -1,136 +1,25 @@
-//! Rejoin after the WAL moved on, and switchovers killed at any instant, end to end: two real
-//! PostgreSQL clusters on one machine archiving through `pgkeep wal-push` into one shared local
-//! repository, per-node markers and service files under a temporary directory, real rsync.
+//! Rejoin after the WAL moved on, end to end: the archiving pair of tests/common/pair.rs; after a
+//! switchover and after a SIGKILLed master, the new master's base backup taken, its WAL switched and
+//! recycled, the old master rejoins without --reclone by fetching WAL from the shared repository.
 //!
 //! The failover commands run as the test's user (root in CI, as in production); the servers, their
 //! archive_command and restore_command, and the backups run as the servers' OS user.
 
 mod common;
+#[path = "common/pair.rs"]
+mod pair;
 
 use common::json;
-
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-use pgkeep_core::shell_quote;
+use pair::{Setup, said, setup};
 use pgkeep_testkit::PgCluster;
 use serde_json::Value;
 
-const PGKEEP: &str = env!("CARGO_BIN_EXE_pgkeep");
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
-/// The pair, the shared repository and the configuration files.
-struct Setup {
-    a: PgCluster,
-    b: PgCluster,
-    dir: tempfile::TempDir,
-    /// With `[repository]`: rejoined nodes get a restore_command.
-    config: PathBuf,
-    /// The same without `[repository]`.
-    no_repo: PathBuf,
-}
-
-/// `slow` makes every node command that changes something wait half a second after its change,
-/// so that a kill on seeing the change lands inside the step, before the journal records it.
-fn setup(slow: bool) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    PgCluster::chown_for_server(dir.path());
-    let repo = dir.path().join("repo");
-    fs::create_dir(&repo).unwrap();
-    PgCluster::chown_for_server(&repo);
-    let config = dir.path().join("pgkeep.toml");
-    let archive = format!(
-        "{} --config {} wal-push %p",
-        shell_quote(PGKEEP),
-        shell_quote(&config.to_string_lossy())
-    );
-    // No wal_keep_size and no slot: the new master recycles WAL as soon as it is archived and
-    // checkpointed, as a production server does.
-    let builder = || {
-        PgCluster::builder()
-            .setting("wal_log_hints", "on")
-            .setting("hot_standby", "on")
-            .setting("archive_mode", "on")
-            .setting("archive_command", archive.clone())
-    };
-    let a = builder().start();
-    a.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
-    let b = builder().standby_of(&a).start();
-    for node in ["a", "b"] {
-        fs::create_dir_all(dir.path().join(node).join("www")).unwrap();
-        fs::write(dir.path().join(node).join("www/.pgkeep-sync"), "").unwrap();
-    }
-    PgCluster::chown_for_server(dir.path());
-    let pause = if slow { " && sleep 0.5" } else { "" };
-    let as_server = if is_root() {
-        "runuser -u postgres -- "
-    } else {
-        ""
-    };
-    let node = |name: &str, pg: &PgCluster| {
-        let pg_ctl = format!(
-            "{as_server}{} -D {} -w",
-            pg.bin("pg_ctl").display(),
-            pg.data_dir().display()
-        );
-        let here = dir.path().join(name);
-        format!(
-            "[failover.nodes.{name}]\nconninfo = \"host=127.0.0.1 port={} user=postgres dbname=postgres\"\npgdata = \"{}\"\nmarker = \"{}\"\nsync-root = \"{}\"\n\
-             stop-postgres = \"{pg_ctl} -m fast stop{pause}\"\nstart-postgres = \"{pg_ctl} -l {} start\"\n\
-             services = [\"nginx\"]\nstart-service = \"touch {}/{{service}}.running{pause}\"\nstop-service = \"rm -f {}/{{service}}.running{pause}\"\n",
-            pg.port(),
-            pg.data_dir().display(),
-            here.join("primary_server").display(),
-            here.display(),
-            here.join("server.log").display(),
-            here.display(),
-            here.display(),
-        )
-    };
-    let failover = format!(
-        "[failover]\nlocal-node = \"a\"\nstate-dir = \"{}\"\ncatch-up-timeout = 60\nmax-lag-bytes = 1048576\nhooks = [\"echo $PGKEEP_NEW_PRIMARY >> {}{pause}\"]\n\n{}\n{}\n[sync]\npaths = [\"/www\"]\n",
-        dir.path().join("state").display(),
-        dir.path().join("hook.out").display(),
-        node("a", &a),
-        node("b", &b),
-    );
-    fs::write(
-        &config,
-        format!(
-            "[repository]\nurl = \"file://{}\"\n\n{failover}",
-            repo.display()
-        ),
-    )
-    .unwrap();
-    let no_repo = dir.path().join("no-repo.toml");
-    fs::write(&no_repo, failover).unwrap();
-    fs::write(dir.path().join("a/primary_server"), "").unwrap();
-    fs::write(dir.path().join("a/nginx.running"), "").unwrap();
-    let s = Setup {
-        a,
-        b,
-        dir,
-        config,
-        no_repo,
-    };
-    s.wait_for("b to stream from a", || s.streams("b"));
-    s
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-fn said(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
+/// The problems `failover status --json` named, one a line.
 fn problems(status: &Value) -> String {
     status["problems"]
         .as_array()
@@ -142,44 +31,9 @@ fn problems(status: &Value) -> String {
 }
 
 impl Setup {
-    /// `pgkeep --config FILE ARGS`, without the caller's PG* variables.
-    fn command(&self, config: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(PGKEEP);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PG") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.arg("--config").arg(config).args(args);
-        cmd.stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(&self.config, args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert!(out.status.success(), "pgkeep {args:?}: {}", said(&out));
-        out
-    }
-
-    fn pg(&self, node: &str) -> &PgCluster {
-        match node {
-            "a" => &self.a,
-            _ => &self.b,
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn status(&self) -> (Output, Value) {
-        let out = self.run(&["--json", "failover", "status"]);
-        let value = json(&out);
-        (out, value)
+    /// The configuration without `[repository]`: rejoined nodes get no restore_command.
+    fn no_repo(&self) -> std::path::PathBuf {
+        self.path("no-repo.toml")
     }
 
     fn node_status(&self, node: &str) -> Value {
@@ -191,24 +45,6 @@ impl Setup {
             .find(|n| n["name"] == node)
             .unwrap()
             .clone()
-    }
-
-    fn streams(&self, node: &str) -> bool {
-        self.pg(node)
-            .try_psql_db(
-                "postgres",
-                "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'",
-            )
-            .as_deref()
-            == Ok("1")
-    }
-
-    fn wait_for(&self, what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !done() {
-            assert!(Instant::now() < deadline, "waited in vain for {what}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
     }
 
     /// A physical base backup of `node`'s server, as the servers' OS user.
@@ -317,7 +153,7 @@ fn rejoin_after_a_switchover_catches_up_from_the_archive_when_the_master_recycle
     // as its log shows the permanent error, quotes it and names the fix.
     let begun = Instant::now();
     let out = s
-        .command(&s.no_repo, &["failover", "rejoin", "a"])
+        .command(&s.no_repo(), &["failover", "rejoin", "a"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
@@ -443,7 +279,7 @@ fn rejoin_after_a_sigkilled_master_rewinds_with_archived_wal() {
     // pg_rewind first recovers a from its crash (which recycles a's own WAL back to the last
     // common checkpoint), then needs that WAL. Without a repository it cannot find it...
     let out = s
-        .command(&s.no_repo, &["failover", "rejoin", "a", "--node", "b"])
+        .command(&s.no_repo(), &["failover", "rejoin", "a", "--node", "b"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
@@ -462,174 +298,4 @@ fn rejoin_after_a_sigkilled_master_rewinds_with_archived_wal() {
     s.wait_for("a to replay b's writes", || s.replays("a", 40000));
     let (out, status) = s.status();
     assert!(out.status.success(), "{status:#}");
-}
-
-/// Where a kill lands: a description; the sign, seen on the nodes or in the journal, that the
-/// switchover from `from` to `to` has reached that instant; and for a kill inside a step (the
-/// node commands wait half a second after their change), the step the journal must not list yet.
-type KillPoint = (
-    &'static str,
-    fn(&Setup, &str, &str) -> bool,
-    Option<&'static str>,
-);
-
-impl Setup {
-    fn journal(&self) -> Option<Value> {
-        let text = fs::read_to_string(self.path("state/switchover.json")).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    /// Whether the unfinished journal of the switchover from `from` lists `step` as done.
-    fn journaled(&self, from: &str, step: &str) -> bool {
-        self.journal().is_some_and(|j| {
-            j["from"] == from
-                && j["finished"] == false
-                && j["done"].as_array().unwrap().iter().any(|s| s == step)
-        })
-    }
-
-    fn hook_runs(&self) -> usize {
-        fs::read_to_string(self.path("hook.out"))
-            .map(|t| t.lines().count())
-            .unwrap_or(0)
-    }
-}
-
-const KILL_POINTS: [KillPoint; 10] = [
-    (
-        "during the final file sync",
-        |s, from, _| {
-            s.journal()
-                .is_some_and(|j| j["from"] == from && j["finished"] == false)
-        },
-        None,
-    ),
-    (
-        "services stopped, not yet journaled",
-        |s, from, _| !s.path(&format!("{from}/nginx.running")).exists(),
-        Some("stop-services"),
-    ),
-    (
-        "while PostgreSQL checkpoints and stops",
-        |s, from, _| s.journaled(from, "stop-services"),
-        None,
-    ),
-    (
-        "PostgreSQL stopped, not yet journaled",
-        |s, from, _| !s.pg(from).data_dir().join("postmaster.pid").exists(),
-        Some("stop-postgres"),
-    ),
-    (
-        "while the target catches up",
-        |s, from, _| s.journaled(from, "read-checkpoint"),
-        None,
-    ),
-    (
-        "marker removed",
-        |s, from, _| !s.path(&format!("{from}/primary_server")).exists(),
-        None,
-    ),
-    (
-        "target promoted",
-        |s, _, to| !s.pg(to).data_dir().join("standby.signal").exists(),
-        None,
-    ),
-    (
-        "target's marker created",
-        |s, _, to| s.path(&format!("{to}/primary_server")).exists(),
-        None,
-    ),
-    (
-        "target's services started, not yet journaled",
-        |s, _, to| s.path(&format!("{to}/nginx.running")).exists(),
-        Some("start-services"),
-    ),
-    (
-        "hook ran, not yet journaled",
-        |s, _, _| s.hook_runs() > 0,
-        Some("hooks"),
-    ),
-];
-
-#[test]
-fn a_switchover_killed_at_any_instant_resumes_and_a_finished_one_says_so() {
-    let s = setup(true);
-    for (i, (point, reached, inside)) in KILL_POINTS.iter().enumerate() {
-        let (from, to) = if i % 2 == 0 { ("a", "b") } else { ("b", "a") };
-        let _ = fs::remove_file(s.path("hook.out"));
-        // The switchover runs on the master (it syncs files from there); killed at the point.
-        let mut child = s
-            .command(
-                &s.config,
-                &["failover", "switchover", "--to", to, "--node", from],
-            )
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(s.path("killed.err")).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if reached(&s, from, to) {
-                child.kill().unwrap();
-                break;
-            }
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "{point}: the switchover ended before the kill: {}",
-                fs::read_to_string(s.path("killed.err")).unwrap()
-            );
-            assert!(Instant::now() < deadline, "{point}: never reached");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        child.wait().unwrap();
-        if let Some(step) = inside {
-            assert!(
-                !s.journaled(from, step),
-                "{point}: the kill came after the journal recorded {step}"
-            );
-        }
-
-        // The same command again finishes it, whatever the instant of the kill.
-        let out = s.run(&["failover", "switchover", "--to", to, "--node", from]);
-        assert!(
-            out.status.success(),
-            "{point} ({from} -> {to}): the rerun failed: {}",
-            said(&out)
-        );
-        assert!(s.path(&format!("{to}/primary_server")).exists(), "{point}");
-        assert!(
-            !s.path(&format!("{from}/primary_server")).exists(),
-            "{point}"
-        );
-        assert!(s.path(&format!("{to}/nginx.running")).exists(), "{point}");
-        assert!(
-            !s.path(&format!("{from}/nginx.running")).exists(),
-            "{point}"
-        );
-        assert_eq!(s.pg(to).psql("SELECT pg_is_in_recovery()"), "f", "{point}");
-        assert!(
-            s.pg(from).try_psql_db("postgres", "SELECT 1").is_err(),
-            "{point}"
-        );
-        assert!(s.hook_runs() >= 1, "{point}");
-
-        // Once more: it says the switchover already finished, changes nothing, exits 0.
-        let out = s.run(&["failover", "switchover", "--to", to, "--node", from]);
-        assert!(out.status.success(), "{point}: {}", said(&out));
-        assert!(
-            said(&out).contains(&format!(
-                "the switchover from {from} to {to} already finished"
-            )),
-            "{point}: {}",
-            said(&out)
-        );
-        assert!(
-            s.pg(from).try_psql_db("postgres", "SELECT 1").is_err(),
-            "{point}"
-        );
-
-        s.ok(&["failover", "rejoin", from, "--node", to]);
-        let (out, status) = s.status();
-        assert!(out.status.success(), "{point}: {status:#}");
-    }
 }
