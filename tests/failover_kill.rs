@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 impl Setup {
+    /// The switchover journal, if there is one.
     fn journal(&self) -> Option<Value> {
         let text = fs::read_to_string(self.path("state/switchover.json")).ok()?;
         serde_json::from_str(&text).ok()
@@ -30,6 +31,7 @@ impl Setup {
         })
     }
 
+    /// How many times the hook ran.
     fn hook_runs(&self) -> usize {
         fs::read_to_string(self.path("hook.out"))
             .map(|t| t.lines().count())

@@ -18,8 +18,11 @@ const PGKEEP: &str = env!("CARGO_BIN_EXE_pgkeep");
 
 /// The pair, the shared repository and the configuration files.
 pub struct Setup {
+    /// Node a's cluster (the first master).
     pub a: PgCluster,
+    /// Node b's cluster (its standby).
     pub b: PgCluster,
+    /// Markers, service files, web roots, the repository, the state directory.
     pub dir: tempfile::TempDir,
     /// With `[repository]`: rejoined nodes get a restore_command.
     pub config: PathBuf,
@@ -132,16 +135,19 @@ impl Setup {
         cmd
     }
 
+    /// `pgkeep --config <with repository> ARGS` to its end.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(&self.config, args).output().unwrap()
     }
 
+    /// [`run`](Self::run), which must succeed.
     pub fn ok(&self, args: &[&str]) -> Output {
         let out = self.run(args);
         assert!(out.status.success(), "pgkeep {args:?}: {}", said(&out));
         out
     }
 
+    /// The cluster of node `a` or `b`.
     pub fn pg(&self, node: &str) -> &PgCluster {
         match node {
             "a" => &self.a,
@@ -149,16 +155,19 @@ impl Setup {
         }
     }
 
+    /// A path in the test's directory.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
+    /// `failover status --json`.
     pub fn status(&self) -> (Output, Value) {
         let out = self.run(&["--json", "failover", "status"]);
         let value = json(&out);
         (out, value)
     }
 
+    /// Whether `node` is a standby whose WAL receiver streams.
     pub fn streams(&self, node: &str) -> bool {
         self.pg(node)
             .try_psql_db(
@@ -169,6 +178,7 @@ impl Setup {
             == Ok("1")
     }
 
+    /// Waits up to 90 s until `done`.
     pub fn wait_for(&self, what: &str, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(90);
         while !done() {
