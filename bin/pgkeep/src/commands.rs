@@ -384,6 +384,18 @@ pub async fn switchover(
 pub async fn promote(ctx: &Ctx, force: bool, node: Option<&str>) -> anyhow::Result<ExitCode> {
     let pair = ctx.pair(node)?;
     let report = pgkeep_failover::promote(&pair, force).await?;
+    // The new timeline is deliberate: `verify --wal` reports a fork with the old master's WAL as
+    // a note. Without a repository there is no archive to explain.
+    if let (Some(timeline), Some(_)) = (report.timeline, &ctx.settings.repo) {
+        let repo = ctx.repo().await?;
+        if let Err(e) =
+            pgkeep_core::record_branch(&repo, timeline, pgkeep_core::BranchCause::Promote).await
+        {
+            ctx.warn(&format!(
+                "warning: timeline {timeline} could not be recorded as started on purpose ({e}); `pgkeep accept-fork {timeline}` records it\n"
+            ));
+        }
+    }
     ctx.report(true, &report, || {
         format!(
             "{} is the master now; {} must be rejoined (`pgkeep failover rejoin NODE`) before it runs again\n",
@@ -405,8 +417,14 @@ pub async fn rejoin(
     let report = pgkeep_failover::rejoin(&pair, target, reclone).await?;
     ctx.report(true, &report, || {
         format!(
-            "{} is a streaming standby of {} ({})\n",
-            report.node, report.master, report.method
+            "{} is a streaming standby of {} ({})\n{}\n",
+            report.node,
+            report.master,
+            report.method,
+            report.restore_command.as_deref().map_or(
+                "no restore_command: no [repository] is configured, so it cannot catch up from the archive".to_string(),
+                |c| format!("restore_command: {c}")
+            )
         )
     })?;
     Ok(ExitCode::SUCCESS)

@@ -112,11 +112,13 @@ pub use logical::{
 // Logical restores: what a failed one found and left, and how existing roles are treated.
 pub use error::{PayloadProblem, TargetOutcome};
 pub use logical::GlobalsOptions;
+// Writing PostgreSQL's configuration (the failover crate writes restore_command with them).
 pub use pg::{
     ConnInfo, ConnInfoError, DEFAULT_PORT, DEFAULT_SEGMENT_SIZE, DEFAULT_SOCKET_DIR, Lsn,
     PasswordSource, PgError, ServerInfo, TimeError, WalFile, connect, parse_time, segment_name,
     server_info,
 };
+pub use pg::{command_percent, conf_quote};
 pub use physical::{PhysicalBackupOptions, backup_physical};
 pub use pitr::{
     PhysicalRestoreOptions, PhysicalRestorePlan, PhysicalRestoreReport, PhysicalRestoreRequest,

@@ -18,7 +18,8 @@
 //! - [`switchover`]: the planned move, checked first, then step by step with a journal so that a
 //!   rerun after an interruption continues where it stopped.
 //! - [`promote`]: the unplanned path (promote this machine's standby when the master is gone), and
-//!   [`rejoin`], the way back (pg_rewind, or a fresh pg_basebackup, then start it as a standby).
+//!   [`rejoin`], the way back (pg_rewind, or a fresh pg_basebackup, then start it as a standby
+//!   whose `restore_command` fetches archived WAL from the shared repository, [`WalFetch`]).
 
 pub mod error;
 mod hooks;
@@ -32,7 +33,7 @@ pub mod switchover;
 pub mod sync;
 
 pub use error::FailoverError;
-pub use node::{Node, Pair, Transport};
+pub use node::{Node, Pair, Transport, WalFetch};
 pub use promote::{PromoteReport, promote};
 pub use rejoin::{RejoinMethod, RejoinReport, rejoin};
 pub use state::MustRejoin;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use pgkeep_core::{ConnInfo, NodeConfig, Settings, SyncConfig, shell_quote};
+use pgkeep_core::{ConnInfo, NodeConfig, Settings, SyncConfig, command_percent, shell_quote};
 
 use crate::error::FailoverError;
 
@@ -78,6 +78,59 @@ pub struct Pair {
     pub catch_up_timeout: Duration,
     /// Commands run after a role change (`failover.hooks`).
     pub hooks: Vec<String>,
+    /// How a rejoined standby (and pg_rewind) fetches archived WAL; `None` without a repository.
+    pub wal_fetch: Option<WalFetch>,
+}
+
+/// The `restore_command` a rejoined node gets: this pgkeep binary's `wal-fetch` with this
+/// configuration file and repository. Both are expected at the same paths on every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalFetch {
+    /// The pgkeep binary.
+    pub program: PathBuf,
+    /// The command line, quoted the way /bin/sh reads it, with PostgreSQL's `%f %p`; every
+    /// failure exits 1, so that a standby retries rather than stops.
+    pub command: String,
+}
+
+impl WalFetch {
+    /// The `restore_command` for `settings`' repository, running `program` (default: this very
+    /// binary) with the same configuration file, repository and cluster; `None` when no repository
+    /// is configured.
+    pub fn from_settings(settings: &Settings, program: Option<&Path>) -> Option<WalFetch> {
+        let repo = settings.repo.as_ref()?;
+        let program = match program {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let exe = std::env::current_exe().ok()?;
+                // Replaced while running (an upgrade, a rebuild): the path names the new binary.
+                exe.to_str()
+                    .and_then(|p| p.strip_suffix(" (deleted)"))
+                    .map_or(exe.clone(), PathBuf::from)
+            }
+        };
+        // Each argument quoted for /bin/sh, its `%` doubled so PostgreSQL's %f/%p substitution
+        // leaves it alone.
+        let mut parts = vec![command_percent(&quoted(&program))];
+        if let Some(config) = &settings.config_path {
+            let config = std::fs::canonicalize(config).unwrap_or_else(|_| config.clone());
+            parts.push("--config".into());
+            parts.push(command_percent(&quoted(&config)));
+        }
+        parts.push("--repo".into());
+        parts.push(command_percent(&shell_quote(&repo.to_string())));
+        parts.push("--cluster".into());
+        parts.push(command_percent(&shell_quote(&settings.cluster)));
+        parts.push("wal-fetch %f %p".into());
+        // wal-fetch exits above 125 on a real failure so that a restore stops; a standby would
+        // stop too (PostgreSQL takes such codes as fatal). A standby retries instead: the error
+        // stays in its log, and it goes on streaming.
+        parts.push("|| exit 1".into());
+        Some(WalFetch {
+            program,
+            command: parts.join(" "),
+        })
+    }
 }
 
 impl Pair {
@@ -146,6 +199,7 @@ impl Pair {
             max_lag_bytes: failover.max_lag_bytes.unwrap_or(16 * 1024 * 1024),
             catch_up_timeout: Duration::from_secs(failover.catch_up_timeout.unwrap_or(60)),
             hooks: failover.hooks.clone(),
+            wal_fetch: WalFetch::from_settings(settings, None),
         })
     }
 

@@ -16,6 +16,8 @@ pub struct PromoteReport {
     pub promoted: String,
     /// The former masters that must be rejoined.
     pub must_rejoin: Vec<String>,
+    /// The timeline the promoted node writes now (`None` if it could not be read).
+    pub timeline: Option<u32>,
 }
 
 /// `failover promote [--force]`: promotes this machine's standby when the master is gone.
@@ -74,6 +76,14 @@ pub async fn promote(pair: &Pair, force: bool) -> Result<PromoteReport, Failover
             "look at its server log; once it accepts writes, create its marker and start its services by hand",
         ));
     }
+    let timeline = client
+        .query_one(
+            "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)",
+            &[],
+        )
+        .await
+        .ok()
+        .and_then(|row| u32::from_str_radix(row.get::<_, &str>(0), 16).ok());
     let former: Vec<String> = pair.peers().map(|n| n.name.clone()).collect();
     for name in &former {
         record_replaced(pair, name, &local.name)?;
@@ -84,5 +94,6 @@ pub async fn promote(pair: &Pair, force: bool) -> Result<PromoteReport, Failover
     Ok(PromoteReport {
         promoted: local.name.clone(),
         must_rejoin: former,
+        timeline,
     })
 }

@@ -130,6 +130,7 @@ mod tests {
             max_lag_bytes: 0,
             catch_up_timeout: Duration::from_secs(1),
             hooks: Vec::new(),
+            wal_fetch: None,
         }
     }
 

@@ -103,6 +103,14 @@ pub fn sync_report(r: &SyncReport) -> String {
 /// A switchover's plan and outcome.
 pub fn switchover_report(r: &SwitchoverReport) -> String {
     let mut out = String::new();
+    if r.already_finished {
+        let _ = writeln!(
+            out,
+            "the switchover from {} to {} already finished: {} is the master; nothing to do",
+            r.from, r.to, r.to
+        );
+        return out;
+    }
     if !r.resumed_after.is_empty() {
         let _ = writeln!(
             out,

@@ -19,7 +19,8 @@ pub use conninfo::{
     conninfo_has_password,
 };
 pub use lsn::Lsn;
-pub(crate) use quote::{command_percent, conf_quote, quote_ident, quote_literal};
+pub use quote::{command_percent, conf_quote};
+pub(crate) use quote::{quote_ident, quote_literal};
 pub use time::{TimeError, parse_time};
 pub(crate) use time::{utc_micros, utc_millis};
 pub use walname::{DEFAULT_SEGMENT_SIZE, WalFile, segment_name};

@@ -14,7 +14,7 @@ pub(crate) fn quote_literal(value: &str) -> String {
 /// (guc-file.l and `DeescapeQuotedString`) reads it back: `'` doubled, `\` escaped (the parser
 /// reads `\x` as `x` and `\n`, `\t`, `\b`, `\f`, `\r`, `\0`-`\7` as escapes), and newlines and
 /// carriage returns, which a quoted string cannot hold, written as `\n` and `\r`.
-pub(crate) fn conf_quote(value: &str) -> String {
+pub fn conf_quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('\'');
     for c in value.chars() {
@@ -33,7 +33,7 @@ pub(crate) fn conf_quote(value: &str) -> String {
 /// Escapes `%` as `%%` in a part of `restore_command` or `archive_command` that must reach the
 /// shell unchanged: PostgreSQL replaces `%f`, `%p`, `%r` and `%%` in those commands before running
 /// them.
-pub(crate) fn command_percent(text: &str) -> String {
+pub fn command_percent(text: &str) -> String {
     text.replace('%', "%%")
 }
 

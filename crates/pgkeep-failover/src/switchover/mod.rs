@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use steps::{STEPS, Step};
 
 use crate::error::FailoverError;
-use crate::node::{Pair, Transport};
+use crate::node::{Node, Pair, Transport};
 use crate::state::{must_rejoin, read_state, record_replaced, write_state};
 use crate::status::status;
 
@@ -46,6 +46,8 @@ pub struct SwitchoverReport {
     pub resumed_after: Vec<Step>,
     /// Whether anything was changed.
     pub dry_run: bool,
+    /// The switchover had already finished: a rerun found it done and changed nothing.
+    pub already_finished: bool,
     /// The old master's last checkpoint location.
     pub checkpoint: Option<Lsn>,
 }
@@ -66,18 +68,18 @@ pub async fn switchover(
     must_rejoin(pair)?;
     let path = journal_path(pair);
     let mut journal = match read_state::<Journal>(&path)? {
-        Some(j) if !j.finished => {
-            if j.to != to {
-                return Err(FailoverError::refused(
-                    format!(
-                        "a switchover from {} to {} stopped after {:?} and must be finished first",
-                        j.from, j.to, j.done
-                    ),
-                    &format!("rerun `pgkeep failover switchover --to {}`", j.to),
-                ));
-            }
-            j
+        Some(j) if j.finished && j.to == to && is_master(pair, to).await? => {
+            return Ok(SwitchoverReport {
+                from: j.from,
+                to: j.to,
+                plan: Vec::new(),
+                resumed_after: Vec::new(),
+                dry_run,
+                already_finished: true,
+                checkpoint: j.checkpoint,
+            });
         }
+        Some(j) if !j.finished => resumable(pair, j, to).await?,
         _ => {
             pair.node(to)?;
             let status = status(pair).await;
@@ -122,6 +124,7 @@ pub async fn switchover(
         plan,
         resumed_after,
         dry_run,
+        already_finished: false,
         checkpoint: journal.checkpoint,
     };
     if dry_run {
@@ -133,47 +136,89 @@ pub async fn switchover(
             continue;
         }
         tracing::info!("switchover: {}", step.describe(&from, &target));
-        steps::run_step(pair, step, &from, &target, &mut journal)
-            .await
-            .map_err(|e| stopped_at(step, &journal, e))?;
+        if let Err(e) = steps::run_step(pair, step, &from, &target, &mut journal).await {
+            return Err(stopped_at(step, &journal, &from, &target, e).await);
+        }
+        // From the promotion on, the old master must not run as it is.
+        if step == Step::Promote {
+            record_replaced(pair, &from.name, &target.name)?;
+        }
         journal.done.push(step);
         write_state(&path, &journal)?;
     }
+    record_replaced(pair, &from.name, &target.name)?;
     journal.finished = true;
     write_state(&path, &journal)?;
-    record_replaced(pair, &from.name, &target.name)?;
     report.checkpoint = journal.checkpoint;
     Ok(report)
 }
 
-/// An error during a step, with where the pair stands and what to do.
-fn stopped_at(step: Step, journal: &Journal, error: FailoverError) -> FailoverError {
-    let state = if journal.done.contains(&Step::RemoveMarker) {
-        format!(
-            "no node holds the marker now; {} is stopped and {} is {}",
-            journal.from,
-            journal.to,
-            if journal.done.contains(&Step::Promote) {
-                "promoted"
-            } else {
-                "still a standby"
-            }
-        )
-    } else if journal.done.contains(&Step::StopPostgres) {
-        format!(
-            "{} still holds the marker but its PostgreSQL is stopped; {} is still a standby",
-            journal.from, journal.to
-        )
-    } else if journal.done.contains(&Step::StopServices) {
-        format!(
-            "{} is still the master, with its services stopped",
-            journal.from
-        )
-    } else {
-        format!("nothing has changed yet; {} is the master", journal.from)
-    };
+/// Whether `name` holds the marker and its PostgreSQL answers as a primary.
+async fn is_master(pair: &Pair, name: &str) -> Result<bool, FailoverError> {
+    let node = pair.node(name)?;
+    Ok(node.has_marker().await? && node.is_primary().await == Some(true))
+}
+
+/// An unfinished journal, to be resumed with `--to to`. The journal says what was done, the nodes
+/// say what holds now: an old master whose PostgreSQL runs again before the target was promoted
+/// (restarted at boot, or by hand) is stopped and its checkpoint read once more.
+async fn resumable(pair: &Pair, mut j: Journal, to: &str) -> Result<Journal, FailoverError> {
+    if j.to != to {
+        return Err(FailoverError::refused(
+            format!(
+                "a switchover from {} to {} stopped after {:?} and must be finished first",
+                j.from, j.to, j.done
+            ),
+            &format!("rerun `pgkeep failover switchover --to {}`", j.to),
+        ));
+    }
+    let from = pair.node(&j.from)?;
+    if j.done.contains(&Step::StopPostgres)
+        && !j.done.contains(&Step::Promote)
+        && steps::postgres_running(from).await?
+    {
+        tracing::warn!(
+            "{}'s PostgreSQL runs again: stopping it and reading its checkpoint again",
+            from.name
+        );
+        j.done
+            .retain(|s| !matches!(s, Step::StopPostgres | Step::ReadCheckpoint | Step::CatchUp));
+        j.checkpoint = None;
+    }
+    Ok(j)
+}
+
+/// An error during a step, with where the pair stands (read from the nodes, not only the journal)
+/// and what to do.
+async fn stopped_at(
+    step: Step,
+    journal: &Journal,
+    from: &Node,
+    to: &Node,
+    error: FailoverError,
+) -> FailoverError {
+    let mut state = Vec::new();
+    for node in [from, to] {
+        let marker = match node.has_marker().await {
+            Ok(true) => "holds the marker",
+            Ok(false) => "no marker",
+            Err(_) => "marker unknown (not reachable)",
+        };
+        let postgres = match node.is_primary().await {
+            Some(true) => "PostgreSQL primary",
+            Some(false) => "PostgreSQL standby",
+            None => "PostgreSQL down",
+        };
+        state.push(format!("{}: {marker}, {postgres}", node.name));
+    }
+    if journal.done.contains(&Step::StopServices) && !journal.done.contains(&Step::StartServices) {
+        state.push(format!("services stopped on {}", from.name));
+    }
     FailoverError::Stopped {
-        problem: format!("the switchover stopped at step `{step:?}`: {error}\n  state: {state}"),
+        problem: format!(
+            "the switchover stopped at step `{step:?}`: {error}\n  state: {}",
+            state.join("; ")
+        ),
         fix: format!(
             "fix the cause, then rerun `pgkeep failover switchover --to {}`: it continues from this step (done so far: {:?})",
             journal.to, journal.done

@@ -111,10 +111,14 @@ pub(super) async fn run_step(
         }
         Step::StopServices => from.stop_services().await?,
         Step::StopPostgres => {
-            if let Ok(client) = pgkeep_core::connect(&from.conninfo, None).await {
-                let _ = client.batch_execute("CHECKPOINT").await;
+            // A rerun after a kill during this step finds it stopped: its stop command may fail
+            // then (`pg_ctl stop` with nothing running), so it is not run again.
+            if postgres_running(from).await? {
+                if let Ok(client) = pgkeep_core::connect(&from.conninfo, None).await {
+                    let _ = client.batch_execute("CHECKPOINT").await;
+                }
+                from.run("stopping PostgreSQL", &from.stop_postgres).await?;
             }
-            from.run("stopping PostgreSQL", &from.stop_postgres).await?;
         }
         Step::ReadCheckpoint => journal.checkpoint = Some(read_checkpoint(from).await?),
         Step::CatchUp => {
@@ -128,6 +132,27 @@ pub(super) async fn run_step(
         Step::Hooks => run_hooks(&pair.hooks, &to.name, &from.name).await?,
     }
     Ok(())
+}
+
+/// Whether a postmaster runs for `node`'s data directory (`pg_ctl status`: also while it shuts
+/// down).
+pub(super) async fn postgres_running(node: &Node) -> Result<bool, FailoverError> {
+    let out = node
+        .shell(&node.pg_program(
+            "pg_ctl",
+            &format!("status -D {} 2>&1", quoted(&node.pgdata)),
+        ))
+        .await?;
+    match out.status.code() {
+        Some(0) => Ok(true),
+        Some(3) => Ok(false),
+        _ => Err(FailoverError::Node {
+            node: node.name.clone(),
+            what: "asking pg_ctl whether PostgreSQL runs".into(),
+            detail: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            fix: "check failover.nodes.NAME.pgdata and bin-dir".into(),
+        }),
+    }
 }
 
 /// The stopped master's latest checkpoint location, after pg_controldata confirms a clean

@@ -1,17 +1,19 @@
 //! The way back: `failover rejoin NODE` turns a former master into a standby of the current one
 //! (pg_rewind, or a fresh pg_basebackup with `--reclone`). A former master is never started as a
-//! primary: it gets `standby.signal` before it is started.
+//! primary: it gets `standby.signal` before it is started. With a repository configured, it also
+//! gets a `restore_command` running `pgkeep wal-fetch` (so it catches up from the archive when the
+//! master has recycled the WAL it needs), and pg_rewind runs with `--restore-target-wal`.
 
-use std::time::{Duration, Instant};
+mod standby;
 
 use pgkeep_core::shell_quote;
 use serde::Serialize;
 
 use crate::error::FailoverError;
 use crate::marker::remove_marker;
-use crate::node::{Node, Pair, quoted};
+use crate::node::{Node, Pair, WalFetch, quoted};
 use crate::state::{must_rejoin, record_rejoined};
-use crate::status::status;
+use standby::{LogWatch, set_restore_command, wait_streaming};
 
 /// How a former master was brought in line with the master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -48,6 +50,8 @@ pub struct RejoinReport {
     pub method: RejoinMethod,
     /// What pg_rewind or pg_basebackup said.
     pub output: String,
+    /// The `restore_command` the standby got (`None`: no repository is configured).
+    pub restore_command: Option<String>,
 }
 
 /// `failover rejoin NODE [--reclone]`.
@@ -74,6 +78,10 @@ pub async fn rejoin(pair: &Pair, name: &str, reclone: bool) -> Result<RejoinRepo
         node.run("stopping PostgreSQL", &node.stop_postgres).await?;
     }
     remove_marker(node).await?;
+    // pg_rewind --restore-target-wal reads restore_command from the node's own configuration.
+    if let Some(fetch) = &pair.wal_fetch {
+        set_restore_command(node, fetch).await?;
+    }
     // pg_rewind and pg_basebackup copy the master's files, configuration in the data directory
     // included (its port, its own settings): keep this node's and put them back afterwards.
     let saved = node
@@ -87,7 +95,7 @@ pub async fn rejoin(pair: &Pair, name: &str, reclone: bool) -> Result<RejoinRepo
         .await?;
     let saved = saved.trim().to_string();
     let source = master.conninfo.to_string();
-    let copied = copy_from_master(node, &source, reclone).await;
+    let copied = copy_from_master(node, &source, reclone, pair.wal_fetch.as_ref()).await;
     node.run(
         "putting its configuration files back",
         &format!(
@@ -98,6 +106,10 @@ pub async fn rejoin(pair: &Pair, name: &str, reclone: bool) -> Result<RejoinRepo
     )
     .await?;
     let (method, output) = copied?;
+    // The copy replaced postgresql.auto.conf with the master's.
+    if let Some(fetch) = &pair.wal_fetch {
+        set_restore_command(node, fetch).await?;
+    }
     // Never start a former master as a primary.
     let signal = node.pgdata.join("standby.signal");
     if !node
@@ -116,42 +128,29 @@ pub async fn rejoin(pair: &Pair, name: &str, reclone: bool) -> Result<RejoinRepo
         )
         .await?;
     }
+    let log = LogWatch::before_start(node).await;
     node.run("starting PostgreSQL", &node.start_postgres)
         .await?;
-    let begun = Instant::now();
-    loop {
-        let status = status(pair).await;
-        let me = status.nodes.iter().find(|n| n.name == name);
-        if me.is_some_and(|n| n.in_recovery == Some(true) && n.streaming == Some(true)) {
-            break;
-        }
-        if begun.elapsed() > Duration::from_secs(120) {
-            return Err(FailoverError::stopped(
-                format!(
-                    "{name} started but does not stream from {} within 120 s",
-                    master.name
-                ),
-                "check its server log and primary_conninfo in postgresql.auto.conf",
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    wait_streaming(pair, node, master, &log).await?;
     record_rejoined(pair, name)?;
     Ok(RejoinReport {
         node: name.to_string(),
         master: master.name.clone(),
         method,
         output: output.trim().to_string(),
+        restore_command: pair.wal_fetch.as_ref().map(|f| f.command.clone()),
     })
 }
 
 /// Brings `node`'s data directory in line with the master at `source`: pg_rewind (which may find
-/// nothing to do), or with `reclone` an emptied directory and pg_basebackup. Returns the method and
-/// what the program said.
+/// nothing to do, and fetches WAL it lacks with the node's `restore_command` when `fetch` is set), or
+/// with `reclone` an emptied directory and pg_basebackup. Returns the method and what the program
+/// said.
 async fn copy_from_master(
     node: &Node,
     source: &str,
     reclone: bool,
+    fetch: Option<&WalFetch>,
 ) -> Result<(RejoinMethod, String), FailoverError> {
     if reclone {
         let script = format!(
@@ -175,9 +174,14 @@ async fn copy_from_master(
             .shell_unbounded(&node.pg_program(
                 "pg_rewind",
                 &format!(
-                    "--target-pgdata={} --source-server={} --write-recovery-conf 2>&1",
+                    "--target-pgdata={} --source-server={} --write-recovery-conf{} 2>&1",
                     quoted(&node.pgdata),
-                    shell_quote(source)
+                    shell_quote(source),
+                    if fetch.is_some() {
+                        " --restore-target-wal"
+                    } else {
+                        ""
+                    }
                 ),
             ))
             .await?;
@@ -188,7 +192,12 @@ async fn copy_from_master(
                 what: "pg_rewind".into(),
                 detail: text.trim().to_string(),
                 fix: format!(
-                    "if it cannot rewind (no wal_log_hints or data checksums, missing WAL), run `pgkeep failover rejoin {} --reclone` to copy the master afresh",
+                    "{}if it cannot rewind (no wal_log_hints or data checksums, WAL missing from the archive too), run `pgkeep failover rejoin {} --reclone` to copy the master afresh; do not start the node by hand meanwhile",
+                    if fetch.is_none() && text.contains("pg_wal/") {
+                        "WAL this node recycled is missing: configure [repository] (the pair's shared repository) so pg_rewind fetches it from the archive, then rerun the rejoin; "
+                    } else {
+                        ""
+                    },
                     node.name
                 ),
             });
