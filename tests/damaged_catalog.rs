@@ -187,3 +187,139 @@ fn a_damaged_manifest_does_not_block_a_point_in_time_restore() {
     assert!(said.contains(made["id"].as_str().unwrap()), "{said}");
     assert!(target.join("PG_VERSION").exists());
 }
+
+/// What `verify` (the newest) says, and whether it failed.
+fn verify_newest(pg: &PgCluster, repo: &Repo) -> (Option<i32>, String) {
+    let out = run(pgkeep(pg, repo).arg("verify"));
+    (
+        out.status.code(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
+#[test]
+fn unreadable_foreign_and_misshapen_manifests_are_damaged_backups_too() {
+    let pg = PgCluster::start();
+    pg.psql("CREATE DATABASE shop");
+    let other = PgCluster::start();
+    other.psql("CREATE DATABASE shop");
+    let repo = Repo::local();
+    let theirs = Repo::local();
+    let good = backup(&pg, &repo)["id"].as_str().unwrap().to_string();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(backup(&pg, &repo)["id"].as_str().unwrap().to_string());
+    }
+    let foreign = backup(&other, &theirs)["id"].as_str().unwrap().to_string();
+    let manifest = |id: &str| format!("main/backups/{id}/manifest.json");
+    let root = repo.root().unwrap();
+
+    // A manifest nobody may read (pgkeep runs as the servers' user here, which root is not).
+    std::fs::set_permissions(
+        root.join(manifest(&ids[0])),
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
+    // Parses, but cannot be a backup pgkeep wrote: physical without its WAL facts, no objects.
+    let mut fake: Value = serde_json::from_slice(&repo.get(&manifest(&ids[1]))).unwrap();
+    fake["kind"] = "physical".into();
+    repo.put(&manifest(&ids[1]), fake.to_string().as_bytes());
+    let mut empty: Value = serde_json::from_slice(&repo.get(&manifest(&ids[2]))).unwrap();
+    empty["objects"] = serde_json::json!([]);
+    repo.put(&manifest(&ids[2]), empty.to_string().as_bytes());
+    // Another cluster's backup copied in under this cluster name (same layout, same name).
+    let copy = root.join("main/backups").join(&foreign);
+    std::fs::create_dir(&copy).unwrap();
+    for entry in
+        std::fs::read_dir(theirs.root().unwrap().join("main/backups").join(&foreign)).unwrap()
+    {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    // A killed wal-push's staging file.
+    std::fs::create_dir_all(root.join("main/wal/00000001")).unwrap();
+    std::fs::write(
+        root.join("main/wal/00000001/.pgkeep-tmp-0123456789abcdef"),
+        [0u8; 300],
+    )
+    .unwrap();
+    PgCluster::chown_for_server(&root);
+    std::fs::set_permissions(
+        root.join(manifest(&ids[0])),
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
+    let as_server = |args: &[&str]| {
+        let mut cmd = pgkeep(&pg, &repo);
+        PgCluster::as_server(&mut cmd);
+        run(cmd.args(args))
+    };
+
+    let out = as_server(&["--json", "list"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let listed = json(&out);
+    let damaged = listed["damaged"].to_string();
+    assert_eq!(listed["backups"][0]["id"], good.as_str(), "{listed:#}");
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 2, "{listed:#}");
+    for words in [
+        "its manifest cannot be read",
+        "says physical but has no WAL facts",
+        "lists no object",
+        "a backup of another PostgreSQL cluster",
+    ] {
+        assert!(damaged.contains(words), "{words}: {listed:#}");
+    }
+    assert!(
+        listed["leftovers"]
+            .to_string()
+            .contains("main/wal/00000001/"),
+        "{listed:#}"
+    );
+
+    // A restore by time that finds nothing says what it passed over.
+    let out = as_server(&[
+        "restore",
+        "--db",
+        "shop",
+        "--into",
+        "x",
+        "--at",
+        "2000-01-01 00:00:00+00",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("were passed over because their manifest cannot be used"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains(&ids[0]), "{}", stderr(&out));
+    // The foreign backup is never restored.
+    let out = as_server(&[
+        "restore", "--db", "shop", "--into", "x", "--backup", &foreign,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM pg_database WHERE datname = 'x'"),
+        "0"
+    );
+
+    // verify: the newest directory is the damaged copy, and it is reported as failed.
+    let mut cmd = pgkeep(&pg, &repo);
+    PgCluster::as_server(&mut cmd);
+    let (code, said) = {
+        let out = run(cmd.arg("verify"));
+        (
+            out.status.code(),
+            format!("{}{}", stdout(&out), stderr(&out)),
+        )
+    };
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("FAILED"), "{said}");
+    // Every manifest damaged: verify still reports the newest as failed, not "no backup".
+    let solo = Repo::local();
+    let id = backup(&pg, &solo)["id"].as_str().unwrap().to_string();
+    solo.put(&manifest(&id), b"]");
+    let (code, said) = verify_newest(&pg, &solo);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains(&format!("backup {id}: FAILED")), "{said}");
+}

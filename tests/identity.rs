@@ -196,3 +196,66 @@ fn wal_push_refuses_renamed_segments_and_bogus_history_files() {
             .all(|p| !p.as_str().unwrap().contains("history"))
     );
 }
+
+#[test]
+fn identity_dead_ends_have_a_way_out_and_accept_fork_checks_its_timeline() {
+    let owner = cluster_with_shop();
+    let other = cluster_with_shop();
+    let scratch = tempfile::tempdir().unwrap();
+    let repo = Repo::local();
+    // The only backup's manifest is damaged and cluster.json is gone: list says so (exit 1), and
+    // repair-identity asks the cluster's own server instead.
+    let made = backup(&owner, &repo);
+    assert!(made.status.success());
+    let id = json(&ok(pgkeep(&owner, &repo).args(["--json", "list"])))["backups"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    repo.put(&format!("main/backups/{id}/manifest.json"), b"{");
+    block_on(repo.storage().delete(IDENTITY)).unwrap();
+    let out = run(pgkeep(&owner, &repo).arg("list"));
+    refused(&out, &["main/cluster.json is missing"]);
+    // Another server is not taken for the owner when the WAL says otherwise.
+    let segment = segment_copy(&owner, scratch.path(), "000000010000000000000001");
+    let wal_only = Repo::local();
+    ok(pgkeep(&owner, &wal_only).arg("wal-push").arg(&segment));
+    let out = run(pgkeep(&other, &wal_only).arg("check"));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!(
+            "is from system identifier {}",
+            system_identifier(&owner)
+        )),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let repaired = json(&ok(
+        pgkeep(&owner, &repo).args(["--json", "repair-identity"])
+    ));
+    assert_eq!(
+        repaired["identity"]["system_identifier"],
+        system_identifier(&owner)
+    );
+    assert!(backup(&owner, &repo).status.success());
+
+    // accept-fork: only a timeline the archive has, in a repository that exists.
+    refused(
+        &run(pgkeep(&owner, &wal_only).args(["accept-fork", "3"])),
+        &["timeline 3 has no history file in the archive"],
+    );
+    let missing = Repo::at(format!("file://{}/nothing-here", scratch.path().display()));
+    refused(
+        &run(pgkeep(&owner, &missing).args(["accept-fork", "2"])),
+        &["does not exist"],
+    );
+    refused(
+        &run(pgkeep(&owner, &missing).args(["info", &id])),
+        &["does not exist"],
+    );
+    assert!(!scratch.path().join("nothing-here").exists());
+}

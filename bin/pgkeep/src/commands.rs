@@ -122,16 +122,14 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             .await?;
     let json = output::list_json(&repo, &catalog, &window);
     ctx.print(&json, || output::list_table(&repo, &catalog, &window))?;
+    if let Some(problem) = &catalog.identity_problem {
+        anyhow::bail!("{problem}");
+    }
     if catalog.has_damage() {
         anyhow::bail!(
             "{} backup(s) cannot be used: their manifest is damaged ({}); the other backups are not affected\n  fix: do not rely on them; run `pgkeep verify --all` and take a new backup",
             catalog.damaged.len(),
-            catalog
-                .damaged
-                .iter()
-                .map(|d| d.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            catalog.damaged_ids().join(", ")
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -145,8 +143,7 @@ pub async fn accept_fork(ctx: &Ctx, timeline: u32) -> anyhow::Result<ExitCode> {
         )));
     }
     let repo = ctx.repo().await?;
-    let record =
-        pgkeep_core::record_branch(&repo, timeline, pgkeep_core::BranchCause::Accepted).await?;
+    let record = pgkeep_core::accept_fork(&repo, timeline).await?;
     ctx.report(true, &record, || {
         format!(
             "timeline {} is recorded as started on purpose ({}, {})\n",
@@ -159,7 +156,7 @@ pub async fn accept_fork(ctx: &Ctx, timeline: u32) -> anyhow::Result<ExitCode> {
 /// `repair-identity`.
 pub async fn repair_identity(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;
-    let repair = pgkeep_core::repair_identity(&repo).await?;
+    let repair = pgkeep_core::repair_identity(&ctx.settings, &repo).await?;
     ctx.report(true, &repair, || {
         format!(
             "rebuilt {}: system identifier {}, PostgreSQL {} (from {}){}\n",

@@ -289,7 +289,7 @@ async fn check_repository(
                 );
             }
             if identity.is_none() {
-                check_missing_identity(&repo, problems).await;
+                check_missing_identity(&repo, server, problems).await;
             }
             report.identity = identity;
         }
@@ -299,9 +299,35 @@ async fn check_repository(
 }
 
 /// Without `cluster.json`: an error when the repository holds backups under the name (writes are
-/// refused until it is back), a warning when it holds only WAL (the first backup records it).
-async fn check_missing_identity(repo: &Repository, problems: &mut Problems) {
+/// refused until it is back) or WAL of another server than this one, a warning when it holds only
+/// this server's WAL (the first backup records it).
+async fn check_missing_identity(
+    repo: &Repository,
+    server: Option<&ServerInfo>,
+    problems: &mut Problems,
+) {
     match wal::IdentityEvidence::gather(repo).await {
+        Ok(evidence)
+            if !evidence.holds_backups()
+                && server.is_some_and(|s| {
+                    evidence
+                        .wal_system_identifier
+                        .as_ref()
+                        .is_some_and(|wal| *wal != s.system_identifier)
+                }) =>
+        {
+            problems.add_error(
+                "repository",
+                &Error::ArchiveMismatch {
+                    repo: repo.storage().url(),
+                    cluster: repo.cluster().to_string(),
+                    archived: evidence.wal_system_identifier.clone().unwrap_or_default(),
+                    actual: server
+                        .map(|s| s.system_identifier.clone())
+                        .unwrap_or_default(),
+                },
+            )
+        }
         Ok(evidence) if evidence.holds_backups() => problems.add_error(
             "repository",
             &Error::IdentityMissing {

@@ -146,6 +146,7 @@ pub use verify::{
     BackupCheck, ObjectCheck, VerifyReport, VerifySelection, verify_backups, verify_wal,
 };
 pub use wal::{
-    BranchCause, BranchRecord, Fetched, IdentityEvidence, IdentityRepair, Pushed, TimelineSummary,
-    WalReport, ensure_identity, record_branch, repair_identity, wal_fetch, wal_push,
+    BranchCause, BranchRecord, Fetched, IdentityEvidence, IdentityRepair, ManifestOwner, Pushed,
+    TimelineSummary, WalReport, accept_fork, ensure_identity, record_branch, repair_identity,
+    wal_fetch, wal_push,
 };

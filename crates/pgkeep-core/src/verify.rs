@@ -107,30 +107,34 @@ pub async fn verify_backups(
     selection: &VerifySelection,
     progress: Arc<dyn Progress>,
 ) -> Result<VerifyReport, Error> {
+    let mut catalog = read_catalog(repo).await?;
+    let problems: Vec<String> = catalog.identity_problem.take().into_iter().collect();
     let (backups, damaged, leftovers) = match selection {
-        VerifySelection::Backup(id) => match catalog::find_backup(repo, id).await {
-            Ok(backup) => (vec![backup], Vec::new(), Vec::new()),
-            Err(Error::UnusableBackup { id, key, problem }) => (
-                Vec::new(),
-                vec![DamagedBackup { id, key, problem }],
-                Vec::new(),
-            ),
-            Err(e) => return Err(e),
-        },
-        VerifySelection::All => {
-            let catalog = read_catalog(repo).await?;
-            (catalog.backups, catalog.damaged, catalog.leftovers)
+        VerifySelection::Backup(id) => {
+            match catalog.backups.iter().position(|b| b.id == *id) {
+                Some(i) => (vec![catalog.backups.swap_remove(i)], Vec::new(), Vec::new()),
+                None => match catalog.damaged.iter().position(|d| d.id == *id) {
+                    Some(i) => (Vec::new(), vec![catalog.damaged.swap_remove(i)], Vec::new()),
+                    // Not in the listing: the usual "no such backup" (or the storage's error).
+                    None => (
+                        vec![catalog::find_backup(repo, id).await?],
+                        Vec::new(),
+                        Vec::new(),
+                    ),
+                },
+            }
         }
+        VerifySelection::All => (catalog.backups, catalog.damaged, catalog.leftovers),
         VerifySelection::Newest => {
-            let mut catalog = read_catalog(repo).await?;
+            // The newest backup directory with a manifest, damaged or not.
+            let newest_good = catalog.backups.last().map(|b| b.id.clone());
             let newest_damaged = catalog.damaged.last().map(|d| d.id.clone());
-            match (catalog.backups.pop(), newest_damaged) {
-                (Some(b), Some(d)) if d > b.id => (
-                    Vec::new(),
-                    catalog.damaged.split_off(catalog.damaged.len() - 1),
-                    catalog.leftovers,
-                ),
-                (b, _) => (b.into_iter().collect(), Vec::new(), catalog.leftovers),
+            if newest_damaged > newest_good {
+                let damaged = catalog.damaged.pop().into_iter().collect();
+                (Vec::new(), damaged, catalog.leftovers)
+            } else {
+                let good = catalog.backups.pop().into_iter().collect();
+                (good, Vec::new(), catalog.leftovers)
             }
         }
     };
@@ -148,7 +152,7 @@ pub async fn verify_backups(
     Ok(VerifyReport {
         backups: out,
         leftovers,
-        problems: wal::identity_problem(repo).await?.into_iter().collect(),
+        problems,
     })
 }
 
@@ -175,9 +179,9 @@ fn unusable_check(d: DamagedBackup) -> BackupCheck {
 
 /// `verify --wal`: every archived file read back, gaps, timelines without history, forks.
 pub async fn verify_wal(repo: &Repository) -> Result<WalReport, Error> {
-    let backups = read_catalog(repo).await?.backups;
-    let mut report = wal::verify_archive(repo, catalog::wal_segment_size(&backups)).await?;
-    report.problems.extend(wal::identity_problem(repo).await?);
+    let catalog = read_catalog(repo).await?;
+    let mut report = wal::verify_archive(repo, catalog::wal_segment_size(&catalog.backups)).await?;
+    report.problems.extend(catalog.identity_problem);
     Ok(report)
 }
 

@@ -179,7 +179,7 @@ pub fn leftovers(leftovers: &[Leftover]) -> String {
     if !leftovers.is_empty() {
         let _ = writeln!(
             out,
-            "leftovers: {} in all; no backup needs them: once no pgkeep backup is running, delete the listed objects by hand",
+            "leftovers: {} in all; no command lists or restores them. Look before deleting: a directory without a manifest is usually a killed or failed run (or one running now), but can also be a backup whose manifest was lost; once you know, and no pgkeep backup is running, delete the listed objects by hand",
             bytes(leftovers.iter().map(|l| l.bytes).sum())
         );
     }

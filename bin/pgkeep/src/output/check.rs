@@ -113,7 +113,7 @@ fn repository_line(report: &CheckReport, line: &mut impl FnMut(&str, String)) {
                 "system id {}, PostgreSQL {}",
                 id.system_identifier, id.pg_major
             ),
-            None => "not yet recorded (the first backup records it)".into(),
+            None => "no identity record (see the problems below)".into(),
         };
         line(
             "repository",

@@ -106,7 +106,7 @@ pub fn restore_plan(plan: &LogicalRestorePlan) -> String {
         "restoring database {} from backup {} (finished {})",
         plan.database,
         plan.backup.id,
-        when(&plan.backup.finished_at)
+        when_micros(&plan.backup.finished_at)
     );
     if let (Some(at), Some(seconds)) = (&plan.requested_at, plan.seconds_before_target) {
         let _ = write!(

@@ -23,6 +23,20 @@ use crate::pg::PgError;
 use crate::settings::ConfigError;
 use crate::storage::{FileError, StorageError};
 
+impl Error {
+    /// `error`, noting the damaged backups (their ids) a restore passed over; unchanged when there
+    /// are none.
+    pub(crate) fn passed_over(error: Error, passed_over: Vec<String>) -> Error {
+        if passed_over.is_empty() {
+            return error;
+        }
+        Error::PassedOver {
+            source: Box::new(error),
+            passed_over,
+        }
+    }
+}
+
 /// Errors returned by `pgkeep-core`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -193,12 +207,27 @@ pub enum Error {
     },
 
     /// `repair-identity` cannot rebuild the identity record.
-    #[error("{key}: cannot be rebuilt: {problem}")]
+    #[error("{key}: cannot be rebuilt: {problem}\n  fix: {fix}")]
     IdentityRepair {
         /// The record's key.
         key: String,
         /// Why not.
         problem: String,
+        /// What to do.
+        fix: String,
+    },
+
+    /// A restore found no backup to use, and passed over backups whose manifest cannot be used.
+    #[error(
+        "{source}\n  note: {} backup(s) were passed over because their manifest cannot be used ({}); `pgkeep list` shows why",
+        passed_over.len(),
+        passed_over.join(", ")
+    )]
+    PassedOver {
+        /// Why no backup could be used.
+        source: Box<Error>,
+        /// The ids of the backups passed over.
+        passed_over: Vec<String>,
     },
 
     /// A repository record (a manifest, the cluster identity) exists but cannot be understood.
@@ -278,7 +307,7 @@ pub enum Error {
 
     /// `verify --wal` found problems in the WAL archive (its report says which).
     #[error(
-        "verify --wal found {problems} problem(s) in the WAL archive\n  fix: recovery stops at a gap or a damaged file: push the missing files from the server's pg_wal if they still exist, and take a new base backup so that restores need not cross them"
+        "verify --wal found {problems} problem(s) in the WAL archive (listed above)\n  fix: as each problem says: for a gap or a damaged file, push the missing files from the server's pg_wal if they still exist and take a new base backup so that restores need not cross them; for a fork, make sure only one server writes"
     )]
     WalArchiveProblems {
         /// How many problems.

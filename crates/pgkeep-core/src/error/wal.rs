@@ -92,6 +92,17 @@ pub enum WalError {
         problem: SegmentProblem,
     },
 
+    /// `accept-fork` of a timeline the archive has no history file of.
+    #[error(
+        "timeline {timeline} has no history file in the archive ({key}): there is no such timeline to accept\n  fix: give the timeline that `pgkeep verify --wal` names in its fork problem"
+    )]
+    NoSuchTimeline {
+        /// The timeline.
+        timeline: u32,
+        /// Where its history file would be.
+        key: String,
+    },
+
     /// A `.history` file that is not a timeline history file.
     #[error(
         "{name}: is not a timeline history file: {problem}\n  fix: push only files from the server's pg_wal directory (archive_command = 'pgkeep wal-push %p'); nothing was stored"

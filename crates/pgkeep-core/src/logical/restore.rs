@@ -112,12 +112,15 @@ pub(crate) async fn choose_backup(
                     requested_at: Some(*at),
                     skipped: catalog.damaged,
                 }),
-                None => Err(LogicalError::NoBackupBefore {
-                    database: what.to_string(),
-                    target: *at,
-                    oldest: candidates.first().map(|m| m.finished_at),
-                }
-                .into()),
+                None => Err(Error::passed_over(
+                    LogicalError::NoBackupBefore {
+                        database: what.to_string(),
+                        target: *at,
+                        oldest: candidates.first().map(|m| m.finished_at),
+                    }
+                    .into(),
+                    catalog.damaged.iter().map(|d| d.id.clone()).collect(),
+                )),
             }
         }
     }

@@ -11,7 +11,7 @@ use crate::error::{Error, PitrError};
 use crate::pg::{Lsn, utc_micros};
 use crate::repo::Repository;
 use crate::repo::catalog::{self, BackupKind, Manifest, PhysicalInfo, wal_segment_size};
-use crate::repo::scan::{DamagedBackup, read_catalog};
+use crate::repo::scan::{Catalog, DamagedBackup, read_catalog};
 use crate::storage::FileError;
 use crate::wal::{Archive, ChainBreak, ChainEnd};
 
@@ -227,6 +227,18 @@ pub async fn plan_physical_restore(
     request.target.check()?;
     check_target_dir(&request.pgdata, request.force)?;
     let catalog = read_catalog(repo).await?;
+    let damaged = catalog.damaged_ids();
+    plan_from(repo, request, catalog)
+        .await
+        .map_err(|e| Error::passed_over(e, damaged))
+}
+
+/// [`plan_physical_restore`] once the catalog is read.
+async fn plan_from(
+    repo: &Repository,
+    request: &PhysicalRestoreRequest,
+    catalog: Catalog,
+) -> Result<PhysicalRestorePlan, Error> {
     let skipped = catalog.damaged;
     let backups: Vec<Manifest> = catalog
         .backups

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::exec::ToolInfo;
 use crate::pg::{DEFAULT_SEGMENT_SIZE, Lsn, ServerInfo};
-use crate::repo::Repository;
+use crate::repo::{ClusterIdentity, Repository};
 use crate::storage::PutMode;
 use crate::stream::StoredObject;
 
@@ -408,17 +408,85 @@ pub(crate) async fn read_backup(repo: &Repository, id: &str) -> Result<Manifest,
             manifest.id, manifest.cluster
         )));
     }
+    if let Some(problem) = shape_problem(&manifest, &backup_prefix(repo, id)) {
+        return Err(unusable(format!("its manifest {problem}")));
+    }
     Ok(manifest)
 }
 
-/// Backup `id`, or [`Error::NoSuchBackup`], or [`Error::UnusableBackup`].
+/// What is wrong with a manifest that parses but cannot describe a backup pgkeep wrote: no
+/// objects, a physical backup without its WAL facts or base, or an object stored outside the
+/// backup's own directory.
+fn shape_problem(manifest: &Manifest, prefix: &str) -> Option<String> {
+    if manifest.objects.is_empty() {
+        return Some("lists no object".into());
+    }
+    match manifest.kind {
+        BackupKind::Physical if manifest.physical.is_none() || manifest.base().is_none() => {
+            return Some("says physical but has no WAL facts or no data directory object".into());
+        }
+        BackupKind::Logical if manifest.physical.is_some() => {
+            return Some("says logical but has the WAL facts of a physical backup".into());
+        }
+        _ => {}
+    }
+    manifest
+        .objects
+        .iter()
+        .find(|o| {
+            !o.stored.key.starts_with(prefix)
+                || crate::storage::validate_key(&o.stored.key).is_err()
+        })
+        .map(|o| {
+            format!(
+                "names object {} outside the backup's directory",
+                o.stored.key
+            )
+        })
+}
+
+/// Why `manifest` is not a backup of the cluster `owner` (the identity record) names, if it is not.
+pub(crate) fn foreign(
+    repo: &Repository,
+    owner: Option<&ClusterIdentity>,
+    manifest: &Manifest,
+) -> Option<String> {
+    let owner = owner.filter(|o| o.system_identifier != manifest.system_identifier)?;
+    Some(format!(
+        "it is a backup of another PostgreSQL cluster (system identifier {}), not of the one {} names ({})",
+        manifest.system_identifier,
+        repo.identity_key(),
+        owner.system_identifier
+    ))
+}
+
+/// Backup `id`, or [`Error::NoSuchBackup`], or [`Error::UnusableBackup`] (also for a backup of
+/// another cluster than the identity record names).
 pub async fn find_backup(repo: &Repository, id: &str) -> Result<Manifest, Error> {
-    match read_backup(repo, id).await {
-        Err(Error::Storage(e)) if e.is_not_found() => Err(Error::NoSuchBackup {
+    let found = read_backup(repo, id).await;
+    if let Ok(manifest) = &found
+        && let Some(problem) = foreign(
+            repo,
+            repo.identity().await.ok().flatten().as_ref(),
+            manifest,
+        )
+    {
+        return Err(Error::UnusableBackup {
             id: id.to_string(),
-            repo: repo.storage().url(),
-            cluster: repo.cluster().to_string(),
-        }),
+            key: format!("{}{MANIFEST}", backup_prefix(repo, id)),
+            problem,
+        });
+    }
+    match found {
+        Err(Error::Storage(e)) if e.is_not_found() => {
+            // A repository that is not there says so, rather than "no such backup".
+            repo.storage().list(&backup_prefix(repo, id)).await?;
+            Err(Error::NoSuchBackup {
+                id: id.to_string(),
+                repo: repo.storage().url(),
+                cluster: repo.cluster().to_string(),
+            })
+        }
         other => other,
     }
 }

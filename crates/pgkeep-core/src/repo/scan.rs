@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::repo::Repository;
-use crate::repo::catalog::{MANIFEST, Manifest, read_backup};
+use crate::repo::catalog::{MANIFEST, Manifest, foreign, read_backup};
 use crate::storage::ObjectMeta;
 
 /// Everything under the repository cluster's `backups/`.
@@ -22,12 +22,21 @@ pub struct Catalog {
     pub damaged: Vec<DamagedBackup>,
     /// What belongs to no backup, oldest first.
     pub leftovers: Vec<Leftover>,
+    /// What is wrong with `cluster.json`: damaged or unreadable, or missing while backups exist
+    /// (backups and WAL pushes are refused until it is back).
+    pub identity_problem: Option<String>,
 }
 
 impl Catalog {
-    /// Whether a backup has a damaged manifest (a problem `list` and `verify` exit non-zero on).
+    /// Whether a backup has a damaged manifest or the identity record a problem (`list` and
+    /// `verify` exit non-zero on both).
     pub fn has_damage(&self) -> bool {
-        !self.damaged.is_empty()
+        !self.damaged.is_empty() || self.identity_problem.is_some()
+    }
+
+    /// The ids of the damaged backups.
+    pub fn damaged_ids(&self) -> Vec<String> {
+        self.damaged.iter().map(|d| d.id.clone()).collect()
     }
 
     /// The total size of the leftovers in bytes.
@@ -65,7 +74,8 @@ pub enum LeftoverKind {
 pub struct Leftover {
     /// What it is.
     pub kind: LeftoverKind,
-    /// The backup directory it lies in (`<cluster>/backups/<id>/`).
+    /// The directory it lies in (`<cluster>/backups/<id>/`, or a WAL directory for a killed
+    /// wal-push's staging file).
     pub prefix: String,
     /// Its objects' keys.
     pub keys: Vec<String>,
@@ -83,10 +93,17 @@ struct Directory {
 }
 
 /// Reads the whole catalog: one listing of `backups/`, then every manifest (eight at a time). A
-/// manifest that does not parse, or that describes another backup, makes that backup a
-/// [`DamagedBackup`]; only a failure to reach the storage is an error.
+/// manifest that cannot be read, does not parse, describes another backup, or belongs to another
+/// PostgreSQL cluster than `cluster.json` names makes that backup a [`DamagedBackup`]; only a
+/// failure to list the repository is an error.
 pub async fn read_catalog(repo: &Repository) -> Result<Catalog, Error> {
     let prefix = repo.key("backups/");
+    // Whose backups these are. A damaged or unreadable record is a problem of its own and leaves
+    // the manifests unjudged on this count.
+    let (owner, mut identity_problem) = match repo.identity().await {
+        Ok(owner) => (owner, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
     let mut dirs: BTreeMap<String, Directory> = BTreeMap::new();
     for meta in repo.storage().list(&prefix).await? {
         let Some((id, name)) = meta
@@ -125,6 +142,13 @@ pub async fn read_catalog(repo: &Repository) -> Result<Catalog, Error> {
                 &dir_prefix,
                 &dir.objects,
             )),
+            Some(Ok(manifest)) if foreign(repo, owner.as_ref(), &manifest).is_some() => {
+                catalog.damaged.push(DamagedBackup {
+                    key: dir.manifest.clone().unwrap_or_default(),
+                    problem: foreign(repo, owner.as_ref(), &manifest).unwrap_or_default(),
+                    id,
+                })
+            }
             Some(Ok(manifest)) => {
                 let unlisted: Vec<ObjectMeta> = dir
                     .objects
@@ -141,30 +165,48 @@ pub async fn read_catalog(repo: &Repository) -> Result<Catalog, Error> {
                 catalog.damaged.push(DamagedBackup { id, key, problem })
             }
             Some(Err(Error::Storage(e))) if e.is_not_found() => {} // removed since the listing
-            Some(Err(e)) => return Err(e),
+            // This one object cannot be read (permissions, a damaged file): that backup only.
+            Some(Err(e)) => catalog.damaged.push(DamagedBackup {
+                key: dir.manifest.clone().unwrap_or_default(),
+                problem: format!(
+                    "its manifest cannot be read: {}",
+                    e.to_string().lines().next().unwrap_or_default()
+                ),
+                id,
+            }),
         }
     }
-    let staging = repo.storage().list_unfinished(&prefix).await?;
-    for (dir_prefix, files) in group_by_directory(&prefix, staging) {
+    // Unfinished writes anywhere under the cluster: backups, and the WAL of a killed wal-push.
+    let staging = repo.storage().list_unfinished(&repo.key("")).await?;
+    for (dir_prefix, files) in group_by_directory(staging) {
         catalog
             .leftovers
             .extend(leftover(LeftoverKind::Staging, &dir_prefix, &files));
     }
     catalog.backups.sort_by(|a, b| a.id.cmp(&b.id));
+    let held = catalog.backups.len() + catalog.damaged.len();
+    if owner.is_none() && identity_problem.is_none() && held > 0 {
+        identity_problem = Some(
+            Error::IdentityMissing {
+                key: repo.identity_key(),
+                repo: repo.storage().url(),
+                cluster: repo.cluster().to_string(),
+                evidence: format!("{held} backup(s)"),
+            }
+            .to_string(),
+        );
+    }
+    catalog.identity_problem = identity_problem;
     Ok(catalog)
 }
 
-/// Unfinished writes grouped by the backup directory they lie in.
-fn group_by_directory(prefix: &str, files: Vec<ObjectMeta>) -> BTreeMap<String, Vec<ObjectMeta>> {
+/// Unfinished writes grouped by the directory they lie in.
+fn group_by_directory(files: Vec<ObjectMeta>) -> BTreeMap<String, Vec<ObjectMeta>> {
     let mut out: BTreeMap<String, Vec<ObjectMeta>> = BTreeMap::new();
     for file in files {
-        let dir = match file
-            .key
-            .strip_prefix(prefix)
-            .and_then(|r| r.split_once('/'))
-        {
-            Some((id, _)) => format!("{prefix}{id}/"),
-            None => prefix.to_string(),
+        let dir = match file.key.rsplit_once('/') {
+            Some((dir, _)) => format!("{dir}/"),
+            None => String::new(),
         };
         out.entry(dir).or_default().push(file);
     }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::error::{Error, WalError};
 use crate::repo::Repository;
 use crate::storage::{PutMode, StorageError};
 
@@ -77,6 +77,22 @@ pub async fn record_branch(
                 source,
                 fix: "delete it and record the timeline again with `pgkeep accept-fork`",
             })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `pgkeep accept-fork`: records `timeline` as started on purpose ([`BranchCause::Accepted`]),
+/// once its history file is in the archive (a timeline that does not exist is refused, so that a
+/// typo cannot approve a future split brain).
+pub async fn accept_fork(repo: &Repository, timeline: u32) -> Result<BranchRecord, Error> {
+    let key = super::wal_key(repo, &format!("{timeline:08X}.history"))?;
+    match repo.storage().head(&key).await {
+        Ok(_) => record_branch(repo, timeline, BranchCause::Accepted).await,
+        Err(e) if e.is_not_found() => {
+            // A repository that is not there says so first.
+            repo.storage().list(&repo.key("wal/")).await?;
+            Err(WalError::NoSuchTimeline { timeline, key }.into())
         }
         Err(e) => Err(e.into()),
     }

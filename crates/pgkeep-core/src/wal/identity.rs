@@ -4,16 +4,18 @@
 //! record cannot hand the name to the next writer. Here because the WAL's own evidence needs the
 //! archive's decoding.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::codec::decode;
 use super::push::segment_header;
 use crate::error::Error;
+use crate::pg;
 use crate::pg::WalFile;
 use crate::repo::scan::read_catalog;
 use crate::repo::{ClusterIdentity, Repository};
+use crate::settings::Settings;
 use crate::storage::PutMode;
 
 /// What the repository holds under a cluster name, as evidence of whose name it is.
@@ -23,12 +25,21 @@ pub struct IdentityEvidence {
     pub backups: usize,
     /// Backups whose manifest cannot be used.
     pub damaged_backups: usize,
-    /// The distinct `(system identifier, PostgreSQL major)` pairs in the readable manifests.
-    pub manifest_identities: BTreeSet<(String, u32)>,
+    /// The servers the readable manifests name: system identifier → its backups.
+    pub manifest_identities: BTreeMap<String, ManifestOwner>,
     /// Archived WAL files.
     pub wal_files: usize,
     /// The system identifier in the newest archived segment's page header.
     pub wal_system_identifier: Option<String>,
+}
+
+/// One server named by manifests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ManifestOwner {
+    /// Its PostgreSQL major version.
+    pub pg_major: u32,
+    /// The ids of its backups.
+    pub backups: Vec<String>,
 }
 
 impl IdentityEvidence {
@@ -55,11 +66,12 @@ impl IdentityEvidence {
         Ok(IdentityEvidence {
             backups: catalog.backups.len(),
             damaged_backups: catalog.damaged.len(),
-            manifest_identities: catalog
-                .backups
-                .iter()
-                .map(|m| (m.system_identifier.clone(), m.server_version_num / 10_000))
-                .collect(),
+            manifest_identities: catalog.backups.iter().fold(BTreeMap::new(), |mut out, m| {
+                let owner: &mut ManifestOwner = out.entry(m.system_identifier.clone()).or_default();
+                owner.pg_major = m.server_version_num / 10_000;
+                owner.backups.push(m.id.clone());
+                out
+            }),
             wal_files: wal.len(),
             wal_system_identifier,
         })
@@ -77,8 +89,8 @@ impl IdentityEvidence {
         if self.holds_backups() {
             let ids: Vec<&str> = self
                 .manifest_identities
-                .iter()
-                .map(|(id, _)| id.as_str())
+                .keys()
+                .map(String::as_str)
                 .collect();
             parts.push(format!(
                 "{} backup(s){}",
@@ -172,22 +184,6 @@ pub(crate) async fn check_wal_identity(
     }
 }
 
-/// What is wrong with the identity record, for `verify`: damaged, or missing while backups exist
-/// (a record missing before the first backup is not a problem). Only a storage failure is an error.
-pub(crate) async fn identity_problem(repo: &Repository) -> Result<Option<String>, Error> {
-    match repo.identity().await {
-        Ok(Some(_)) => Ok(None),
-        Ok(None) => {
-            let evidence = IdentityEvidence::gather(repo).await?;
-            Ok(evidence
-                .holds_backups()
-                .then(|| evidence.missing(repo).to_string()))
-        }
-        Err(e @ Error::BadRecord { .. }) => Ok(Some(e.to_string())),
-        Err(e) => Err(e),
-    }
-}
-
 /// What `pgkeep repair-identity` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IdentityRepair {
@@ -200,51 +196,68 @@ pub struct IdentityRepair {
 }
 
 /// Rebuilds a missing or damaged `cluster.json` from the manifests: every readable manifest must
-/// name the same server (and the archived WAL, if any, too). A damaged record is kept beside it
-/// (`cluster.json.damaged-<time>`) before it is replaced; a readable one is never touched.
-pub async fn repair_identity(repo: &Repository) -> Result<IdentityRepair, Error> {
+/// name the same server (and the archived WAL, if any, too). Without a readable manifest the
+/// server `settings` connect to is asked, and accepted only when the archived WAL (if any) is its
+/// own. A damaged record is kept beside it (`cluster.json.damaged-<time>`) before it is replaced;
+/// a readable one is never touched.
+pub async fn repair_identity(
+    settings: &Settings,
+    repo: &Repository,
+) -> Result<IdentityRepair, Error> {
     let key = repo.identity_key();
+    let refuse = |problem: String, fix: &str| Error::IdentityRepair {
+        key: key.clone(),
+        problem,
+        fix: fix.to_string(),
+    };
     let damaged = match repo.identity().await {
         Ok(Some(identity)) => {
-            return Err(Error::IdentityRepair {
-                key,
-                problem: format!(
-                    "it is readable and names system identifier {} (PostgreSQL {}); nothing to repair",
+            return Err(refuse(
+                format!(
+                    "it is readable and names system identifier {} (PostgreSQL {})",
                     identity.system_identifier, identity.pg_major
                 ),
-            });
+                "nothing to repair",
+            ));
         }
         Ok(None) => None,
         Err(Error::BadRecord { .. }) => Some(repo.storage().get_bytes(&key).await?),
         Err(e) => return Err(e),
     };
     let evidence = IdentityEvidence::gather(repo).await?;
-    let mut identities = evidence.manifest_identities.iter();
-    let (system_identifier, pg_major) = match (identities.next(), identities.next()) {
-        (Some(one), None) => one.clone(),
-        (None, _) => {
-            return Err(Error::IdentityRepair {
-                key,
-                problem: format!(
-                    "no readable manifest to rebuild it from (the repository holds {}); the next backup records it",
-                    match evidence.describe() {
-                        text if text.is_empty() => "nothing".to_string(),
-                        text => text,
-                    }
-                ),
-            });
+    let (system_identifier, pg_major) = match evidence.manifest_identities.len() {
+        1 => {
+            let (id, owner) = evidence.manifest_identities.iter().next().expect("one");
+            (id.clone(), owner.pg_major)
         }
-        (Some(_), Some(_)) => {
-            return Err(Error::IdentityRepair {
-                key,
-                problem: format!(
-                    "the manifests name more than one server ({:?}): two clusters were mixed under this name",
-                    evidence.manifest_identities
+        0 => server_identity(settings, &evidence, &refuse).await?,
+        _ => {
+            let servers: Vec<String> = evidence
+                .manifest_identities
+                .iter()
+                .map(|(id, o)| format!("{id} (backups {})", o.backups.join(", ")))
+                .collect();
+            return Err(refuse(
+                format!(
+                    "the manifests name more than one server: {}; two clusters were mixed under this name",
+                    servers.join("; ")
                 ),
-            });
+                "move the other server's backup directories to a cluster name of their own (or out of the repository), then run it again",
+            ));
         }
     };
-    evidence.check_wal(repo, &system_identifier)?;
+    if let Some(wal) = evidence
+        .wal_system_identifier
+        .as_ref()
+        .filter(|wal| **wal != system_identifier)
+    {
+        return Err(refuse(
+            format!(
+                "the archived WAL is from system identifier {wal}, but the backups are from {system_identifier}: two clusters were mixed under this name"
+            ),
+            "move the other server's WAL out of the cluster's wal/ directory, then run it again",
+        ));
+    }
     let kept_damaged = match damaged {
         Some(bytes) => {
             let aside = format!(
@@ -266,4 +279,35 @@ pub async fn repair_identity(repo: &Repository) -> Result<IdentityRepair, Error>
         kept_damaged,
         evidence,
     })
+}
+
+/// Without a readable manifest: the identity of the server `settings` connect to, when the
+/// archived WAL (if any) is its own.
+async fn server_identity(
+    settings: &Settings,
+    evidence: &IdentityEvidence,
+    refuse: &impl Fn(String, &str) -> Error,
+) -> Result<(String, u32), Error> {
+    let held = match evidence.describe() {
+        text if text.is_empty() => "nothing".to_string(),
+        text => text,
+    };
+    let client = pg::connect(&settings.conninfo, None).await.map_err(|e| {
+        refuse(
+            format!("no manifest can be read (the repository holds {held}), and the server cannot be asked: {e}"),
+            "run it where the cluster's own server answers (postgres.conninfo / PGHOST, PGPORT)",
+        )
+    })?;
+    let server = pg::server_info(&client, &settings.conninfo).await?;
+    match &evidence.wal_system_identifier {
+        Some(wal) if *wal != server.system_identifier => Err(refuse(
+            format!(
+                "no manifest can be read, and the server asked ({}) is system identifier {}, not {wal} whose WAL the repository holds",
+                settings.conninfo.server(),
+                server.system_identifier
+            ),
+            "run it against the cluster's own server (postgres.conninfo / PGHOST, PGPORT)",
+        )),
+        _ => Ok((server.system_identifier, server.major)),
+    }
 }

@@ -24,10 +24,11 @@ mod verify;
 mod waldump;
 
 pub(crate) use branches::newest_timeline;
-pub use branches::{BranchCause, BranchRecord, record_branch};
+pub use branches::{BranchCause, BranchRecord, accept_fork, record_branch};
 pub use fetch::{Fetched, wal_fetch};
-pub(crate) use identity::identity_problem;
-pub use identity::{IdentityEvidence, IdentityRepair, ensure_identity, repair_identity};
+pub use identity::{
+    IdentityEvidence, IdentityRepair, ManifestOwner, ensure_identity, repair_identity,
+};
 pub use push::{Pushed, wal_push};
 #[cfg(test)]
 pub(crate) use timeline::Switch;

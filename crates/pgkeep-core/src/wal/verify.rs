@@ -91,9 +91,14 @@ pub(crate) async fn verify_archive(
                 record.cause,
                 record.recorded_at.format("%Y-%m-%d %H:%M:%S UTC")
             )),
-            None => problems.push(format!(
+            None => {
+                forks.push(format!(
+                    "{fork}: NOT recorded as started on purpose (see problems)"
+                ));
+                problems.push(format!(
                 "{fork}, and no promotion by pgkeep started timeline {tli}: two servers wrote as primary (split brain) unless the branch was made on purpose outside pgkeep\n  fix: make sure only one server writes (stop the other, and rejoin it as a standby); once the branch is known to be deliberate, `pgkeep accept-fork {tli}` records it"
-            )),
+            ));
+            }
         }
     }
     let names: Vec<String> = archive
