@@ -234,26 +234,7 @@ async fn check_repository(
         return Some(report);
     }
     report.reachable = true;
-    let probe = repo.key(&format!(".check-{:016x}", rand::random::<u64>()));
-    match repo
-        .storage()
-        .put_bytes(&probe, b"pgkeep check probe\n", PutMode::Create)
-        .await
-    {
-        Ok(_) => {
-            report.writable = true;
-            if let Err(e) = repo.storage().delete(&probe).await {
-                problems.add(
-                    Severity::Error,
-                    "repository",
-                    format!("a probe object could be written but not deleted: {e}"),
-                    "allow deletes for pgkeep's credentials (expire needs them); remove the probe by hand"
-                        .into(),
-                );
-            }
-        }
-        Err(e) => problems.add_error("repository", &e),
-    }
+    report.writable = probe_writes(&repo, problems).await;
     match repo.identity().await {
         Ok(identity) => {
             if let (Some(identity), Some(server)) = (&identity, server)
@@ -281,6 +262,56 @@ async fn check_repository(
         Err(e) => problems.add_error("repository", &e),
     }
     Some(report)
+}
+
+/// Writes and deletes a probe object where the jobs write: beside the identity record, in a new
+/// directory under `backups/` (as each backup makes one) and under `wal/`. Returns whether all
+/// of them worked; each failure is a problem that names the path and the storage's own error.
+async fn probe_writes(repo: &Repository, problems: &mut Problems) -> bool {
+    let tag = format!(".check-{:016x}", rand::random::<u64>());
+    let probes = [
+        (repo.key(&tag), None),
+        (
+            repo.key(&format!("backups/{tag}/probe")),
+            Some(repo.key(&format!("backups/{tag}/"))),
+        ),
+        (
+            repo.key(&format!("wal/{tag}/probe")),
+            Some(repo.key(&format!("wal/{tag}/"))),
+        ),
+    ];
+    let mut writable = true;
+    for (probe, dir) in probes {
+        let storage = repo.storage();
+        if let Err(e) = storage
+            .put_bytes(&probe, b"pgkeep check probe\n", PutMode::Create)
+            .await
+        {
+            problems.add_error("repository", &e);
+            writable = false;
+            continue;
+        }
+        let removed = match storage.delete(&probe).await {
+            Ok(()) => match &dir {
+                Some(dir) => storage.remove_empty_dir(dir).await,
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
+            problems.add(
+                Severity::Error,
+                "repository",
+                format!("a probe object could be written but not removed: {e}"),
+                format!(
+                    "allow deletes for pgkeep (a failed backup removes what it wrote); remove \
+                     {probe} by hand"
+                ),
+            );
+            writable = false;
+        }
+    }
+    writable
 }
 
 /// Runs every check. Never fails: whatever goes wrong is a [`Problem`] in the report.

@@ -64,6 +64,17 @@ enum Msg {
     End,
 }
 
+/// The receiving side of the channel is gone (the storage put stopped reading).
+#[derive(Debug, thiserror::Error)]
+#[error("the storage side stopped reading")]
+struct ConsumerStopped;
+
+impl ConsumerStopped {
+    fn error() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::BrokenPipe, ConsumerStopped)
+    }
+}
+
 /// The sending half, used on a blocking thread: buffers writes into chunks.
 struct ChunkSender {
     tx: mpsc::Sender<Msg>,
@@ -85,7 +96,7 @@ impl ChunkSender {
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
         self.tx
             .blocking_send(Msg::Data(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "consumer stopped"))
+            .map_err(|_| ConsumerStopped::error())
     }
 
     /// Flushes the last chunk and sends the end marker.
@@ -93,7 +104,7 @@ impl ChunkSender {
         self.send_buf()?;
         self.tx
             .blocking_send(Msg::End)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "consumer stopped"))
+            .map_err(|_| ConsumerStopped::error())
     }
 }
 
@@ -194,15 +205,27 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Why the compression thread stopped short.
+enum Stopped {
+    /// The storage side stopped reading (its put failed or was dropped): the put's error is the
+    /// cause, not this thread.
+    ConsumerGone,
+    /// The source or the compressor failed.
+    Failed(Error),
+}
+
 fn compress_blocking(
     input: impl Read,
     tx: mpsc::Sender<Msg>,
     compression: Compression,
     key: &str,
-) -> Result<(u64, String), Error> {
-    let compress_err = |source| Error::Compress {
-        key: key.to_string(),
-        source,
+) -> Result<(u64, String), Stopped> {
+    let compress_err = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::BrokenPipe if tx_closed(&source) => Stopped::ConsumerGone,
+        _ => Stopped::Failed(Error::Compress {
+            key: key.to_string(),
+            source,
+        }),
     };
     let mut input = HashingReader::new(input);
     let mut encoder = zstd::stream::write::Encoder::new(ChunkSender::new(tx), compression.level)
@@ -218,10 +241,10 @@ fn compress_blocking(
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(source) => {
-                return Err(Error::Input {
+                return Err(Stopped::Failed(Error::Input {
                     key: key.to_string(),
                     source,
-                });
+                }));
             }
         };
         encoder.write_all(&buf[..n]).map_err(compress_err)?;
@@ -229,6 +252,12 @@ fn compress_blocking(
     let sender = encoder.finish().map_err(compress_err)?;
     sender.finish().map_err(compress_err)?;
     Ok((input.size, hex::encode(input.hasher.finalize())))
+}
+
+/// Whether an error is [`ChunkSender`]'s "the receiving side is gone".
+fn tx_closed(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<ConsumerStopped>())
 }
 
 /// Compresses `reader` into `key`. The returned [`StoredObject`] records both sizes and hashes.
@@ -278,8 +307,19 @@ where
         key: key.to_string(),
         source: std::io::Error::other(e),
     })?;
-    // When both failed, the compressor's error is the cause (the put only saw the stream break).
-    let (raw_size, raw_sha) = compressed?;
+    // When both failed, the compressor's error is the cause (the put only saw the stream break),
+    // unless the compressor stopped only because the put had stopped reading: then the put's own
+    // error (no space left, permission denied, ...) is.
+    let (raw_size, raw_sha) = match compressed {
+        Ok(done) => done,
+        Err(Stopped::Failed(e)) => return Err(e),
+        Err(Stopped::ConsumerGone) => {
+            put?;
+            return Err(Error::Internal {
+                problem: format!("{key}: the storage put ended before the end of the stream"),
+            });
+        }
+    };
     let meta = put?;
     let stored_sha256 = hex::encode(hasher.finalize());
     if meta.size != size {
