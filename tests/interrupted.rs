@@ -31,6 +31,8 @@ struct Repo {
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
     garage: Option<(&'static Garage, String)>,
+    /// pgkeep runs as the servers' OS user (as archive_command does).
+    as_server: bool,
 }
 
 impl Repo {
@@ -41,7 +43,28 @@ impl Repo {
             env: vec![],
             dir,
             garage: None,
+            as_server: false,
         }
+    }
+
+    /// A local repository that pgkeep uses as the servers' OS user, as its archive_command does.
+    fn local_for_server() -> Repo {
+        let repo = Repo {
+            as_server: true,
+            ..Repo::local()
+        };
+        PgCluster::chown_for_server(repo.dir.path());
+        repo
+    }
+
+    /// A directory in the repository's temporary directory, owned by pgkeep's user.
+    fn scratch(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        fs::create_dir(&path).unwrap();
+        if self.as_server {
+            PgCluster::chown_for_server(&path);
+        }
+        path
     }
 
     fn all(test: &str) -> Vec<Repo> {
@@ -53,6 +76,7 @@ impl Repo {
                 env: garage.env_vars(),
                 dir: tempfile::tempdir().unwrap(),
                 garage: Some((garage, prefix)),
+                as_server: false,
             });
         }
         out
@@ -120,8 +144,12 @@ fn pgkeep(pg: &PgCluster, repo: &Repo) -> Command {
         .env("PGPORT", pg.port().to_string())
         .env("PGUSER", "postgres")
         .env("PGKEEP_REPO", &repo.url)
+        .env("HOME", repo.dir.path())
         .envs(repo.env.iter().cloned())
         .stdin(Stdio::null());
+    if repo.as_server {
+        PgCluster::as_server(&mut cmd);
+    }
     cmd
 }
 
@@ -321,10 +349,10 @@ fn sigterm_stops_a_parallel_restore_its_pg_restore_and_removes_its_staging_file(
     let repo = Repo::local();
     let out = ok(pgkeep(&pg, &repo).args(["--json", "backup", "logical", "--db", "big"]));
     let id = common::json(&out)["id"].as_str().unwrap().to_string();
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = repo.scratch("tmp");
     let mut run = Running::start(
         pgkeep(&pg, &repo)
-            .env("TMPDIR", tmp.path())
+            .env("TMPDIR", &tmp)
             .args([
                 "restore", "--db", "big", "--into", "big_copy", "--jobs", "2",
             ])
@@ -335,7 +363,7 @@ fn sigterm_stops_a_parallel_restore_its_pg_restore_and_removes_its_staging_file(
     std::thread::sleep(Duration::from_millis(700));
     let mut pids = restores.clone();
     pids.extend(children(restores[0], "pg_restore"));
-    let staged: Vec<PathBuf> = fs::read_dir(tmp.path())
+    let staged: Vec<PathBuf> = fs::read_dir(&tmp)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -347,6 +375,64 @@ fn sigterm_stops_a_parallel_restore_its_pg_restore_and_removes_its_staging_file(
     assert_eq!(code, Some(SIGTERM_EXIT), "{err}");
     assert!(err.contains("interrupted by SIGTERM"), "{err}");
     assert_stopped(&pids, "pg_restore");
-    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+    let left: Vec<_> = fs::read_dir(&tmp).unwrap().collect();
     assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+}
+
+#[test]
+fn sigterm_stops_a_physical_backup_and_a_physical_verify_and_leaves_nothing() {
+    let repo = Repo::local_for_server();
+    let archive_command = format!(
+        "{PGKEEP} --repo {} wal-push %p",
+        repo.url.replace(' ', "\\ ")
+    );
+    let pg = PgCluster::builder()
+        .setting("wal_level", "replica")
+        .setting("archive_mode", "on")
+        .setting("archive_command", archive_command)
+        .start();
+    populate_big(&pg);
+
+    // SIGTERM while pg_basebackup streams.
+    let mut run = Running::start(pgkeep(&pg, &repo).args(["backup", "physical"]));
+    run.wait_for_line("base backup: started");
+    std::thread::sleep(Duration::from_millis(300));
+    let basebackups = run.wait_for_child("pg_basebackup");
+    run.signal("-TERM");
+    let (code, err) = run.finish();
+    assert_eq!(code, Some(SIGTERM_EXIT), "{err}");
+    assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    assert!(err.contains("cleanup: "), "{err}");
+    assert_stopped(&basebackups, "pg_basebackup");
+    assert_eq!(repo.backups_content(), Vec::<String>::new());
+    assert_eq!(backup_count(&pg, &repo), 0);
+
+    // A whole backup, then SIGTERM of its verify while tar extracts the scratch copy.
+    ok(pgkeep(&pg, &repo).args(["backup", "physical"]));
+    let tmp = repo.scratch("tmp");
+    let mut run = Running::start(pgkeep(&pg, &repo).env("TMPDIR", &tmp).arg("verify"));
+    let tars = run.wait_for_child("tar");
+    std::thread::sleep(Duration::from_millis(200));
+    let scratch: Vec<PathBuf> = fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(scratch.len(), 1, "{scratch:?}");
+    let mode = fs::metadata(&scratch[0]).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the scratch directory under umask 000");
+    run.signal("-TERM");
+    let (code, err) = run.finish();
+    assert_eq!(code, Some(SIGTERM_EXIT), "{err}");
+    assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    assert_stopped(&tars, "tar");
+    let left: Vec<_> = fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    // The repository's own files and directories keep 0600 and 0700 under umask 000.
+    let mut stored = Vec::new();
+    walk(&repo.dir.path().join("repo"), &mut stored);
+    for path in stored {
+        let meta = fs::metadata(&path).unwrap();
+        let expected = if meta.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(meta.permissions().mode() & 0o777, expected, "{path}");
+    }
 }
