@@ -289,6 +289,10 @@ async fn probe_writes(repo: &Repository, problems: &mut Problems) -> bool {
         {
             problems.add_error("repository", &e);
             writable = false;
+            // The put may have made the directory before it failed.
+            if let Some(dir) = &dir {
+                let _ = storage.remove_empty_dir(dir).await;
+            }
             continue;
         }
         let removed = match storage.delete(&probe).await {
