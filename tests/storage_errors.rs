@@ -213,10 +213,16 @@ fn unwritable_directories_are_named_and_check_fails() {
     let denied = "Permission denied";
     let fix = "run pgkeep as the user that owns the repository directory, or fix its permissions";
 
-    let (code, text) = run(pgkeep(&pg, &root, home.path()).arg("check"));
-    assert_eq!(code, Some(3), "{text}");
-    assert_names(&text, denied, &backups, fix);
-    assert_names(&text, denied, &wal, fix);
+    let out = pgkeep(&pg, &root, home.path())
+        .args(["--json", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", common::stderr(&out));
+    let report = common::json(&out);
+    assert_eq!(report["repository"]["writable"], false, "{report}");
+    let problems = report["problems"].to_string();
+    assert_names(&problems, denied, &backups, fix);
+    assert_names(&problems, denied, &wal, fix);
 
     for kind in ["logical", "physical"] {
         let mut cmd = pgkeep(&pg, &root, home.path());

@@ -252,7 +252,7 @@ pub enum Error {
         /// Why the backup failed.
         source: Box<Error>,
         /// What was removed.
-        cleanup: BackupCleanup,
+        cleanup: Box<BackupCleanup>,
     },
 }
 

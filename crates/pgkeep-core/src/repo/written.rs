@@ -150,7 +150,7 @@ impl BackupWrites {
         }
         Error::BackupUndone {
             source: Box::new(error),
-            cleanup,
+            cleanup: Box::new(cleanup),
         }
     }
 }

@@ -211,7 +211,7 @@ enum Stopped {
     /// cause, not this thread.
     ConsumerGone,
     /// The source or the compressor failed.
-    Failed(Error),
+    Failed(Box<Error>),
 }
 
 fn compress_blocking(
@@ -222,10 +222,10 @@ fn compress_blocking(
 ) -> Result<(u64, String), Stopped> {
     let compress_err = |source: std::io::Error| match source.kind() {
         std::io::ErrorKind::BrokenPipe if tx_closed(&source) => Stopped::ConsumerGone,
-        _ => Stopped::Failed(Error::Compress {
+        _ => Stopped::Failed(Box::new(Error::Compress {
             key: key.to_string(),
             source,
-        }),
+        })),
     };
     let mut input = HashingReader::new(input);
     let mut encoder = zstd::stream::write::Encoder::new(ChunkSender::new(tx), compression.level)
@@ -241,10 +241,10 @@ fn compress_blocking(
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(source) => {
-                return Err(Stopped::Failed(Error::Input {
+                return Err(Stopped::Failed(Box::new(Error::Input {
                     key: key.to_string(),
                     source,
-                }));
+                })));
             }
         };
         encoder.write_all(&buf[..n]).map_err(compress_err)?;
@@ -312,7 +312,7 @@ where
     // error (no space left, permission denied, ...) is.
     let (raw_size, raw_sha) = match compressed {
         Ok(done) => done,
-        Err(Stopped::Failed(e)) => return Err(e),
+        Err(Stopped::Failed(e)) => return Err(*e),
         Err(Stopped::ConsumerGone) => {
             put?;
             return Err(Error::Internal {
