@@ -436,3 +436,30 @@ fn sigterm_stops_a_physical_backup_and_a_physical_verify_and_leaves_nothing() {
         assert_eq!(meta.permissions().mode() & 0o777, expected, "{path}");
     }
 }
+
+#[test]
+fn a_physical_backup_whose_wal_never_arrives_removes_its_stored_base() {
+    // The server's archive_command reports success but stores nothing: the repository never
+    // receives the backup's WAL, so the base is stored and then the wait for that WAL fails.
+    let pg = PgCluster::builder()
+        .setting("wal_level", "replica")
+        .setting("archive_mode", "on")
+        .setting("archive_command", "/bin/true")
+        .start();
+    for repo in Repo::all("failed-physical") {
+        let out = pgkeep(&pg, &repo)
+            .args(["backup", "physical", "--wal-timeout", "2"])
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{}: {err}", repo.url);
+        assert!(err.contains("archived"), "{err}");
+        assert!(
+            err.contains("cleanup: removed the 1 object(s)"),
+            "{}: {err}",
+            repo.url
+        );
+        assert_eq!(repo.backups_content(), Vec::<String>::new(), "{}", repo.url);
+        assert_eq!(backup_count(&pg, &repo), 0);
+    }
+}
