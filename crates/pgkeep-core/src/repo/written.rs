@@ -154,3 +154,72 @@ impl BackupWrites {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LocalStorage;
+
+    #[tokio::test]
+    async fn undo_removes_only_what_the_backup_put_and_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let repo = Repository::new(Arc::new(LocalStorage::new(&root)), "main");
+        let prefix = "main/backups/X/";
+        // Another run's object under the same id: never the failed backup's to remove.
+        repo.storage()
+            .put_bytes("main/backups/X/theirs", b"1", PutMode::Create)
+            .await
+            .unwrap();
+        let writes = BackupWrites::new(&repo, prefix);
+        let storage = writes.repo().storage();
+        storage
+            .put_bytes("main/backups/X/a", b"12345", PutMode::Create)
+            .await
+            .unwrap();
+        storage
+            .put_bytes("main/backups/X/manifest.json", b"{}", PutMode::Create)
+            .await
+            .unwrap();
+        let taken = storage
+            .put_bytes("main/backups/X/theirs", b"2", PutMode::Create)
+            .await;
+        assert!(matches!(taken, Err(StorageError::AlreadyExists { .. })));
+
+        let error = writes
+            .undo(Error::Interrupted {
+                reason: "SIGTERM".into(),
+            })
+            .await;
+        let Error::BackupUndone { cleanup, source } = &error else {
+            panic!("{error}");
+        };
+        assert_eq!(source.interrupted_by(), Some("SIGTERM"));
+        assert_eq!((cleanup.removed, cleanup.bytes), (2, 7), "{cleanup}");
+        assert!(
+            error
+                .to_string()
+                .contains("cleanup: removed the 2 object(s)")
+        );
+        let left: Vec<String> = repo
+            .storage()
+            .list("main/backups/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(left, ["main/backups/X/theirs"]);
+
+        // Alone in its directory, the directory goes too.
+        let writes = BackupWrites::new(&repo, "main/backups/Y/");
+        writes
+            .repo()
+            .storage()
+            .put_bytes("main/backups/Y/a", b"1", PutMode::Create)
+            .await
+            .unwrap();
+        writes.undo(Error::NoRepository).await;
+        assert!(!root.join("main/backups/Y").exists());
+    }
+}

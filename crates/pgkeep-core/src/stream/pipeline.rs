@@ -473,3 +473,86 @@ where
     }
     Ok(size)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Range;
+
+    use async_trait::async_trait;
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+    use crate::storage::{ByteReader, ObjectMeta};
+
+    /// A storage whose disk fills up after its first megabyte.
+    #[derive(Debug)]
+    struct FillsUp;
+
+    #[async_trait]
+    impl Storage for FillsUp {
+        fn url(&self) -> String {
+            "file:///full".into()
+        }
+
+        async fn put(
+            &self,
+            _key: &str,
+            body: &mut (dyn AsyncRead + Send + Unpin),
+            _mode: PutMode,
+        ) -> Result<ObjectMeta, StorageError> {
+            let mut buf = vec![0u8; CHUNK];
+            let _ = body.read(&mut buf).await.unwrap();
+            Err(StorageError::Local {
+                op: "writing",
+                path: "/full/x".into(),
+                source: std::io::ErrorKind::StorageFull.into(),
+                fix: "free space",
+            })
+        }
+
+        async fn get(&self, key: &str, _: Option<Range<u64>>) -> Result<ByteReader, StorageError> {
+            Err(StorageError::NotFound { key: key.into() })
+        }
+
+        async fn head(&self, key: &str) -> Result<ObjectMeta, StorageError> {
+            Err(StorageError::NotFound { key: key.into() })
+        }
+
+        async fn list(&self, _: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+            Ok(Vec::new())
+        }
+
+        async fn delete(&self, _: &str) -> Result<(), StorageError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_put_is_the_error_not_the_stopped_compressor() {
+        // Incompressible input, so the compressor keeps sending after the put stopped reading.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let input: Vec<u8> = (0..16 * CHUNK)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 32) as u8
+            })
+            .collect();
+        let compression = Compression::default();
+        let e = store_object(
+            &FillsUp,
+            "x",
+            std::io::Cursor::new(input),
+            PutMode::Create,
+            compression,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&e, Error::Storage(StorageError::Local { source, .. })
+                if source.kind() == std::io::ErrorKind::StorageFull),
+            "{e}"
+        );
+    }
+}
