@@ -343,40 +343,41 @@ fn sigterm_or_a_failed_dump_stops_a_logical_backup_and_removes_what_it_wrote() {
 }
 
 #[test]
-fn sigterm_stops_a_parallel_restore_its_pg_restore_and_removes_its_staging_file() {
+fn sigterm_or_sigint_stops_a_parallel_restore_its_pg_restore_and_removes_its_staging_file() {
     let pg = PgCluster::start();
     populate_big(&pg);
     let repo = Repo::local();
     let out = ok(pgkeep(&pg, &repo).args(["--json", "backup", "logical", "--db", "big"]));
     let id = common::json(&out)["id"].as_str().unwrap().to_string();
     let tmp = repo.scratch("tmp");
-    let mut run = Running::start(
-        pgkeep(&pg, &repo)
-            .env("TMPDIR", &tmp)
-            .args([
-                "restore", "--db", "big", "--into", "big_copy", "--jobs", "2",
-            ])
-            .args(["--backup", &id]),
-    );
-    let restores = run.wait_for_child("pg_restore");
-    // pg_restore -j starts its workers once it has read the table of contents.
-    std::thread::sleep(Duration::from_millis(700));
-    let mut pids = restores.clone();
-    pids.extend(children(restores[0], "pg_restore"));
-    let staged: Vec<PathBuf> = fs::read_dir(&tmp)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(staged.len(), 1, "{staged:?}");
-    let mode = fs::metadata(&staged[0]).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "the staging file under umask 000");
-    run.signal("-TERM");
-    let (code, err) = run.finish();
-    assert_eq!(code, Some(SIGTERM_EXIT), "{err}");
-    assert!(err.contains("interrupted by SIGTERM"), "{err}");
-    assert_stopped(&pids, "pg_restore");
-    let left: Vec<_> = fs::read_dir(&tmp).unwrap().collect();
-    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    for (signal, name, exit) in [("-TERM", "SIGTERM", 128 + 15), ("-INT", "SIGINT", 128 + 2)] {
+        let into = format!("big_copy_{}", &signal[1..]).to_lowercase();
+        let mut run = Running::start(
+            pgkeep(&pg, &repo)
+                .env("TMPDIR", &tmp)
+                .args(["restore", "--db", "big", "--into", &into, "--jobs", "2"])
+                .args(["--backup", &id]),
+        );
+        let restores = run.wait_for_child("pg_restore");
+        // pg_restore -j starts its workers once it has read the table of contents.
+        std::thread::sleep(Duration::from_millis(700));
+        let mut pids = restores.clone();
+        pids.extend(children(restores[0], "pg_restore"));
+        let staged: Vec<PathBuf> = fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(staged.len(), 1, "{staged:?}");
+        let mode = fs::metadata(&staged[0]).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the staging file under umask 000");
+        run.signal(signal);
+        let (code, err) = run.finish();
+        assert_eq!(code, Some(exit), "{err}");
+        assert!(err.contains(&format!("interrupted by {name}")), "{err}");
+        assert_stopped(&pids, "pg_restore");
+        let left: Vec<_> = fs::read_dir(&tmp).unwrap().collect();
+        assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    }
 }
 
 #[test]
