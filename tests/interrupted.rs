@@ -428,6 +428,19 @@ fn sigterm_stops_a_physical_backup_and_a_physical_verify_and_leaves_nothing() {
     assert_stopped(&tars, "tar");
     let left: Vec<_> = fs::read_dir(&tmp).unwrap().collect();
     assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    // A fetched WAL file is 0600 under umask 000, as PostgreSQL keeps its own.
+    let segment = fs::read_dir(repo.dir.path().join("repo/main/wal/00000001"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|name| name.len() == 24 + ".zst".len())
+        .expect("an archived segment");
+    let fetched = tmp.join("fetched");
+    ok(pgkeep(&pg, &repo)
+        .arg("wal-fetch")
+        .arg(&segment[..24])
+        .arg(&fetched));
+    let mode = fs::metadata(&fetched).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "a fetched WAL file under umask 000");
     // The repository's own files and directories keep 0600 and 0700 under umask 000.
     let mut stored = Vec::new();
     walk(&repo.dir.path().join("repo"), &mut stored);
