@@ -6,6 +6,7 @@
 mod args;
 mod commands;
 mod exit;
+mod interrupted;
 mod output;
 mod progress;
 
@@ -14,7 +15,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use pgkeep_core::{
-    LogicalBackupOptions, Overrides, PhysicalBackupOptions, Settings, VerifySelection,
+    Interrupt, LogicalBackupOptions, Overrides, PhysicalBackupOptions, Settings, VerifySelection,
 };
 
 use crate::args::{BackupCommand, Cli, Command, FailoverCommand, SyncCommand};
@@ -57,7 +58,7 @@ fn error_text(error: &anyhow::Error) -> String {
     text
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli, interrupt: Interrupt) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(&Overrides {
         config: cli.config.clone(),
         repo: cli.repo.clone(),
@@ -86,6 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 jobs: usize::from(jobs),
                 exclude_tables: exclude_table,
                 schema_only,
+                interrupt,
             };
             commands::backup_logical(&ctx, options).await
         }
@@ -96,6 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = PhysicalBackupOptions {
                 from_standby,
                 wal_timeout: std::time::Duration::from_secs(wal_timeout),
+                interrupt,
             };
             commands::backup_physical(&ctx, options).await
         }
@@ -165,13 +168,22 @@ fn main() -> ExitCode {
             });
         }
     };
-    match runtime.block_on(run(cli)) {
+    // Backups stop themselves on an interrupt (their children killed, what they wrote removed);
+    // any other command is dropped, which kills its children and removes its staging files.
+    let stops_itself = matches!(cli.command, Command::Backup(_));
+    let outcome = runtime.block_on(interrupted::run_until_signal(stops_itself, |interrupt| {
+        run(cli, interrupt)
+    }));
+    // A blocking thread still waiting on a killed child must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("pgkeep: error: {}", error_text(&e));
-            ExitCode::from(match fetching {
-                true => exit::WAL_FETCH_FAILED,
-                false => exit::code_for(&e),
+            ExitCode::from(match (fetching, interrupted::signal_of(&e)) {
+                (true, _) => exit::WAL_FETCH_FAILED,
+                (false, Some(code)) => code,
+                (false, None) => exit::code_for(&e),
             })
         }
     }

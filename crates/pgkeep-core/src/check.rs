@@ -246,26 +246,7 @@ async fn check_repository(
         }
     }
     report.reachable = true;
-    let probe = repo.key(&format!(".check-{:016x}", rand::random::<u64>()));
-    match repo
-        .storage()
-        .put_bytes(&probe, b"pgkeep check probe\n", PutMode::Create)
-        .await
-    {
-        Ok(_) => {
-            report.writable = true;
-            if let Err(e) = repo.storage().delete(&probe).await {
-                problems.add(
-                    Severity::Error,
-                    "repository",
-                    format!("a probe object could be written but not deleted: {e}"),
-                    "allow deletes for pgkeep's credentials (expire needs them); remove the probe by hand"
-                        .into(),
-                );
-            }
-        }
-        Err(e) => problems.add_error("repository", &e),
-    }
+    report.writable = probe_writes(&repo, problems).await;
     match repo.identity().await {
         Ok(identity) => {
             if let (Some(identity), Some(server)) = (&identity, server)
@@ -350,6 +331,60 @@ async fn check_missing_identity(
         Ok(_) => {}
         Err(e) => problems.add_error("repository", &e),
     }
+}
+
+/// Writes and deletes a probe object where the jobs write: beside the identity record, in a new
+/// directory under `backups/` (as each backup makes one) and under `wal/`. Returns whether all
+/// of them worked; each failure is a problem that names the path and the storage's own error.
+async fn probe_writes(repo: &Repository, problems: &mut Problems) -> bool {
+    let tag = format!(".check-{:016x}", rand::random::<u64>());
+    let probes = [
+        (repo.key(&tag), None),
+        (
+            repo.key(&format!("backups/{tag}/probe")),
+            Some(repo.key(&format!("backups/{tag}/"))),
+        ),
+        (
+            repo.key(&format!("wal/{tag}/probe")),
+            Some(repo.key(&format!("wal/{tag}/"))),
+        ),
+    ];
+    let mut writable = true;
+    for (probe, dir) in probes {
+        let storage = repo.storage();
+        if let Err(e) = storage
+            .put_bytes(&probe, b"pgkeep check probe\n", PutMode::Create)
+            .await
+        {
+            problems.add_error("repository", &e);
+            writable = false;
+            // The put may have made the directory before it failed.
+            if let Some(dir) = &dir {
+                let _ = storage.remove_empty_dir(dir).await;
+            }
+            continue;
+        }
+        let removed = match storage.delete(&probe).await {
+            Ok(()) => match &dir {
+                Some(dir) => storage.remove_empty_dir(dir).await,
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
+            problems.add(
+                Severity::Error,
+                "repository",
+                format!("a probe object could be written but not removed: {e}"),
+                format!(
+                    "allow deletes for pgkeep (a failed backup removes what it wrote); remove \
+                     {probe} by hand"
+                ),
+            );
+            writable = false;
+        }
+    }
+    writable
 }
 
 /// Runs every check. Never fails: whatever goes wrong is a [`Problem`] in the report.

@@ -103,8 +103,10 @@ mod wal;
 pub use check::{
     CheckReport, ConnectionReport, DataDirReport, Problem, RepositoryReport, Severity, check,
 };
-pub use error::{Damage, Error, LogicalError, PhysicalError, PitrError, SegmentProblem, WalError};
-pub use exec::{ProcessError, ToolError, ToolInfo, shell_quote};
+pub use error::{
+    BackupCleanup, Damage, Error, LogicalError, PhysicalError, PitrError, SegmentProblem, WalError,
+};
+pub use exec::{Interrupt, ProcessError, ToolError, ToolInfo, shell_quote};
 pub use logical::{
     BackupChoice, GlobalsReport, LogicalBackupOptions, LogicalRestoreOptions, LogicalRestorePlan,
     LogicalRestoreReport, backup_logical, plan_logical_restore, restore_globals, restore_logical,

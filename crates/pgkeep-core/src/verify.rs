@@ -267,8 +267,11 @@ async fn verify_base(
     item: &str,
 ) -> Result<(), Error> {
     let program = exec::located(settings.bin_dir.as_deref(), "pg_verifybackup", major)?;
+    // 0700 whatever the umask: the copy holds the whole cluster's data. An interrupt drops it,
+    // which removes it.
     let scratch = tempfile::Builder::new()
         .prefix("pgkeep-verify-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .map_err(|e| FileError::new("creating a scratch directory in", &std::env::temp_dir(), e))?;
     let cmd = exec::tar_extract(scratch.path(), false);

@@ -8,11 +8,13 @@
 //! refusals and failures are grouped by feature: [`LogicalError`], [`PhysicalError`],
 //! [`WalError`] and [`PitrError`].
 
+mod cleanup;
 mod logical;
 mod physical;
 mod pitr;
 mod wal;
 
+pub use cleanup::BackupCleanup;
 pub use logical::{LogicalError, PayloadProblem, TargetOutcome};
 pub use physical::PhysicalError;
 pub use pitr::PitrError;
@@ -329,6 +331,23 @@ pub enum Error {
     /// A point-in-time restore cannot go ahead or failed.
     #[error(transparent)]
     Pitr(#[from] PitrError),
+
+    /// The run was interrupted ([`Interrupt`](crate::Interrupt): SIGTERM, SIGINT).
+    #[error("interrupted by {reason}\n  fix: run the command again when it can run to its end")]
+    Interrupted {
+        /// What interrupted it (`SIGTERM`, ...).
+        reason: String,
+    },
+
+    /// A backup failed or was interrupted after it began to write: `source` is why, and what it
+    /// had written was removed (`cleanup` says what, or what is left).
+    #[error("{source}\n  {cleanup}")]
+    BackupUndone {
+        /// Why the backup failed.
+        source: Box<Error>,
+        /// What was removed.
+        cleanup: Box<BackupCleanup>,
+    },
 }
 
 impl Error {
@@ -341,6 +360,15 @@ impl Error {
                 | Error::SizeMismatch { .. }
                 | Error::Wal(WalError::Damaged { .. })
         )
+    }
+
+    /// What interrupted the run (`SIGTERM`, ...), when an [`Interrupt`](crate::Interrupt) ended it.
+    pub fn interrupted_by(&self) -> Option<&str> {
+        match self {
+            Error::Interrupted { reason } => Some(reason),
+            Error::BackupUndone { source, .. } => source.interrupted_by(),
+            _ => None,
+        }
     }
 
     /// A record that could not be serialized (a bug).

@@ -2,12 +2,14 @@
 //! [`ToolError`]), run with the connection in their environment and their stderr kept
 //! ([`ProcessError`]), GNU tar, shell quoting, and operating system users.
 
+mod interrupt;
 mod process;
 mod shell;
 mod tar;
 mod tools;
 mod user;
 
+pub use interrupt::Interrupt;
 pub use process::ProcessError;
 pub(crate) use process::{BlockingStdout, StdoutStream, output, pg_command, pg_std_command, run};
 pub use shell::shell_quote;

@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::process::{ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::process::{Child, ChildStdout, Command};
@@ -149,6 +150,44 @@ pub(crate) async fn run(mut cmd: Command, program: &Path) -> Result<String, Proc
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// How often the end of a child is polled for once its stdout has closed (it exits right after).
+const EXIT_POLL: Duration = Duration::from_millis(5);
+
+fn lock<T>(child: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    child.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A child that can be killed from elsewhere than the thread reading its stdout.
+enum Shared {
+    Tokio(Arc<Mutex<Child>>),
+    Std(Arc<Mutex<std::process::Child>>),
+}
+
+/// Kills a [`StdoutStream`]'s or [`BlockingStdout`]'s child when dropped, if it still runs. The
+/// stream itself is read on the compression thread, which a cancelled or failed caller cannot
+/// stop while it waits for the child's next bytes; the caller holds this instead, so that a
+/// failure, an interrupt or a dropped future never leaves the child running.
+pub(crate) struct StopOnDrop(Shared);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        match &self.0 {
+            Shared::Tokio(child) => {
+                let mut child = lock(child);
+                if matches!(child.try_wait(), Ok(None)) {
+                    let _ = child.start_kill();
+                }
+            }
+            Shared::Std(child) => {
+                let mut child = lock(child);
+                if matches!(child.try_wait(), Ok(None)) {
+                    let _ = child.kill();
+                }
+            }
+        }
+    }
+}
+
 type Wait = Pin<Box<dyn Future<Output = std::io::Result<ExitStatus>> + Send>>;
 
 enum State {
@@ -161,7 +200,7 @@ enum State {
 pub(crate) struct StdoutStream {
     program: PathBuf,
     state: State,
-    child: Option<Child>,
+    child: Option<Arc<Mutex<Child>>>,
     stderr: StderrTail,
     stderr_task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -183,10 +222,17 @@ impl StdoutStream {
         Ok(StdoutStream {
             program: program.to_path_buf(),
             state: State::Reading(stdout),
-            child: Some(child),
+            child: Some(Arc::new(Mutex::new(child))),
             stderr,
             stderr_task,
         })
+    }
+
+    /// A guard that kills the child when dropped, if it still runs then.
+    pub fn stopper(&self) -> Option<StopOnDrop> {
+        self.child
+            .as_ref()
+            .map(|child| StopOnDrop(Shared::Tokio(child.clone())))
     }
 }
 
@@ -204,13 +250,21 @@ impl AsyncRead for StdoutStream {
                     match Pin::new(stdout).poll_read(cx, buf) {
                         Poll::Ready(Ok(())) if buf.filled().len() == before => {
                             // End of stdout: the stream is only complete if the child succeeded.
-                            let Some(mut child) = this.child.take() else {
+                            let Some(child) = this.child.take() else {
                                 this.state = State::Done;
                                 continue;
                             };
                             let stderr_task = this.stderr_task.take();
                             this.state = State::Waiting(Box::pin(async move {
-                                let status = child.wait().await;
+                                // Polled, not awaited: a StopOnDrop may need the lock to kill it.
+                                let status = loop {
+                                    match lock(&child).try_wait() {
+                                        Ok(Some(status)) => break Ok(status),
+                                        Ok(None) => {}
+                                        Err(e) => break Err(e),
+                                    }
+                                    tokio::time::sleep(EXIT_POLL).await;
+                                };
                                 if let Some(task) = stderr_task {
                                     let _ = task.await;
                                 }
@@ -243,7 +297,7 @@ impl AsyncRead for StdoutStream {
 /// child exits 0, like [`StdoutStream`]. Dropping it kills a child still running.
 pub(crate) struct BlockingStdout {
     program: PathBuf,
-    child: std::process::Child,
+    child: Arc<Mutex<std::process::Child>>,
     stdout: std::process::ChildStdout,
     stderr: StderrTail,
     stderr_thread: Option<std::thread::JoinHandle<()>>,
@@ -276,7 +330,7 @@ impl BlockingStdout {
         };
         Ok(BlockingStdout {
             program: program.to_path_buf(),
-            child,
+            child: Arc::new(Mutex::new(child)),
             stdout,
             stderr,
             stderr_thread,
@@ -294,8 +348,14 @@ impl std::io::Read for BlockingStdout {
         if n > 0 || buf.is_empty() {
             return Ok(n);
         }
-        // End of stdout: the stream is only complete if the child succeeded.
-        let status = self.child.wait()?;
+        // End of stdout: the stream is only complete if the child succeeded. Polled, not
+        // waited for: a StopOnDrop may need the lock to kill it.
+        let status = loop {
+            if let Some(status) = lock(&self.child).try_wait()? {
+                break status;
+            }
+            std::thread::sleep(EXIT_POLL);
+        };
         if let Some(thread) = self.stderr_thread.take() {
             let _ = thread.join();
         }
@@ -312,11 +372,19 @@ impl std::io::Read for BlockingStdout {
     }
 }
 
+impl BlockingStdout {
+    /// A guard that kills the child when dropped, if it still runs then.
+    pub fn stopper(&self) -> StopOnDrop {
+        StopOnDrop(Shared::Std(self.child.clone()))
+    }
+}
+
 impl Drop for BlockingStdout {
     fn drop(&mut self) {
-        if !self.done && matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        let mut child = lock(&self.child);
+        if !self.done && matches!(child.try_wait(), Ok(None)) {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

@@ -11,13 +11,13 @@ use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::error::{Error, LogicalError};
-use crate::exec::{self, StdoutStream, ToolInfo};
+use crate::exec::{self, Interrupt, StdoutStream, ToolInfo};
 use crate::pg;
-use crate::repo::Repository;
 use crate::repo::catalog::{
     self, BackupKind, DatabaseInfo, LogicalOptions, Manifest, ManifestObject, ObjectFormat,
     ObjectRole,
 };
+use crate::repo::{BackupWrites, Repository};
 use crate::settings::Settings;
 use crate::storage::PutMode;
 use crate::stream::{self, Progress, ProgressReader, StoredObject};
@@ -38,6 +38,9 @@ pub struct LogicalBackupOptions {
     pub exclude_tables: Vec<String>,
     /// `pg_dump --schema-only`.
     pub schema_only: bool,
+    /// Stops the backup from outside (SIGTERM): running dumps are killed and what the backup
+    /// wrote is removed, as for any failure.
+    pub interrupt: Interrupt,
 }
 
 impl LogicalBackupOptions {
@@ -141,6 +144,9 @@ impl Dumper<'_> {
             exec::pg_command(&job.program, &self.settings.conninfo, job.dbname.as_deref());
         cmd.args(&job.args);
         let stdout = StdoutStream::spawn(cmd, &job.program)?;
+        // The dump is read on the compression thread: this kills it when the run fails or is
+        // dropped, even while that thread waits for its next bytes.
+        let _stop = stdout.stopper();
         let reader = ProgressReader::new(stdout, self.progress.clone(), &job.item);
         let stored = stream::store_object(
             self.repo.storage(),
@@ -222,7 +228,8 @@ impl Dumper<'_> {
 }
 
 /// Takes a logical backup and returns its manifest (written last; the backup exists only once it
-/// is). On any failure nothing is listed: running dumps are killed, uploads aborted.
+/// is). On any failure or interrupt nothing is listed: running dumps are killed, uploads aborted,
+/// and the objects already stored are removed ([`Error::BackupUndone`] says what).
 pub async fn backup_logical(
     settings: &Settings,
     repo: &Repository,
@@ -244,21 +251,34 @@ pub async fn backup_logical(
     let started_at = Utc::now();
     let id = catalog::new_backup_id(repo).await?;
     tracing::info!("backup {id}: {} database(s)", databases.len());
+    let prefix = catalog::backup_prefix(repo, &id);
+    let writes = BackupWrites::new(repo, &prefix);
     let dumper = Dumper {
         settings,
-        repo,
-        prefix: catalog::backup_prefix(repo, &id),
+        repo: writes.repo(),
+        prefix,
         progress,
     };
-    let mut objects = Vec::new();
-    if let Some(tool) = &pg_dumpall {
-        objects.push(dumper.globals(tool).await?);
-    }
-    objects.extend(
-        dumper
-            .databases(&pg_dump, &databases, &infos, options)
-            .await?,
-    );
+    let dumped = async {
+        let mut objects = Vec::new();
+        if let Some(tool) = &pg_dumpall {
+            objects.push(dumper.globals(tool).await?);
+        }
+        objects.extend(
+            dumper
+                .databases(&pg_dump, &databases, &infos, options)
+                .await?,
+        );
+        Ok(objects)
+    };
+    let objects = match options
+        .interrupt
+        .run(dumped, |reason| Error::Interrupted { reason })
+        .await
+    {
+        Ok(objects) => objects,
+        Err(e) => return Err(writes.undo(e).await),
+    };
     let tools: Vec<&ToolInfo> = std::iter::once(&pg_dump).chain(&pg_dumpall).collect();
     let manifest = Manifest {
         logical: Some(LogicalOptions {
@@ -268,6 +288,9 @@ pub async fn backup_logical(
         objects,
         ..Manifest::finished(repo, &server, BackupKind::Logical, id, started_at, &tools)
     };
-    catalog::write_manifest(repo, &manifest).await?;
+    // Not interruptible: once written, the backup is complete.
+    if let Err(e) = catalog::write_manifest(writes.repo(), &manifest).await {
+        return Err(writes.undo(e).await);
+    }
     Ok(manifest)
 }

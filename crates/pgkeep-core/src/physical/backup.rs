@@ -11,12 +11,12 @@ use chrono::Utc;
 
 use super::config_files::store_outside_config;
 use crate::error::{Error, PhysicalError};
-use crate::exec::{self, BlockingStdout, ToolInfo};
+use crate::exec::{self, BlockingStdout, Interrupt, ToolInfo};
 use crate::pg::{self, ConnInfo, Lsn, ServerInfo, UTC_TEXT, query_error, segment_name};
-use crate::repo::Repository;
 use crate::repo::catalog::{
     self, BackupKind, Manifest, ManifestObject, ObjectFormat, ObjectRole, PhysicalInfo,
 };
+use crate::repo::{BackupWrites, Repository};
 use crate::settings::Settings;
 use crate::storage::PutMode;
 use crate::stream::{self, Progress, ProgressReader, StoredObject, TarWatch};
@@ -29,6 +29,9 @@ pub struct PhysicalBackupOptions {
     pub from_standby: bool,
     /// How long to wait for the backup's last WAL segment to be archived.
     pub wal_timeout: Duration,
+    /// Stops the backup from outside (SIGTERM): pg_basebackup is killed and what the backup
+    /// wrote is removed, as for any failure.
+    pub interrupt: Interrupt,
 }
 
 /// Values of `backup_label`.
@@ -157,6 +160,9 @@ async fn take_base(
     progress.start(&item);
     let begun = Instant::now();
     let stdout = BlockingStdout::spawn(cmd, &program)?;
+    // Read on the compression thread: this kills pg_basebackup when the run fails or is dropped,
+    // even while that thread waits for its next bytes.
+    let _stop = stdout.stopper();
     let watch = TarWatch::new(
         ProgressReader::new(stdout, progress.clone(), &item),
         &["backup_label", "backup_manifest"],
@@ -245,7 +251,9 @@ fn physical_info(
     })
 }
 
-/// Takes a physical backup and returns its manifest (written last, once its WAL is archived).
+/// Takes a physical backup and returns its manifest (written last, once its WAL is archived). On
+/// any failure or interrupt nothing is listed: pg_basebackup is killed and the objects already
+/// stored are removed ([`Error::BackupUndone`] says what).
 pub async fn backup_physical(
     settings: &Settings,
     repo: &Repository,
@@ -262,11 +270,51 @@ pub async fn backup_physical(
 
     let started_at = Utc::now();
     let id = catalog::new_backup_id(repo).await?;
-    let prefix = catalog::backup_prefix(repo, &id);
-    let base = take_base(settings, repo, &client, &tool, &id, &progress).await?;
-    let info = physical_info(&base, segment_size, options.from_standby)?;
-    wait_archived(repo, &info.stop_segment, options, &progress).await?;
+    let writes = BackupWrites::new(repo, &catalog::backup_prefix(repo, &id));
+    let taken = async {
+        let base = take_base(settings, writes.repo(), &client, &tool, &id, &progress).await?;
+        let info = physical_info(&base, segment_size, options.from_standby)?;
+        wait_archived(writes.repo(), &info.stop_segment, options, &progress).await?;
+        let objects = store_after_base(settings, writes.repo(), &client, &id, base).await?;
+        Ok((info, objects))
+    };
+    let (info, objects) = match options
+        .interrupt
+        .run(taken, |reason| Error::Interrupted { reason })
+        .await
+    {
+        Ok(taken) => taken,
+        Err(e) => return Err(writes.undo(e).await),
+    };
+    let manifest = Manifest {
+        physical: Some(info),
+        objects,
+        ..Manifest::finished(
+            repo,
+            &server,
+            BackupKind::Physical,
+            id,
+            started_at,
+            &[&tool],
+        )
+    };
+    // Not interruptible: once written, the backup is complete.
+    if let Err(e) = catalog::write_manifest(writes.repo(), &manifest).await {
+        return Err(writes.undo(e).await);
+    }
+    Ok(manifest)
+}
 
+/// The base's entry and what a physical backup stores after it: PostgreSQL's `backup_manifest`
+/// and the configuration files kept outside the data directory.
+async fn store_after_base(
+    settings: &Settings,
+    repo: &Repository,
+    client: &tokio_postgres::Client,
+    id: &str,
+    base: BaseTaken,
+) -> Result<Vec<ManifestObject>, Error> {
+    let prefix = catalog::backup_prefix(repo, id);
     let mut objects = vec![ManifestObject {
         role: ObjectRole::Base,
         database: None,
@@ -295,21 +343,8 @@ pub async fn backup_physical(
             stored,
         });
     }
-    objects.extend(store_outside_config(settings, repo, &client, &prefix).await?);
-    let manifest = Manifest {
-        physical: Some(info),
-        objects,
-        ..Manifest::finished(
-            repo,
-            &server,
-            BackupKind::Physical,
-            id,
-            started_at,
-            &[&tool],
-        )
-    };
-    catalog::write_manifest(repo, &manifest).await?;
-    Ok(manifest)
+    objects.extend(store_outside_config(settings, repo, client, &prefix).await?);
+    Ok(objects)
 }
 
 /// Waits until `segment` is in the archive: without it the backup cannot be restored.

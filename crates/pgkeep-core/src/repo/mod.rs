@@ -4,6 +4,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod scan;
+mod written;
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::settings::{RepoLocation, S3Settings, Settings};
 use crate::storage::{LocalStorage, PutMode, S3Storage, Storage, StorageError};
+pub(crate) use written::BackupWrites;
 
 /// What the repository records about the cluster stored under a name, on its first write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,7 +31,11 @@ fn local_err(op: &'static str, path: &Path, source: std::io::Error) -> StorageEr
             "run pgkeep as the user that owns the repository directory, or fix its permissions"
         }
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
-            "free space on the repository's filesystem (pgkeep expire) or move the repository"
+            "free space on the filesystem holding the repository (`df` shows it; remove files that \
+             are not pgkeep's, or grow the filesystem), or move the repository to a larger one"
+        }
+        std::io::ErrorKind::ReadOnlyFilesystem => {
+            "remount the repository's filesystem read-write, or move the repository"
         }
         std::io::ErrorKind::NotFound => "check that the repository path exists and is mounted",
         _ => "check the repository's filesystem (mounted, writable, healthy)",
@@ -90,10 +94,12 @@ impl LocalStorage {
         Ok(self.root.join(key))
     }
 
+    /// Writes `body` into the staging file; errors name `target`, the file being written.
     async fn write_staging(
         &self,
         key: &str,
         staging: &Path,
+        target: &Path,
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64, StorageError> {
         let mut options = tokio::fs::OpenOptions::new();
@@ -101,7 +107,7 @@ impl LocalStorage {
         let mut file = options
             .open(staging)
             .await
-            .map_err(|e| local_err("creating", staging, e))?;
+            .map_err(|e| local_err("creating", target, e))?;
         let mut buf = vec![0u8; COPY_BUFFER];
         let mut size = 0u64;
         loop {
@@ -114,16 +120,16 @@ impl LocalStorage {
             }
             file.write_all(&buf[..n])
                 .await
-                .map_err(|e| local_err("writing", staging, e))?;
+                .map_err(|e| local_err("writing", target, e))?;
             size += n as u64;
         }
         file.flush()
             .await
-            .map_err(|e| local_err("writing", staging, e))?;
+            .map_err(|e| local_err("writing", target, e))?;
         // The data must be on disk before the name points at it, or a crash could publish a hole.
         file.sync_all()
             .await
-            .map_err(|e| local_err("fsyncing", staging, e))?;
+            .map_err(|e| local_err("fsyncing", target, e))?;
         Ok(size)
     }
 }
@@ -154,7 +160,7 @@ impl Storage for LocalStorage {
                 .map_err(|e| local_err("creating directory", &self.root, e.into()))??;
         }
         let staged = Staged::in_dir(&dir);
-        let size = self.write_staging(key, staged.path(), body).await?;
+        let size = self.write_staging(key, staged.path(), &path, body).await?;
         let key_owned = key.to_string();
         tokio::task::spawn_blocking(move || {
             staged.publish(&path, mode).map_err(|e| {
@@ -242,6 +248,28 @@ impl Storage for LocalStorage {
         tokio::task::spawn_blocking(move || list_blocking(&root, &prefix, Listing::Staging))
             .await
             .map_err(|e| local_err("listing", &self.root, e.into()))?
+    }
+
+    async fn remove_empty_dir(&self, prefix: &str) -> Result<(), StorageError> {
+        let dir = self.path(prefix.trim_end_matches('/'))?;
+        match tokio::fs::remove_dir(&dir).await {
+            Ok(()) => {
+                let parent = dir.parent().unwrap_or(&self.root).to_path_buf();
+                tokio::task::spawn_blocking(move || fsync_dir(&parent))
+                    .await
+                    .ok();
+                Ok(())
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::DirectoryNotEmpty
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(local_err("removing directory", &dir, e)),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

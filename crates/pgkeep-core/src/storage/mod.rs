@@ -225,6 +225,13 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Deletes an object; deleting a missing object succeeds.
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
 
+    /// Removes the directory a local repository keeps for `prefix` (`main/backups/<id>/`) once it
+    /// holds no object (a staging file of a killed writer keeps it); a directory that is gone or
+    /// not empty is no error. Object stores have no directories: there this does nothing.
+    async fn remove_empty_dir(&self, prefix: &str) -> Result<(), StorageError> {
+        validate_key(prefix.trim_end_matches('/'))
+    }
+
     /// Stores a small in-memory object.
     async fn put_bytes(
         &self,

@@ -64,6 +64,17 @@ enum Msg {
     End,
 }
 
+/// The receiving side of the channel is gone (the storage put stopped reading).
+#[derive(Debug, thiserror::Error)]
+#[error("the storage side stopped reading")]
+struct ConsumerStopped;
+
+impl ConsumerStopped {
+    fn error() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::BrokenPipe, ConsumerStopped)
+    }
+}
+
 /// The sending half, used on a blocking thread: buffers writes into chunks.
 struct ChunkSender {
     tx: mpsc::Sender<Msg>,
@@ -85,7 +96,7 @@ impl ChunkSender {
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
         self.tx
             .blocking_send(Msg::Data(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "consumer stopped"))
+            .map_err(|_| ConsumerStopped::error())
     }
 
     /// Flushes the last chunk and sends the end marker.
@@ -93,7 +104,7 @@ impl ChunkSender {
         self.send_buf()?;
         self.tx
             .blocking_send(Msg::End)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "consumer stopped"))
+            .map_err(|_| ConsumerStopped::error())
     }
 }
 
@@ -194,15 +205,27 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Why the compression thread stopped short.
+enum Stopped {
+    /// The storage side stopped reading (its put failed or was dropped): the put's error is the
+    /// cause, not this thread.
+    ConsumerGone,
+    /// The source or the compressor failed.
+    Failed(Box<Error>),
+}
+
 fn compress_blocking(
     input: impl Read,
     tx: mpsc::Sender<Msg>,
     compression: Compression,
     key: &str,
-) -> Result<(u64, String), Error> {
-    let compress_err = |source| Error::Compress {
-        key: key.to_string(),
-        source,
+) -> Result<(u64, String), Stopped> {
+    let compress_err = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::BrokenPipe if tx_closed(&source) => Stopped::ConsumerGone,
+        _ => Stopped::Failed(Box::new(Error::Compress {
+            key: key.to_string(),
+            source,
+        })),
     };
     let mut input = HashingReader::new(input);
     let mut encoder = zstd::stream::write::Encoder::new(ChunkSender::new(tx), compression.level)
@@ -218,10 +241,10 @@ fn compress_blocking(
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(source) => {
-                return Err(Error::Input {
+                return Err(Stopped::Failed(Box::new(Error::Input {
                     key: key.to_string(),
                     source,
-                });
+                })));
             }
         };
         encoder.write_all(&buf[..n]).map_err(compress_err)?;
@@ -229,6 +252,12 @@ fn compress_blocking(
     let sender = encoder.finish().map_err(compress_err)?;
     sender.finish().map_err(compress_err)?;
     Ok((input.size, hex::encode(input.hasher.finalize())))
+}
+
+/// Whether an error is [`ChunkSender`]'s "the receiving side is gone".
+fn tx_closed(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<ConsumerStopped>())
 }
 
 /// Compresses `reader` into `key`. The returned [`StoredObject`] records both sizes and hashes.
@@ -278,8 +307,19 @@ where
         key: key.to_string(),
         source: std::io::Error::other(e),
     })?;
-    // When both failed, the compressor's error is the cause (the put only saw the stream break).
-    let (raw_size, raw_sha) = compressed?;
+    // When both failed, the compressor's error is the cause (the put only saw the stream break),
+    // unless the compressor stopped only because the put had stopped reading: then the put's own
+    // error (no space left, permission denied, ...) is.
+    let (raw_size, raw_sha) = match compressed {
+        Ok(done) => done,
+        Err(Stopped::Failed(e)) => return Err(*e),
+        Err(Stopped::ConsumerGone) => {
+            put?;
+            return Err(Error::Internal {
+                problem: format!("{key}: the storage put ended before the end of the stream"),
+            });
+        }
+    };
     let meta = put?;
     let stored_sha256 = hex::encode(hasher.finalize());
     if meta.size != size {
@@ -432,4 +472,95 @@ where
         });
     }
     Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Range;
+
+    use async_trait::async_trait;
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+    use crate::storage::{ByteReader, ObjectMeta};
+
+    /// A storage whose disk fills up after its first megabyte.
+    #[derive(Debug)]
+    struct FillsUp;
+
+    #[async_trait]
+    impl Storage for FillsUp {
+        fn url(&self) -> String {
+            "file:///full".into()
+        }
+
+        async fn put(
+            &self,
+            _key: &str,
+            body: &mut (dyn AsyncRead + Send + Unpin),
+            _mode: PutMode,
+        ) -> Result<ObjectMeta, StorageError> {
+            let mut buf = vec![0u8; CHUNK];
+            let _ = body.read(&mut buf).await.unwrap();
+            Err(StorageError::Local {
+                op: "writing",
+                path: "/full/x".into(),
+                source: std::io::ErrorKind::StorageFull.into(),
+                fix: "free space",
+            })
+        }
+
+        async fn get(&self, key: &str, _: Option<Range<u64>>) -> Result<ByteReader, StorageError> {
+            Err(StorageError::NotFound { key: key.into() })
+        }
+
+        async fn head(&self, key: &str) -> Result<ObjectMeta, StorageError> {
+            Err(StorageError::NotFound { key: key.into() })
+        }
+
+        async fn list(&self, _: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+            Ok(Vec::new())
+        }
+
+        async fn create_root(&self) -> Result<(), StorageError> {
+            Ok(())
+        }
+
+        async fn list_unfinished(&self, _: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+            Ok(Vec::new())
+        }
+
+        async fn delete(&self, _: &str) -> Result<(), StorageError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_put_is_the_error_not_the_stopped_compressor() {
+        // Incompressible input, so the compressor keeps sending after the put stopped reading.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let input: Vec<u8> = (0..16 * CHUNK)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 32) as u8
+            })
+            .collect();
+        let compression = Compression::default();
+        let e = store_object(
+            &FillsUp,
+            "x",
+            std::io::Cursor::new(input),
+            PutMode::Create,
+            compression,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&e, Error::Storage(StorageError::Local { source, .. })
+                if source.kind() == std::io::ErrorKind::StorageFull),
+            "{e}"
+        );
+    }
 }

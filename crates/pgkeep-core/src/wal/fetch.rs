@@ -66,7 +66,16 @@ pub async fn wal_fetch(repo: &Repository, name: &str, dest: &Path) -> Result<Fet
         rand::random::<u32>()
     ));
     let write = async {
-        tokio::fs::write(&tmp, &raw).await?;
+        // 0600 whatever the umask, as PostgreSQL keeps its own WAL files.
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .await?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, &raw).await?;
+        tokio::io::AsyncWriteExt::flush(&mut file).await?;
+        drop(file);
         tokio::fs::rename(&tmp, dest).await
     };
     if let Err(e) = write.await {
