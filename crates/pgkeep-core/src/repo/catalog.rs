@@ -381,11 +381,21 @@ pub(crate) async fn write_manifest(repo: &Repository, manifest: &Manifest) -> Re
     repo.storage()
         .put_bytes(&key, &json, PutMode::Create)
         .await?;
-    let reservations = repo.storage().list(&format!("{prefix}{RESERVATION}")).await;
-    for object in reservations.into_iter().flatten() {
-        if let Err(e) = repo.storage().delete(&object.key).await {
-            tracing::warn!("backup {}: {e}", manifest.id);
-        }
+    if let Err(e) = release_id(repo, &prefix).await {
+        tracing::warn!("backup {}: {e}", manifest.id);
+    }
+    Ok(())
+}
+
+/// Removes the reservations of the backup id whose directory is `prefix` (after its manifest is
+/// written, or when a failed backup is undone).
+pub(crate) async fn release_id(repo: &Repository, prefix: &str) -> Result<(), Error> {
+    for object in repo
+        .storage()
+        .list(&format!("{prefix}{RESERVATION}"))
+        .await?
+    {
+        repo.storage().delete(&object.key).await?;
     }
     Ok(())
 }

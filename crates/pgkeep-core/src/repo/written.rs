@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
-use super::Repository;
+use super::{Repository, catalog};
 use crate::error::{BackupCleanup, Error};
 use crate::storage::{ByteReader, ObjectMeta, PutMode, Storage, StorageError};
 
@@ -151,10 +151,13 @@ impl BackupWrites {
                 }
             }
         }
-        if cleanup.error.is_none()
-            && let Err(e) = storage.remove_empty_dir(&self.prefix).await
-        {
-            tracing::warn!("{e}");
+        if cleanup.error.is_none() {
+            // The id's reservation was written before the recording began.
+            if let Err(e) = catalog::release_id(&self.original, &self.prefix).await {
+                cleanup.error = Some(e.to_string().replace("\n  fix: ", "; "));
+            } else if let Err(e) = storage.remove_empty_dir(&self.prefix).await {
+                tracing::warn!("{e}");
+            }
         }
         Error::BackupUndone {
             source: Box::new(error),
