@@ -101,16 +101,12 @@ fn run(cmd: &mut Command) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
-/// A complete WAL segment of `pg`, copied out of its pg_wal into `dir`.
+/// A complete WAL segment of `pg` (the one a switch just ended: a recycled segment ahead of the
+/// current one still has its old header, which wal-push refuses), copied out of its pg_wal into
+/// `dir`.
 fn a_segment(pg: &PgCluster, dir: &Path) -> PathBuf {
-    pg.psql("SELECT pg_switch_wal()");
-    let segment = fs::read_dir(pg.data_dir().join("pg_wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name().unwrap().len() == 24 && fs::metadata(p).unwrap().len() == 16 * 1024 * 1024
-        })
-        .expect("a segment in pg_wal");
+    let name = pg.psql("SELECT pg_walfile_name(pg_switch_wal())");
+    let segment = pg.data_dir().join("pg_wal").join(name);
     let copy = dir.join(segment.file_name().unwrap());
     fs::copy(&segment, &copy).unwrap();
     PgCluster::chown_for_server(&copy);
