@@ -343,7 +343,8 @@ fn sigterm_or_a_failed_dump_stops_a_logical_backup_and_removes_what_it_wrote() {
 }
 
 #[test]
-fn sigterm_or_sigint_stops_a_parallel_restore_its_pg_restore_and_removes_its_staging_file() {
+fn sigterm_or_sigint_stops_a_logical_restore_its_pg_restore_its_staging_file_and_its_new_database()
+{
     let pg = PgCluster::start();
     populate_big(&pg);
     let repo = Repo::local();
@@ -377,7 +378,28 @@ fn sigterm_or_sigint_stops_a_parallel_restore_its_pg_restore_and_removes_its_sta
         assert_stopped(&pids, "pg_restore");
         let left: Vec<_> = fs::read_dir(&tmp).unwrap().collect();
         assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+        // The database this restore created is dropped again, as after any failure.
+        assert!(err.contains("removed: database"), "{err}");
+        let exists = format!("SELECT count(*) FROM pg_database WHERE datname = '{into}'");
+        assert_eq!(pg.psql(&exists), "0", "{err}");
     }
+    // Streamed into pg_restore (no --jobs): the same.
+    let mut run = Running::start(
+        pgkeep(&pg, &repo)
+            .args(["restore", "--db", "big", "--into", "big_streamed"])
+            .args(["--backup", &id]),
+    );
+    let restores = run.wait_for_child("pg_restore");
+    std::thread::sleep(Duration::from_millis(500));
+    run.signal("-TERM");
+    let (code, err) = run.finish();
+    assert_eq!(code, Some(SIGTERM_EXIT), "{err}");
+    assert_stopped(&restores, "pg_restore");
+    assert!(err.contains("removed: database"), "{err}");
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM pg_database WHERE datname = 'big_streamed'"),
+        "0"
+    );
 }
 
 #[test]

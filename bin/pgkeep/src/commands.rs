@@ -335,6 +335,7 @@ pub async fn restore_logical(
     ctx: &Ctx,
     args: &RestoreArgs,
     database: &str,
+    interrupt: &pgkeep_core::Interrupt,
 ) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;
     let choice = backup_choice(args)?;
@@ -347,6 +348,7 @@ pub async fn restore_logical(
     let options = LogicalRestoreOptions {
         jobs: usize::from(args.jobs),
         clean: args.clean,
+        interrupt: interrupt.clone(),
     };
     let report =
         pgkeep_core::restore_logical(&ctx.settings, &repo, &plan, &options, ctx.progress.clone())

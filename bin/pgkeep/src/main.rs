@@ -117,7 +117,7 @@ async fn run(cli: Cli, interrupt: Interrupt) -> anyhow::Result<ExitCode> {
         }
         Command::Restore(args) => match (&args.pgdata, &args.db) {
             (Some(pgdata), _) => commands::restore_physical(&ctx, &args, pgdata.clone()).await,
-            (None, Some(db)) => commands::restore_logical(&ctx, &args, db).await,
+            (None, Some(db)) => commands::restore_logical(&ctx, &args, db, &interrupt).await,
             (None, None) => commands::restore_globals(&ctx, &args).await,
         },
         Command::Failover(FailoverCommand::Status { node }) => {
@@ -170,7 +170,13 @@ fn main() -> ExitCode {
     };
     // Backups stop themselves on an interrupt (their children killed, what they wrote removed);
     // any other command is dropped, which kills its children and removes its staging files.
-    let stops_itself = matches!(cli.command, Command::Backup(_));
+    // Backups and logical restores clean up after themselves (what they wrote, a database they
+    // created); every other command is simply dropped.
+    let stops_itself = match &cli.command {
+        Command::Backup(_) => true,
+        Command::Restore(args) => args.pgdata.is_none() && args.db.is_some(),
+        _ => false,
+    };
     let outcome = runtime.block_on(interrupted::run_until_signal(stops_itself, |interrupt| {
         run(cli, interrupt)
     }));

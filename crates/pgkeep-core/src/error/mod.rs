@@ -366,7 +366,8 @@ impl Error {
     pub fn interrupted_by(&self) -> Option<&str> {
         match self {
             Error::Interrupted { reason } => Some(reason),
-            Error::BackupUndone { source, .. } => source.interrupted_by(),
+            Error::BackupUndone { source, .. }
+            | Error::Logical(LogicalError::Incomplete { source, .. }) => source.interrupted_by(),
             _ => None,
         }
     }

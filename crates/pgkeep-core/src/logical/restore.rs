@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use super::target::{Made, clean_up, prepare_target, target_exists};
 use super::toc::add_data_offsets;
 use crate::error::{Error, LogicalError, PayloadProblem, TargetOutcome};
-use crate::exec::{self, ProcessError};
+use crate::exec::{self, Interrupt, ProcessError};
 use crate::pg;
 use crate::repo::Repository;
 use crate::repo::catalog::{self, BackupKind, Manifest, ManifestObject};
@@ -51,13 +51,16 @@ pub struct LogicalRestorePlan {
 }
 
 /// How to carry out a logical restore.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct LogicalRestoreOptions {
     /// Parallel pg_restore jobs; above 1 the archive is staged in a temporary file (under TMPDIR)
     /// that is removed afterwards.
     pub jobs: usize,
     /// Replace the contents of an existing target database (else an existing one is refused).
     pub clean: bool,
+    /// Stops the restore from outside (SIGTERM, SIGINT): pg_restore is killed and the restore
+    /// fails like any other, dropping a database it created itself.
+    pub interrupt: Interrupt,
 }
 
 /// How a logical restore went.
@@ -213,16 +216,23 @@ pub async fn restore_logical(
     cmd.env("PGAPPNAME", &target.application_name)
         .args(&target.args)
         .arg(format!("--dbname={}", target.connect_to));
-    let result = match &staged {
-        Some((file, bytes)) => {
-            cmd.arg(format!("--jobs={}", options.jobs)).arg(file.path());
-            exec::run(cmd, &program)
-                .await
-                .map(|_| *bytes)
-                .map_err(|e| restore_failed(plan, e))
+    let work = async {
+        match &staged {
+            Some((file, bytes)) => {
+                cmd.arg(format!("--jobs={}", options.jobs)).arg(file.path());
+                exec::run(cmd, &program)
+                    .await
+                    .map(|_| *bytes)
+                    .map_err(|e| restore_failed(plan, e))
+            }
+            None => restore_streamed(repo, plan, object, cmd, &program, &progress, &item).await,
         }
-        None => restore_streamed(repo, plan, object, cmd, &program, &progress, &item).await,
     };
+    // Interrupted, pg_restore is killed with `work` and the cleanup below runs as for a failure.
+    let result = options
+        .interrupt
+        .run(work, |reason| Error::Interrupted { reason })
+        .await;
     drop(staged);
     let bytes = match result {
         Ok(bytes) => bytes,
