@@ -240,3 +240,59 @@ fn unwritable_directories_are_named_and_check_fails() {
     assert_names(&text, denied, &wal, fix);
     assert_eq!(contents(&wal), Vec::<PathBuf>::new());
 }
+
+#[test]
+fn a_physical_restore_that_fails_leaves_the_target_as_it_found_it() {
+    let home = tempfile::tempdir().unwrap();
+    PgCluster::chown_for_server(home.path());
+    let root = home.path().join("repo");
+    let pg = PgCluster::builder()
+        .setting("wal_level", "replica")
+        .setting("archive_mode", "on")
+        .setting(
+            "archive_command",
+            format!(
+                "{} --repo {} wal-push %p",
+                pgkeep_core::shell_quote(PGKEEP),
+                pgkeep_core::shell_quote(&format!("file://{}", root.display()))
+            ),
+        )
+        .start();
+    let (code, text) = run(pgkeep(&pg, &root, home.path()).args(["backup", "physical"]));
+    assert_eq!(code, Some(0), "{text}");
+    let small = SmallFs::mount(home.path().join("small"));
+    let full = "No space left on device";
+
+    // A directory the restore creates is removed again; tar's complaint is not repeated per file.
+    let target = small.path.join("pg");
+    let (code, text) = run(pgkeep(&pg, &root, home.path())
+        .args(["restore", "--immediate", "--pgdata"])
+        .arg(&target));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(full), "{text}");
+    assert!(
+        text.contains("more lines)") || text.lines().count() < 20,
+        "{text}"
+    );
+    assert!(text.contains("was removed again"), "{text}");
+    assert!(!target.exists(), "{text}");
+    // An empty directory that existed (here the mount point itself) is emptied again.
+    let (code, text) = run(pgkeep(&pg, &root, home.path())
+        .args(["restore", "--immediate", "--pgdata"])
+        .arg(&small.path));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("was emptied again"), "{text}");
+    assert_eq!(contents(&small.path), Vec::<PathBuf>::new(), "{text}");
+
+    // A directory pg_ctl's shell would mangle is refused for --start before anything is written.
+    let odd = home.path().join("price $HOME");
+    let (code, text) = run(pgkeep(&pg, &root, home.path())
+        .args(["restore", "--immediate", "--start", "--pgdata"])
+        .arg(&odd));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("pg_ctl starts the server through /bin/sh"),
+        "{text}"
+    );
+    assert!(!odd.exists(), "{text}");
+}

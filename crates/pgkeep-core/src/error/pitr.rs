@@ -1,7 +1,7 @@
 //! Refusals and failures of point-in-time restores. A refusal changes nothing; the messages say
 //! so where it matters.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 const INSIDE_WINDOW: &str = "choose a target inside the window (`pgkeep list`); WAL not yet archived cannot be restored (`SELECT pg_switch_wal()` on the server archives the current segment)";
@@ -135,7 +135,7 @@ pub enum PitrError {
 
     /// tar could not extract the base backup.
     #[error(
-        "extracting backup {backup} into {} failed ({status}): {stderr}\n  fix: check the free space and permissions of the target; the directory holds a partial restore: remove it or use --force",
+        "extracting backup {backup} into {} failed ({status}): {stderr}\n  fix: check the free space (the plan says how large the data directory is) and the permissions of the target",
         dir.display()
     )]
     ExtractFailed {
@@ -147,6 +147,32 @@ pub enum PitrError {
         status: ExitStatus,
         /// What tar said.
         stderr: String,
+    },
+
+    /// `--start` of a data directory whose path pg_ctl's shell would change.
+    #[error(
+        "{}: pg_ctl starts the server through /bin/sh with the data directory in double quotes, where `{character}` changes the path, so --start cannot work there; nothing was written\n  fix: restore into a directory without $ ` \" or \\ in its path, or restore without --start and start it yourself",
+        dir.display()
+    )]
+    Unstartable {
+        /// The target directory.
+        dir: PathBuf,
+        /// The character.
+        character: char,
+    },
+
+    /// A restore failed before its server started; what it had written was removed.
+    #[error("{source}\n  cleanup: {}", cleanup_text(dir, *created, left.as_deref()))]
+    Undone {
+        /// Why it failed.
+        source: Box<crate::Error>,
+        /// The target directory.
+        dir: PathBuf,
+        /// Whether this restore had created the directory (it was removed), or it existed empty
+        /// (it was emptied again).
+        created: bool,
+        /// Why the cleanup itself failed, if it did.
+        left: Option<String>,
     },
 
     /// The path of the running pgkeep binary, for `restore_command`, is unknown.
@@ -263,4 +289,21 @@ pub enum PitrError {
         /// How long pgkeep waited.
         seconds: u64,
     },
+}
+
+fn cleanup_text(dir: &Path, created: bool, left: Option<&str>) -> String {
+    match (left, created) {
+        (Some(why), _) => format!(
+            "{} still holds a partial restore ({why}): remove it, or restore again with --force",
+            dir.display()
+        ),
+        (None, true) => format!(
+            "{} was removed again (this restore had created it); nothing is left behind",
+            dir.display()
+        ),
+        (None, false) => format!(
+            "{} was emptied again, as it was before; nothing is left behind",
+            dir.display()
+        ),
+    }
 }

@@ -138,6 +138,60 @@ fn prepare_dir(dir: &Path, force: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// The first `n` lines of a program's complaint (tar repeats one per file on a full disk).
+fn first_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    match lines.len() > n {
+        true => format!(
+            "{}\n  ({} more lines)",
+            lines[..n].join("\n"),
+            lines.len() - n
+        ),
+        false => text.to_string(),
+    }
+}
+
+/// Removes what a failed restore wrote: the directory itself when it created it, else its
+/// contents (it was empty, or `--force` emptied it).
+fn undo_target(dir: &Path, created: bool, error: Error) -> Error {
+    let removed = if created {
+        std::fs::remove_dir_all(dir)
+    } else {
+        std::fs::read_dir(dir).and_then(|entries| {
+            for entry in entries {
+                let path = entry?.path();
+                if path.is_dir() && !path.is_symlink() {
+                    std::fs::remove_dir_all(&path)?;
+                } else {
+                    std::fs::remove_file(&path)?;
+                }
+            }
+            Ok(())
+        })
+    };
+    PitrError::Undone {
+        source: Box::new(error),
+        dir: dir.to_path_buf(),
+        created,
+        left: removed.err().map(|e| e.to_string()),
+    }
+    .into()
+}
+
+/// pg_ctl runs the server through `/bin/sh -c` with the data directory in double quotes, where
+/// `$`, `` ` ``, `"` and `\` keep a meaning: such a directory cannot be started by it.
+fn check_startable(dir: &Path) -> Result<(), Error> {
+    let text = dir.to_string_lossy();
+    match text.chars().find(|c| matches!(c, '$' | '`' | '"' | '\\')) {
+        Some(c) => Err(PitrError::Unstartable {
+            dir: dir.to_path_buf(),
+            character: c,
+        }
+        .into()),
+        None => Ok(()),
+    }
+}
+
 /// Extracts the plan's base backup into its directory.
 async fn extract(
     repo: &Repository,
@@ -162,7 +216,7 @@ async fn extract(
             backup: plan.backup.clone(),
             dir: dir.clone(),
             status: fed.status,
-            stderr: fed.stderr.trim().to_string(),
+            stderr: first_lines(fed.stderr.trim(), 5),
         }
         .into());
     }
@@ -209,14 +263,26 @@ pub async fn restore_physical(
     }
     let dir = &plan.pgdata;
     let owner = file_owner(options.owner.as_deref())?;
-    prepare_dir(dir, plan.force)?;
-    extract(repo, plan, &progress).await?;
-    let notes = restore_config(repo, &plan.manifest, dir).await?;
-    write_recovery(settings, repo, plan, options)?;
-    if let Some((uid, gid)) = owner {
-        chown_tree(dir, uid, gid)
-            .map_err(|e| FileError::new("cannot change the owner of", dir, e))?;
+    if options.start {
+        check_startable(dir)?;
     }
+    let created = !dir.exists();
+    prepare_dir(dir, plan.force)?;
+    let made = async {
+        extract(repo, plan, &progress).await?;
+        let notes = restore_config(repo, &plan.manifest, dir).await?;
+        write_recovery(settings, repo, plan, options)?;
+        if let Some((uid, gid)) = owner {
+            chown_tree(dir, uid, gid)
+                .map_err(|e| FileError::new("cannot change the owner of", dir, e))?;
+        }
+        Ok::<_, Error>(notes)
+    };
+    // A restore that fails before its server starts leaves the target as it found it.
+    let notes = match made.await {
+        Ok(notes) => notes,
+        Err(e) => return Err(undo_target(dir, created, e)),
+    };
     if !options.start {
         return Ok(PhysicalRestoreReport {
             state: RestoreState::NotStarted,
