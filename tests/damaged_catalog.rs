@@ -186,6 +186,18 @@ fn a_damaged_manifest_does_not_block_a_point_in_time_restore() {
     assert!(said.contains("skipped backup 20991231T235959Z"), "{said}");
     assert!(said.contains(made["id"].as_str().unwrap()), "{said}");
     assert!(target.join("PG_VERSION").exists());
+
+    // The window's start as `list` prints it (to the microsecond) is a target it accepts.
+    let table = stdout(&run(pgkeep_as_server(&pg, &repo, home.path()).arg("list")));
+    let start = table
+        .lines()
+        .find_map(|l| l.strip_prefix("point-in-time recovery window: "))
+        .and_then(|w| w.split(" to ").next())
+        .unwrap_or_else(|| panic!("no window: {table}"))
+        .to_string();
+    ok(pgkeep_as_server(&pg, &repo, home.path())
+        .args(["restore", "--at", &start, "--pgdata"])
+        .arg(home.path().join("at-start")));
 }
 
 /// What `verify` (the newest) says, and whether it failed.

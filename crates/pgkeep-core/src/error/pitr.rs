@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
-const INSIDE_WINDOW: &str = "choose a target inside the window (`pgkeep list`); WAL not yet archived cannot be restored (`SELECT pg_switch_wal()` on the server archives the current segment)";
+const INSIDE_WINDOW: &str = "choose a target inside the window (`pgkeep list`); WAL not yet archived cannot be restored: `pgkeep restore --switch-wal ...` archives the server's current segment first";
+const BEFORE_WINDOW: &str = "choose a target at or after the window's start (`pgkeep list`): no base backup is older; a logical backup may reach further back (`pgkeep restore --db`)";
 
 /// A point-in-time restore cannot go ahead or failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +23,10 @@ pub enum PitrError {
     },
 
     /// The target is outside the recoverable window.
-    #[error("{target} is {why}; the restorable window is {window}\n  fix: {INSIDE_WINDOW}")]
+    #[error(
+        "{target} is {why}; the restorable window is {window}\n  fix: {}",
+        if why.starts_with("before") { BEFORE_WINDOW } else { INSIDE_WINDOW }
+    )]
     OutsideWindow {
         /// The target, as the plan prints it.
         target: String,

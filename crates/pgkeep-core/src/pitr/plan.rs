@@ -109,6 +109,12 @@ fn outside(target: &RecoveryTarget, window: &RecoveryWindow, why: &'static str) 
     .into()
 }
 
+/// `t` cut to the microsecond, the precision times are shown and PostgreSQL's targets have.
+fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    t.trunc_subsecs(6)
+}
+
 const BEFORE_OLDEST: &str = "before the end of the oldest base backup";
 const AFTER_NEWEST: &str = "after the newest archived WAL";
 
@@ -126,7 +132,8 @@ async fn choose_base(
 ) -> Result<Manifest, Error> {
     let target = &request.target;
     if let RecoveryTarget::Time(t) = target {
-        if window.from.is_none_or(|from| *t < from) {
+        // Times are shown and given to the microsecond: the window's start, copied, is in it.
+        if window.from.is_none_or(|from| *t < micros(from)) {
             return Err(outside(target, window, BEFORE_OLDEST));
         }
         match (&window.end, window.to) {
@@ -153,7 +160,7 @@ async fn choose_base(
         }
         None => {
             let ends_before = |b: &&Manifest| match target {
-                RecoveryTarget::Time(t) => info(b).stop_time <= *t,
+                RecoveryTarget::Time(t) => micros(info(b).stop_time) <= *t,
                 RecoveryTarget::Lsn(l) => info(b).stop_lsn <= *l,
                 _ => true,
             };
@@ -165,7 +172,7 @@ async fn choose_base(
     };
     let p = info(&chosen);
     let end = match target {
-        RecoveryTarget::Time(t) if *t < p.stop_time => Some(utc_micros(&p.stop_time)),
+        RecoveryTarget::Time(t) if *t < micros(p.stop_time) => Some(utc_micros(&p.stop_time)),
         RecoveryTarget::Lsn(l) if *l < p.stop_lsn => Some(p.stop_lsn.to_string()),
         _ => None,
     };
