@@ -113,7 +113,7 @@ fn repository_line(report: &CheckReport, line: &mut impl FnMut(&str, String)) {
                 "system id {}, PostgreSQL {}",
                 id.system_identifier, id.pg_major
             ),
-            None => "no identity record (see the problems below)".into(),
+            None => "no identity record yet (the first backup writes it; a problem below says if one is missing)".into(),
         };
         line(
             "repository",

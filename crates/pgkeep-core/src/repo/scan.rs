@@ -176,8 +176,9 @@ pub async fn read_catalog(repo: &Repository) -> Result<Catalog, Error> {
             }),
         }
     }
-    // Unfinished writes anywhere under the cluster: backups, and the WAL of a killed wal-push.
-    let staging = repo.storage().list_unfinished(&repo.key("")).await?;
+    // Unfinished writes where pgkeep writes much: the backups, and the WAL of a killed wal-push.
+    let mut staging = repo.storage().list_unfinished(&prefix).await?;
+    staging.extend(repo.storage().list_unfinished(&repo.key("wal/")).await?);
     for (dir_prefix, files) in group_by_directory(staging) {
         catalog
             .leftovers

@@ -52,9 +52,25 @@ fn local_file_err(e: FileError) -> StorageError {
     local_err(e.op, &e.path, e.source)
 }
 
+/// Gives `path` (just created by root) to the owner of the repository's root directory, so that
+/// a repository owned by the servers' OS user stays theirs when root writes into it (`failover
+/// promote` recording a timeline, `check`'s probes). Best effort: nothing to do unless root runs
+/// and the root directory belongs to someone else.
+fn keep_owner(root: &Path, path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    if crate::exec::euid() != Some(0) {
+        return;
+    }
+    if let Ok(meta) = std::fs::metadata(root)
+        && meta.uid() != 0
+    {
+        let _ = std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid()));
+    }
+}
+
 /// Creates `dir` and its missing parents (mode 0700), and fsyncs the parent of each, so that a
-/// crash cannot lose a directory holding a published object.
-fn create_dirs(dir: &Path) -> Result<(), StorageError> {
+/// crash cannot lose a directory holding a published object. Under `root`, they keep its owner.
+fn create_dirs(root: &Path, dir: &Path) -> Result<(), StorageError> {
     let mut missing = Vec::new();
     let mut at = dir;
     while !at.exists() {
@@ -66,7 +82,7 @@ fn create_dirs(dir: &Path) -> Result<(), StorageError> {
     }
     for created in missing.iter().rev() {
         match std::fs::DirBuilder::new().mode(0o700).create(created) {
-            Ok(()) => {}
+            Ok(()) => keep_owner(root, created),
             // Another put created it meanwhile.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(local_err("creating directory", created, e)),
@@ -155,21 +171,26 @@ impl Storage for LocalStorage {
         }
         if !tokio::fs::try_exists(&dir).await.unwrap_or(false) {
             let dir = dir.clone();
-            tokio::task::spawn_blocking(move || create_dirs(&dir))
+            let root = self.root.clone();
+            tokio::task::spawn_blocking(move || create_dirs(&root, &dir))
                 .await
                 .map_err(|e| local_err("creating directory", &self.root, e.into()))??;
         }
         let staged = Staged::in_dir(&dir);
         let size = self.write_staging(key, staged.path(), &path, body).await?;
         let key_owned = key.to_string();
+        let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
-            staged.publish(&path, mode).map_err(|e| {
-                if e.is_already_exists() {
-                    StorageError::AlreadyExists { key: key_owned }
-                } else {
-                    local_file_err(e)
-                }
-            })
+            staged
+                .publish(&path, mode)
+                .map(|()| keep_owner(&root, &path))
+                .map_err(|e| {
+                    if e.is_already_exists() {
+                        StorageError::AlreadyExists { key: key_owned }
+                    } else {
+                        local_file_err(e)
+                    }
+                })
         })
         .await
         .map_err(|e| local_err("publishing", &dir, e.into()))??;
@@ -237,7 +258,7 @@ impl Storage for LocalStorage {
 
     async fn create_root(&self) -> Result<(), StorageError> {
         let root = self.root.clone();
-        tokio::task::spawn_blocking(move || create_dirs(&root))
+        tokio::task::spawn_blocking(move || create_dirs(&root, &root))
             .await
             .map_err(|e| local_err("creating directory", &self.root, e.into()))?
     }
