@@ -220,7 +220,8 @@ mod tests {
         // as deliberate: a split brain, a problem.
         let report = verify_archive(&repo, u64::from(SIZE)).await.unwrap();
         assert_eq!(report.checked, 9, "{report:?}");
-        assert!(report.forks.is_empty(), "{report:?}");
+        assert_eq!(report.forks.len(), 1, "{report:?}");
+        assert!(report.forks[0].contains("NOT recorded"), "{report:?}");
         assert_eq!(report.problems.len(), 2, "{report:?}");
         assert!(
             report
