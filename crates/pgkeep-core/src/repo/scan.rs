@@ -100,10 +100,10 @@ pub async fn read_catalog(repo: &Repository) -> Result<Catalog, Error> {
     let prefix = repo.key("backups/");
     // Whose backups these are. A damaged or unreadable record is a problem of its own and leaves
     // the manifests unjudged on this count.
-    let (owner, mut identity_problem) = match repo.identity().await {
-        Ok(owner) => (owner, None),
-        Err(e) => (None, Some(e.to_string())),
-    };
+    let (owner, mut identity_problem) = repo
+        .identity()
+        .await
+        .map_or_else(|e| (None, Some(e.to_string())), |owner| (owner, None));
     let mut dirs: BTreeMap<String, Directory> = BTreeMap::new();
     for meta in repo.storage().list(&prefix).await? {
         let Some((id, name)) = meta
@@ -187,18 +187,21 @@ pub async fn read_catalog(repo: &Repository) -> Result<Catalog, Error> {
     catalog.backups.sort_by(|a, b| a.id.cmp(&b.id));
     let held = catalog.backups.len() + catalog.damaged.len();
     if owner.is_none() && identity_problem.is_none() && held > 0 {
-        identity_problem = Some(
-            Error::IdentityMissing {
-                key: repo.identity_key(),
-                repo: repo.storage().url(),
-                cluster: repo.cluster().to_string(),
-                evidence: format!("{held} backup(s)"),
-            }
-            .to_string(),
-        );
+        identity_problem = Some(missing_identity(repo, held));
     }
     catalog.identity_problem = identity_problem;
     Ok(catalog)
+}
+
+/// The problem of a repository holding `held` backups without `cluster.json`.
+fn missing_identity(repo: &Repository, held: usize) -> String {
+    Error::IdentityMissing {
+        key: repo.identity_key(),
+        repo: repo.storage().url(),
+        cluster: repo.cluster().to_string(),
+        evidence: format!("{held} backup(s)"),
+    }
+    .to_string()
 }
 
 /// Unfinished writes grouped by the directory they lie in.
