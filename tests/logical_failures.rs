@@ -4,11 +4,12 @@
 //! meanwhile (issue 9, point 2).
 
 mod common;
-#[path = "common/logical.rs"]
-mod logical;
+#[allow(dead_code)] // shared by several test files, each uses part of it
+#[path = "common/repo.rs"]
+mod repo;
 
 use common::json;
-use logical::{Repo, exists, fails, flipped, local_repo, ok, pgkeep, repos};
+use repo::{Repo, exists, fails, flipped, local_repo, ok, pgkeep, repos};
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

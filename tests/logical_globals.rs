@@ -3,11 +3,12 @@
 //! (issue 9, point 10).
 
 mod common;
-#[path = "common/logical.rs"]
-mod logical;
+#[allow(dead_code)] // shared by several test files, each uses part of it
+#[path = "common/repo.rs"]
+mod repo;
 
 use common::{json, stderr};
-use logical::{fails, flipped, local_repo, ok, pgkeep};
+use repo::{fails, flipped, local_repo, ok, pgkeep};
 
 use pgkeep_testkit::PgCluster;
 

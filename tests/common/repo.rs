@@ -67,11 +67,22 @@ impl Repo {
         block_on(storage.put_bytes(key, bytes, pgkeep_core::PutMode::Overwrite)).unwrap();
     }
 
+    /// Deletes the object at `key`.
+    pub fn delete(&self, key: &str) {
+        let storage = self.storage();
+        block_on(storage.delete(key)).unwrap();
+    }
+
     /// Reads the object at `key`.
     pub fn get(&self, key: &str) -> Vec<u8> {
         let storage = self.storage();
         block_on(storage.get_bytes(key)).unwrap()
     }
+}
+
+/// A local repository in `dir/repo` (the caller keeps `dir`).
+pub fn local_repo(dir: &std::path::Path) -> Repo {
+    Repo::at(format!("file://{}", dir.join("repo").display()))
 }
 
 /// A local repository, and one on the shared Garage when it runs (it must under CI=true).
@@ -178,4 +189,27 @@ pub fn switch_and_wait(psql: impl Fn(&str) -> String) -> String {
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
+}
+
+/// Runs a command that must fail with exit code 1; returns its stderr.
+pub fn fails(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{cmd:?}: {stderr}");
+    stderr
+}
+
+/// Whether database `db` exists on `pg`.
+pub fn exists(pg: &PgCluster, db: &str) -> bool {
+    pg.psql(&format!(
+        "SELECT count(*) FROM pg_database WHERE datname = '{db}'"
+    )) == "1"
+}
+
+/// Flips a byte in the middle: same size, so only reading the object finds it.
+pub fn flipped(bytes: &[u8]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let middle = out.len() / 2;
+    out[middle] ^= 0x5a;
+    out
 }
