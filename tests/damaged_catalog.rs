@@ -8,6 +8,8 @@ mod common;
 #[path = "common/repo.rs"]
 mod repo;
 
+use std::os::unix::fs::MetadataExt as _;
+
 use common::{json, stderr};
 use repo::{
     Repo, archiving_cluster, free_port, ok, pgkeep, pgkeep_as_server, repos, run, switch_and_wait,
@@ -186,6 +188,25 @@ fn a_damaged_manifest_does_not_block_a_point_in_time_restore() {
     assert!(said.contains("skipped backup 20991231T235959Z"), "{said}");
     assert!(said.contains(made["id"].as_str().unwrap()), "{said}");
     assert!(target.join("PG_VERSION").exists());
+    // The recovery files pgkeep writes are private, as PostgreSQL keeps its own, whatever the
+    // umask (here 000).
+    let unstarted = home.path().join("unstarted");
+    let mut umask = std::process::Command::new("sh");
+    umask
+        .args(["-c", "umask 000 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_pgkeep"))
+        .args(["--repo", &repo.url, "restore", "--latest", "--pgdata"])
+        .arg(&unstarted)
+        .env("HOME", home.path())
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", pg.port().to_string())
+        .env("PGUSER", "postgres");
+    PgCluster::as_server(&mut umask);
+    ok(&mut umask);
+    for written in ["postgresql.auto.conf", "recovery.signal"] {
+        let mode = std::fs::metadata(unstarted.join(written)).map(|m| m.mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o600), "{written}");
+    }
 
     // The window's start as `list` prints it (to the microsecond) is a target it accepts.
     let table = stdout(&run(pgkeep_as_server(&pg, &repo, home.path()).arg("list")));

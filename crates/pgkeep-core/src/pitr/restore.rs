@@ -243,9 +243,26 @@ fn write_recovery(
         &plan.timeline_setting,
         options,
     );
-    std::fs::write(&auto_conf, text).map_err(|e| FileError::new("cannot write", &auto_conf, e))?;
-    let signal = plan.pgdata.join("recovery.signal");
-    std::fs::write(&signal, "").map_err(|e| FileError::new("cannot write", &signal, e))?;
+    write_private(&auto_conf, text.as_bytes())?;
+    write_private(&plan.pgdata.join("recovery.signal"), b"")
+}
+
+/// Writes a file of the data directory with mode 0600, whatever the umask (as PostgreSQL keeps
+/// its own files).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let cannot = |e| FileError::new("cannot write", path, e);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(cannot)?;
+    file.write_all(bytes).map_err(cannot)?;
+    // An existing file (postgresql.auto.conf from the backup) keeps its old mode on open.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(cannot)?;
     Ok(())
 }
 
