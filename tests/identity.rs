@@ -49,6 +49,17 @@ fn segment_copy(pg: &PgCluster, dir: &Path, name: &str) -> PathBuf {
     path
 }
 
+/// `repair-identity` rebuilds the record as `owner`'s, and `owner` can back up again.
+fn repaired_by(owner: &PgCluster, repo: &Repo) -> serde_json::Value {
+    let repaired = json(&ok(pgkeep(owner, repo).args(["--json", "repair-identity"])));
+    assert_eq!(
+        repaired["identity"]["system_identifier"],
+        system_identifier(owner)
+    );
+    assert!(backup(owner, repo).status.success());
+    repaired
+}
+
 fn refused(out: &std::process::Output, words: &[&str]) {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
     for word in words {
@@ -105,14 +116,7 @@ fn a_lost_or_damaged_identity_record_refuses_writes_until_repaired() {
         );
 
         // Rebuilt from the manifests: the owner writes again, the other server is refused.
-        let repaired = json(&ok(
-            pgkeep(&owner, &repo).args(["--json", "repair-identity"])
-        ));
-        assert_eq!(
-            repaired["identity"]["system_identifier"],
-            system_identifier(&owner)
-        );
-        assert!(backup(&owner, &repo).status.success());
+        repaired_by(&owner, &repo);
         refused(
             &backup(&other, &repo),
             &["belongs to another PostgreSQL cluster"],
@@ -128,12 +132,9 @@ fn a_lost_or_damaged_identity_record_refuses_writes_until_repaired() {
             &backup(&owner, &repo),
             &["not a valid cluster identity record", "repair-identity"],
         );
-        let repaired = json(&ok(
-            pgkeep(&owner, &repo).args(["--json", "repair-identity"])
-        ));
+        let repaired = repaired_by(&owner, &repo);
         let kept = repaired["kept_damaged"].as_str().unwrap();
         assert_eq!(repo.get(kept), b"{ this is not json");
-        assert!(backup(&owner, &repo).status.success());
         assert_eq!(backups(&owner, &repo), 3);
     }
 }
@@ -234,14 +235,7 @@ fn identity_dead_ends_have_a_way_out_and_accept_fork_checks_its_timeline() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let repaired = json(&ok(
-        pgkeep(&owner, &repo).args(["--json", "repair-identity"])
-    ));
-    assert_eq!(
-        repaired["identity"]["system_identifier"],
-        system_identifier(&owner)
-    );
-    assert!(backup(&owner, &repo).status.success());
+    repaired_by(&owner, &repo);
 
     // accept-fork: only a timeline the archive has, in a repository that exists.
     refused(

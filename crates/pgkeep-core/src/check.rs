@@ -6,7 +6,6 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::error::Error;
 use crate::exec::{self, CLIENT_TOOLS, ToolInfo};
 use crate::pg::{self, PasswordSource, ServerInfo};
 use crate::repo::{ClusterIdentity, Repository, open_storage};
@@ -287,38 +286,20 @@ async fn check_missing_identity(
     server: Option<&ServerInfo>,
     problems: &mut Problems,
 ) {
-    match wal::IdentityEvidence::gather(repo).await {
-        Ok(evidence)
-            if !evidence.holds_backups()
-                && server.is_some_and(|s| {
-                    evidence
-                        .wal_system_identifier
-                        .as_ref()
-                        .is_some_and(|wal| *wal != s.system_identifier)
-                }) =>
-        {
-            problems.add_error(
-                "repository",
-                &Error::ArchiveMismatch {
-                    repo: repo.storage().url(),
-                    cluster: repo.cluster().to_string(),
-                    archived: evidence.wal_system_identifier.clone().unwrap_or_default(),
-                    actual: server
-                        .map(|s| s.system_identifier.clone())
-                        .unwrap_or_default(),
-                },
-            )
-        }
-        Ok(evidence) if evidence.holds_backups() => problems.add_error(
-            "repository",
-            &Error::IdentityMissing {
-                key: repo.identity_key(),
-                repo: repo.storage().url(),
-                cluster: repo.cluster().to_string(),
-                evidence: evidence.describe(),
-            },
-        ),
-        Ok(evidence) if evidence.wal_files > 0 => problems.add(
+    let evidence = match wal::IdentityEvidence::gather(repo).await {
+        Ok(evidence) => evidence,
+        Err(e) => return problems.add_error("repository", &e),
+    };
+    if evidence.holds_backups() {
+        return problems.add_error("repository", &evidence.missing(repo));
+    }
+    if let Some(server) = server
+        && let Err(e) = evidence.check_wal(repo, &server.system_identifier)
+    {
+        return problems.add_error("repository", &e);
+    }
+    if evidence.wal_files > 0 {
+        problems.add(
             Severity::Warning,
             "repository",
             format!(
@@ -327,9 +308,7 @@ async fn check_missing_identity(
                 evidence.describe()
             ),
             "take a backup: the first backup records which server owns the cluster name".into(),
-        ),
-        Ok(_) => {}
-        Err(e) => problems.add_error("repository", &e),
+        );
     }
 }
 

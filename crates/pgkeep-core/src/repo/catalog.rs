@@ -400,9 +400,15 @@ pub(crate) async fn release_id(repo: &Repository, prefix: &str) -> Result<(), Er
     Ok(())
 }
 
-/// Backup `id`'s manifest, read and parsed: one that does not parse, or that describes another
-/// backup, is [`Error::UnusableBackup`]; a missing one is the storage's not-found error.
-pub(crate) async fn read_backup(repo: &Repository, id: &str) -> Result<Manifest, Error> {
+/// Backup `id`'s manifest, read and parsed: one that does not parse, describes another backup,
+/// cannot describe a backup pgkeep wrote, or is a backup of another cluster than `owner` (the
+/// identity record, when there is one) is [`Error::UnusableBackup`]; a missing one is the
+/// storage's not-found error.
+pub(crate) async fn read_backup(
+    repo: &Repository,
+    id: &str,
+    owner: Option<&ClusterIdentity>,
+) -> Result<Manifest, Error> {
     let key = format!("{}{MANIFEST}", backup_prefix(repo, id));
     let bytes = repo.storage().get_bytes(&key).await?;
     let unusable = |problem: String| Error::UnusableBackup {
@@ -420,6 +426,14 @@ pub(crate) async fn read_backup(repo: &Repository, id: &str) -> Result<Manifest,
     }
     if let Some(problem) = shape_problem(&manifest, &backup_prefix(repo, id)) {
         return Err(unusable(format!("its manifest {problem}")));
+    }
+    if let Some(owner) = owner.filter(|o| o.system_identifier != manifest.system_identifier) {
+        return Err(unusable(format!(
+            "it is a backup of another PostgreSQL cluster (system identifier {}), not of the one {} names ({})",
+            manifest.system_identifier,
+            repo.identity_key(),
+            owner.system_identifier
+        )));
     }
     Ok(manifest)
 }
@@ -455,39 +469,11 @@ fn shape_problem(manifest: &Manifest, prefix: &str) -> Option<String> {
         })
 }
 
-/// Why `manifest` is not a backup of the cluster `owner` (the identity record) names, if it is not.
-pub(crate) fn foreign(
-    repo: &Repository,
-    owner: Option<&ClusterIdentity>,
-    manifest: &Manifest,
-) -> Option<String> {
-    let owner = owner.filter(|o| o.system_identifier != manifest.system_identifier)?;
-    Some(format!(
-        "it is a backup of another PostgreSQL cluster (system identifier {}), not of the one {} names ({})",
-        manifest.system_identifier,
-        repo.identity_key(),
-        owner.system_identifier
-    ))
-}
-
 /// Backup `id`, or [`Error::NoSuchBackup`], or [`Error::UnusableBackup`] (also for a backup of
 /// another cluster than the identity record names).
 pub async fn find_backup(repo: &Repository, id: &str) -> Result<Manifest, Error> {
-    let found = read_backup(repo, id).await;
-    if let Ok(manifest) = &found
-        && let Some(problem) = foreign(
-            repo,
-            repo.identity().await.ok().flatten().as_ref(),
-            manifest,
-        )
-    {
-        return Err(Error::UnusableBackup {
-            id: id.to_string(),
-            key: format!("{}{MANIFEST}", backup_prefix(repo, id)),
-            problem,
-        });
-    }
-    match found {
+    let owner = repo.identity().await.ok().flatten();
+    match read_backup(repo, id, owner.as_ref()).await {
         Err(Error::Storage(e)) if e.is_not_found() => {
             // A repository that is not there says so, rather than "no such backup".
             repo.storage().list(&backup_prefix(repo, id)).await?;

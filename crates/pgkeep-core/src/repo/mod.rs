@@ -149,6 +149,17 @@ impl Repository {
         Ok(())
     }
 
+    /// [`Error::IdentityMissing`]: no identity record, while the repository holds `evidence`
+    /// (`2 backup(s)`, ...) under the cluster name.
+    pub(crate) fn identity_missing(&self, evidence: String) -> Error {
+        Error::IdentityMissing {
+            key: self.identity_key(),
+            repo: self.storage.url(),
+            cluster: self.cluster.clone(),
+            evidence,
+        }
+    }
+
     /// The identity record's key, `<cluster>/cluster.json`.
     pub(crate) fn identity_key(&self) -> String {
         self.key("cluster.json")

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::repo::Repository;
-use crate::repo::catalog::{MANIFEST, Manifest, foreign, read_backup};
+use crate::repo::catalog::{MANIFEST, Manifest, read_backup};
 use crate::storage::ObjectMeta;
 
 /// Everything under the repository cluster's `backups/`.
@@ -120,11 +120,12 @@ pub async fn read_catalog(repo: &Repository) -> Result<Catalog, Error> {
             dir.objects.push(meta);
         }
     }
+    let owner_ref = owner.as_ref();
     let manifests: Vec<(String, Option<Result<Manifest, Error>>)> =
         futures::stream::iter(dirs.iter())
             .map(|(id, dir)| async move {
                 let read = match dir.manifest {
-                    Some(_) => Some(read_backup(repo, id).await),
+                    Some(_) => Some(read_backup(repo, id, owner_ref).await),
                     None => None,
                 };
                 Ok::<_, Error>((id.clone(), read))
@@ -142,13 +143,6 @@ pub async fn read_catalog(repo: &Repository) -> Result<Catalog, Error> {
                 &dir_prefix,
                 &dir.objects,
             )),
-            Some(Ok(manifest)) if foreign(repo, owner.as_ref(), &manifest).is_some() => {
-                catalog.damaged.push(DamagedBackup {
-                    key: dir.manifest.clone().unwrap_or_default(),
-                    problem: foreign(repo, owner.as_ref(), &manifest).unwrap_or_default(),
-                    id,
-                })
-            }
             Some(Ok(manifest)) => {
                 let unlisted: Vec<ObjectMeta> = dir
                     .objects
@@ -187,21 +181,13 @@ pub async fn read_catalog(repo: &Repository) -> Result<Catalog, Error> {
     catalog.backups.sort_by(|a, b| a.id.cmp(&b.id));
     let held = catalog.backups.len() + catalog.damaged.len();
     if owner.is_none() && identity_problem.is_none() && held > 0 {
-        identity_problem = Some(missing_identity(repo, held));
+        identity_problem = Some(
+            repo.identity_missing(format!("{held} backup(s)"))
+                .to_string(),
+        );
     }
     catalog.identity_problem = identity_problem;
     Ok(catalog)
-}
-
-/// The problem of a repository holding `held` backups without `cluster.json`.
-fn missing_identity(repo: &Repository, held: usize) -> String {
-    Error::IdentityMissing {
-        key: repo.identity_key(),
-        repo: repo.storage().url(),
-        cluster: repo.cluster().to_string(),
-        evidence: format!("{held} backup(s)"),
-    }
-    .to_string()
 }
 
 /// Unfinished writes grouped by the directory they lie in.

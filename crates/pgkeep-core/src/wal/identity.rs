@@ -114,17 +114,17 @@ impl IdentityEvidence {
         parts.join(" and ")
     }
 
-    fn missing(&self, repo: &Repository) -> Error {
-        Error::IdentityMissing {
-            key: repo.identity_key(),
-            repo: repo.storage().url(),
-            cluster: repo.cluster().to_string(),
-            evidence: self.describe(),
-        }
+    /// [`Error::IdentityMissing`], naming this evidence.
+    pub(crate) fn missing(&self, repo: &Repository) -> Error {
+        repo.identity_missing(self.describe())
     }
 
     /// [`Error::ArchiveMismatch`] when the archived WAL belongs to another server.
-    fn check_wal(&self, repo: &Repository, system_identifier: &str) -> Result<(), Error> {
+    pub(crate) fn check_wal(
+        &self,
+        repo: &Repository,
+        system_identifier: &str,
+    ) -> Result<(), Error> {
         match &self.wal_system_identifier {
             Some(wal) if wal != system_identifier => Err(Error::ArchiveMismatch {
                 repo: repo.storage().url(),
