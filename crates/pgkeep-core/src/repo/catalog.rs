@@ -19,6 +19,18 @@ use crate::stream::StoredObject;
 
 /// The manifest's file name inside a backup's directory.
 pub(crate) const MANIFEST: &str = "manifest.json";
+/// The key (inside a backup's directory) of the record that pins the backup against expiry.
+pub(crate) const PIN: &str = "pinned.json";
+/// The directory (inside a backup's directory) of the records of its restore drills, one small
+/// object each.
+pub(crate) const DRILLS: &str = "drills/";
+
+/// Whether `name` (a key relative to a backup's directory) is a note about the backup written
+/// after it — its pin or a drill record — rather than a payload object its manifest lists.
+pub(crate) fn is_note(name: &str) -> bool {
+    name == PIN || name.starts_with(DRILLS)
+}
+
 /// The manifest format written by this version.
 pub(crate) const MANIFEST_FORMAT: u32 = 1;
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::repo::Repository;
-use crate::repo::catalog::{MANIFEST, Manifest, read_backup};
+use crate::repo::catalog::{MANIFEST, Manifest, is_note, read_backup};
 use crate::storage::ObjectMeta;
 
 /// Everything under the repository cluster's `backups/`.
@@ -148,6 +148,7 @@ pub async fn read_catalog(repo: &Repository) -> Result<Catalog, Error> {
                     .objects
                     .iter()
                     .filter(|o| !manifest.objects.iter().any(|m| m.stored.key == o.key))
+                    .filter(|o| !o.key.strip_prefix(&dir_prefix).is_some_and(is_note))
                     .cloned()
                     .collect();
                 catalog
