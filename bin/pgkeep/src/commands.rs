@@ -288,6 +288,7 @@ pub async fn restore_physical(
         keep_archiving: args.keep_archiving,
         owner: args.owner.clone(),
         wal_fetch_program: None,
+        server_settings: Vec::new(),
     };
     let report =
         pgkeep_core::restore_physical(&ctx.settings, &repo, &plan, &options, ctx.progress.clone())

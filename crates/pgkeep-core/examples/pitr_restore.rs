@@ -64,6 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|| "pgkeep".into())
                 .into(),
         ),
+        server_settings: Vec::new(),
     };
     let report = restore_physical(&settings, &repo, &plan, &options, Arc::new(NoProgress)).await?;
     println!(

@@ -59,6 +59,7 @@
 //!     keep_archiving: false,
 //!     owner: None,
 //!     wal_fetch_program: Some("/usr/local/bin/pgkeep".into()),
+//!     server_settings: Vec::new(),
 //! };
 //! let report = restore_physical(&settings, &repo, &plan, &options, Arc::new(NoProgress)).await?;
 //! println!("{}: reached {:?}", report.state, report.reached_lsn);
@@ -80,6 +81,9 @@
 //! - Physical and WAL: [`backup_physical`], [`wal_push`], [`wal_fetch`],
 //!   [`recoverable_window`], [`plan_physical_restore`] and [`restore_physical`].
 //! - Checks: [`verify_backups`], [`verify_wal`], [`check()`].
+//! - Restore drills: [`drill()`] restores backups into throwaway clusters, checks and measures
+//!   them and records the result beside each backup ([`DrillRecord`]); [`drill_history`] and
+//!   [`last_drills`] read the records back.
 //! - Errors: [`Error`], with the lower layers' errors and each feature's refusals as variants.
 //!
 //! The code is layered (docs/architecture.md): PostgreSQL vocabulary and access, settings, child
@@ -87,6 +91,7 @@
 //! from the layers before it.
 
 mod check;
+mod drill;
 mod error;
 mod exec;
 mod logical;
@@ -103,8 +108,14 @@ mod wal;
 pub use check::{
     CheckReport, ConnectionReport, DataDirReport, Problem, RepositoryReport, Severity, check,
 };
+pub use drill::{
+    DrillAim, DrillCause, DrillCheck, DrillCheckKind, DrillCheckResult, DrillHistory, DrillOptions,
+    DrillOutcome, DrillRecord, DrillReport, DrillRun, DrillSelection, DrillTarget, LastDrills,
+    UnreadableRecord, drill, drill_history, last_drills,
+};
 pub use error::{
-    BackupCleanup, Damage, Error, LogicalError, PhysicalError, PitrError, SegmentProblem, WalError,
+    BackupCleanup, Damage, DrillError, Error, LogicalError, PhysicalError, PitrError,
+    SegmentProblem, WalError,
 };
 pub use exec::{Interrupt, ProcessError, ToolError, ToolInfo, shell_quote};
 pub use logical::{
@@ -136,8 +147,9 @@ pub use repo::scan::{Catalog, DamagedBackup, Leftover, LeftoverKind, read_catalo
 pub use repo::{ClusterIdentity, Repository, open_storage};
 pub use settings::{
     Compression, CompressionConfig, Config, ConfigError, DEFAULT_CLUSTER, DEFAULT_CONFIG_PATHS,
-    FailoverConfig, InvalidValue, NodeConfig, Overrides, PostgresConfig, RepoLocation,
-    RepositoryConfig, S3Config, S3Settings, Settings, SyncConfig, WalConfig, validate_cluster_name,
+    DrillConfig, DrillSettings, FailoverConfig, InvalidValue, NodeConfig, Overrides,
+    PostgresConfig, RepoLocation, RepositoryConfig, S3Config, S3Settings, Settings, SyncConfig,
+    WalConfig, validate_cluster_name,
 };
 pub use storage::{
     ByteReader, FileError, LocalStorage, ObjectMeta, PutMode, S3Storage, Storage, StorageError,

@@ -6,15 +6,17 @@
 //! (settings), [`PgError`] (PostgreSQL), [`ProcessError`] and [`ToolError`] (child programs),
 //! [`StorageError`] (the repository's storage) and [`FileError`] (local files). The features' own
 //! refusals and failures are grouped by feature: [`LogicalError`], [`PhysicalError`],
-//! [`WalError`] and [`PitrError`].
+//! [`WalError`], [`PitrError`] and [`DrillError`].
 
 mod cleanup;
+mod drill;
 mod logical;
 mod physical;
 mod pitr;
 mod wal;
 
 pub use cleanup::BackupCleanup;
+pub use drill::DrillError;
 pub use logical::{LogicalError, PayloadProblem, TargetOutcome};
 pub use physical::PhysicalError;
 pub use pitr::PitrError;
@@ -331,6 +333,10 @@ pub enum Error {
     /// A point-in-time restore cannot go ahead or failed.
     #[error(transparent)]
     Pitr(#[from] PitrError),
+
+    /// A restore drill cannot start.
+    #[error(transparent)]
+    Drill(#[from] DrillError),
 
     /// The run was interrupted ([`Interrupt`](crate::Interrupt): SIGTERM, SIGINT).
     #[error("interrupted by {reason}\n  fix: run the command again when it can run to its end")]

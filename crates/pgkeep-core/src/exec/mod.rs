@@ -1,8 +1,9 @@
 //! Child processes: PostgreSQL's programs found and checked against the server ([`ToolInfo`],
 //! [`ToolError`]), run with the connection in their environment and their stderr kept
-//! ([`ProcessError`]), GNU tar, shell quoting, and operating system users.
+//! ([`ProcessError`]), pg_ctl, GNU tar, shell quoting, and operating system users.
 
 mod interrupt;
+mod pg_ctl;
 mod process;
 mod shell;
 mod tar;
@@ -10,6 +11,7 @@ mod tools;
 mod user;
 
 pub use interrupt::Interrupt;
+pub(crate) use pg_ctl::{pg_ctl, stop_immediate};
 pub use process::ProcessError;
 pub(crate) use process::{BlockingStdout, StdoutStream, output, pg_command, pg_std_command, run};
 pub use shell::shell_quote;

@@ -184,6 +184,24 @@ impl ConnInfo {
         Ok(info)
     }
 
+    /// A connection through the Unix socket directory `dir` on `port`, as `user` to database
+    /// `postgres`, with nothing taken from the environment (no password, no `PG*` variable): a
+    /// throwaway cluster reachable only through its own socket.
+    pub(crate) fn local_socket(dir: &Path, port: u16, user: &str) -> ConnInfo {
+        ConnInfo {
+            hosts: vec![dir.to_string_lossy().into_owned()],
+            ports: vec![port],
+            user: user.to_string(),
+            dbname: "postgres".to_string(),
+            sslmode: None,
+            application_name: None,
+            connect_timeout: None,
+            options: None,
+            password: None,
+            password_source: PasswordSource::None,
+        }
+    }
+
     /// The password, as libpq finds it: the connection string's, else `PGPASSWORD`, else the
     /// password file.
     fn find_password(&mut self, parsed: &tokio_postgres::Config) {

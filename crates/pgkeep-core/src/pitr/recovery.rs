@@ -97,7 +97,8 @@ pub(crate) fn recovery_settings(
         .lines()
         .filter(|line| {
             let key = line.split('=').next().unwrap_or("").trim();
-            !overridden(key) || options.keep_archiving && key == "archive_mode"
+            let replaced = options.server_settings.iter().any(|(k, _)| k == key);
+            !replaced && (!overridden(key) || options.keep_archiving && key == "archive_mode")
         })
         .map(str::to_string)
         .collect();
@@ -127,6 +128,9 @@ pub(crate) fn recovery_settings(
     if let Some(port) = options.port {
         out.push(format!("port = {port}"));
     }
+    for (key, value) in &options.server_settings {
+        out.push(format!("{key} = {}", conf_quote(value)));
+    }
     let mut text = out.join("\n");
     text.push('\n');
     text
@@ -148,6 +152,7 @@ mod tests {
             keep_archiving: false,
             owner: None,
             wal_fetch_program: None,
+            server_settings: Vec::new(),
         }
     }
 
@@ -335,6 +340,36 @@ mod tests {
             .unwrap();
         assert_eq!(line, format!("restore_command = {}", conf_quote(&command)));
         assert!(line.contains(r"back\\slash"), "{line}");
+    }
+
+    #[test]
+    fn server_settings_come_last_and_replace_the_backups_own() {
+        let mut opts = options(TargetAction::Promote);
+        opts.server_settings = vec![
+            ("listen_addresses".into(), String::new()),
+            (
+                "unix_socket_directories".into(),
+                "/tmp/d r'ill/socket".into(),
+            ),
+        ];
+        let text = recovery_settings(
+            "listen_addresses = '*'\nwork_mem = '4MB'\n",
+            COMMAND,
+            "b",
+            &RecoveryTarget::Latest,
+            "latest",
+            &opts,
+        );
+        let lines = lines(&text);
+        assert_eq!(lines[0], "work_mem = '4MB'", "{text}");
+        assert_eq!(
+            lines[lines.len() - 2..],
+            [
+                "listen_addresses = ''",
+                "unix_socket_directories = '/tmp/d r''ill/socket'"
+            ],
+            "{text}"
+        );
     }
 
     #[test]

@@ -42,6 +42,11 @@ pub struct PhysicalRestoreOptions {
     /// executable, which is right when this process is the pgkeep CLI. A program embedding the
     /// library names the installed `pgkeep` here.
     pub wal_fetch_program: Option<PathBuf>,
+    /// Server settings written last into postgresql.auto.conf, after pgkeep's own, each value
+    /// quoted as PostgreSQL's configuration parser reads it: a drill's throwaway cluster gets
+    /// `listen_addresses = ''` and its own `unix_socket_directories` and `hba_file` this way.
+    /// Usually empty.
+    pub server_settings: Vec<(String, String)>,
 }
 
 /// Where a restored server stands at the end of a restore.

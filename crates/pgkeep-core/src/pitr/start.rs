@@ -13,7 +13,7 @@ use super::plan::PhysicalRestorePlan;
 use super::restore::{PhysicalRestoreOptions, PhysicalRestoreReport, RestoreState};
 use super::target::{RecoveryTarget, TargetAction};
 use crate::error::{Error, PitrError};
-use crate::exec::{self, ProcessError};
+use crate::exec;
 use crate::pg::{UTC_TEXT, parse_utc_text};
 use crate::settings::Settings;
 use crate::stream::Progress;
@@ -95,23 +95,13 @@ async fn pg_ctl_start(
     log: &Path,
     owner: Option<(u32, u32)>,
 ) -> Result<(), Error> {
-    let mut cmd = tokio::process::Command::new(pg_ctl);
-    cmd.arg("--pgdata")
-        .arg(dir)
-        .arg("--log")
-        .arg(log)
-        .args(["--no-wait", "start"])
-        .current_dir(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    if let Some((uid, gid)) = owner {
-        cmd.uid(uid).gid(gid);
-    }
-    // Not `exec::output`: the server pg_ctl starts would hold a stdout pipe open.
-    let out = cmd.output().await.map_err(|source| ProcessError::Spawn {
-        program: pg_ctl.to_path_buf(),
-        source,
-    })?;
+    let args = [
+        "--log".as_ref(),
+        log.as_os_str(),
+        "--no-wait".as_ref(),
+        "start".as_ref(),
+    ];
+    let out = exec::pg_ctl(pg_ctl, dir, &args, owner).await?;
     if !out.status.success() {
         return Err(PitrError::StartFailed {
             status: out.status,

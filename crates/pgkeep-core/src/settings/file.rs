@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::ConfigError;
+use super::{ConfigError, DrillConfig};
 use crate::pg::conninfo_has_password;
 
 /// Where the configuration file is looked for when `--config` is not given, in order.
@@ -29,6 +29,8 @@ pub struct Config {
     pub failover: FailoverConfig,
     /// File replication from the master to its peers (read by `pgkeep-failover`).
     pub sync: SyncConfig,
+    /// Restore drills (`pgkeep drill`).
+    pub drill: DrillConfig,
 }
 
 /// `[repository]`

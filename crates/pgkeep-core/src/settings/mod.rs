@@ -9,6 +9,7 @@
 //! A program that embeds pgkeep needs no file at all: [`Settings::new`] takes a repository and a
 //! connection and sets everything else to its default; the fields are public for the rest.
 
+mod drill;
 mod error;
 mod file;
 mod location;
@@ -17,6 +18,7 @@ mod resolve;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use drill::{DrillConfig, DrillSettings};
 pub use error::{ConfigError, InvalidValue};
 pub use file::{
     CompressionConfig, Config, DEFAULT_CONFIG_PATHS, FailoverConfig, NodeConfig, PostgresConfig,
@@ -148,6 +150,8 @@ pub struct Settings {
     pub failover: FailoverConfig,
     /// `[sync]` as written; `pgkeep-failover` validates it.
     pub sync: SyncConfig,
+    /// `[drill]`: where restore drills build their throwaway clusters.
+    pub drill: DrillSettings,
 }
 
 impl Settings {
@@ -177,6 +181,7 @@ impl Settings {
             wal_archive: false,
             failover: FailoverConfig::default(),
             sync: SyncConfig::default(),
+            drill: DrillSettings::default(),
         }
     }
 

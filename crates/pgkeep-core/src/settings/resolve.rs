@@ -140,6 +140,7 @@ impl Settings {
             wal_archive: config.wal.archive,
             failover: config.failover,
             sync: config.sync,
+            drill: config.drill.resolve(origin)?,
         })
     }
 }
