@@ -75,6 +75,21 @@ pub enum Command {
     /// from the backups' manifests; a damaged one is kept beside it. Refused when the manifests
     /// disagree or the record is readable.
     RepairIdentity,
+    /// Restore a backup into a throwaway cluster (in [drill] scratch-dir, reachable only through
+    /// its own socket), check it, measure RTO and RPO, remove it, and record the result beside the
+    /// backup; exits 1 when a drill fails.
+    Drill {
+        /// The backup to drill [default: the newest backup of each kind there is].
+        id: Option<String>,
+        /// The newest logical and the newest physical backup; fails when a kind has none.
+        #[arg(long, conflicts_with = "id")]
+        all_kinds: bool,
+        /// Physical: replay the whole archive (latest), or recover to a random time between the
+        /// backup's end and the newest archived commit (random) and check that recovery stopped
+        /// there.
+        #[arg(long, value_enum, default_value_t = CliDrillTarget::Latest, value_name = "TARGET")]
+        target: CliDrillTarget,
+    },
     /// Restore: a database or the roles from a logical backup (--db, --globals), or a data directory
     /// to a point in time from a physical backup and the WAL archive (--pgdata).
     Restore(RestoreArgs),
@@ -291,4 +306,13 @@ pub enum CliTargetAction {
     Promote,
     /// Shut down at the target.
     Shutdown,
+}
+
+/// `drill --target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CliDrillTarget {
+    /// Replay all of the archived WAL.
+    Latest,
+    /// A random time inside the window the backup can reach.
+    Random,
 }

@@ -31,7 +31,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    async fn repo(&self) -> anyhow::Result<Repository> {
+    pub(crate) async fn repo(&self) -> anyhow::Result<Repository> {
         Ok(Repository::open(&self.settings).await?)
     }
 
@@ -49,7 +49,7 @@ impl Ctx {
 
     /// Prints an outcome as [`Ctx::print`] does, except under `-q` when `ok`: cron then mails
     /// only what went wrong.
-    fn report(
+    pub(crate) fn report(
         &self,
         ok: bool,
         value: &impl serde::Serialize,
@@ -62,7 +62,7 @@ impl Ctx {
     }
 
     /// Prints `value` as JSON, or `human` for people.
-    fn print(
+    pub(crate) fn print(
         &self,
         value: &impl serde::Serialize,
         human: impl FnOnce() -> String,
@@ -112,16 +112,19 @@ pub async fn backup_physical(
     backup_done(ctx, &manifest)
 }
 
-/// `list`: the backups, the damaged ones and the leftovers, and the recoverable window; exit 1 when
-/// a backup's manifest cannot be used (so that cron notices).
+/// `list`: the backups (each with its last drill), the damaged ones and the leftovers, and the
+/// recoverable window; exit 1 when a backup's manifest cannot be used (so that cron notices).
 pub async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;
     let catalog = pgkeep_core::read_catalog(&repo).await?;
     let window =
         pgkeep_core::recoverable_window(&repo, &catalog.backups, ctx.settings.bin_dir.as_deref())
             .await?;
-    let json = output::list_json(&repo, &catalog, &window);
-    ctx.print(&json, || output::list_table(&repo, &catalog, &window))?;
+    let drills = pgkeep_core::last_drills(&repo).await?;
+    let json = output::list_json(&repo, &catalog, &window, &drills);
+    ctx.print(&json, || {
+        output::list_table(&repo, &catalog, &window, &drills)
+    })?;
     if let Some(problem) = &catalog.identity_problem {
         anyhow::bail!("{problem}");
     }
@@ -174,11 +177,18 @@ pub async fn repair_identity(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `info ID`.
+/// `info ID`: the manifest and the drill history.
 pub async fn info(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;
     let manifest = pgkeep_core::find_backup(&repo, id).await?;
-    ctx.print(&manifest, || output::info(&manifest))?;
+    let history = pgkeep_core::drill_history(&repo, id).await?;
+    // The manifest's own fields, and its drills beside them.
+    let mut json = serde_json::to_value(&manifest)?;
+    json["drills"] = serde_json::to_value(&history.drills)?;
+    json["unreadable_drills"] = serde_json::to_value(&history.unreadable)?;
+    ctx.print(&json, || {
+        output::info(&manifest) + &output::drill_history(&history)
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,6 +5,7 @@
 
 mod args;
 mod commands;
+mod drills;
 mod exit;
 mod interrupted;
 mod output;
@@ -115,6 +116,11 @@ async fn run(cli: Cli, interrupt: Interrupt) -> anyhow::Result<ExitCode> {
             };
             commands::verify(&ctx, selection).await
         }
+        Command::Drill {
+            id,
+            all_kinds,
+            target,
+        } => drills::drill(&ctx, id, all_kinds, target, interrupt).await,
         Command::Restore(args) => match (&args.pgdata, &args.db) {
             (Some(pgdata), _) => commands::restore_physical(&ctx, &args, pgdata.clone()).await,
             (None, Some(db)) => commands::restore_logical(&ctx, &args, db, &interrupt).await,
@@ -170,10 +176,10 @@ fn main() -> ExitCode {
     };
     // Backups stop themselves on an interrupt (their children killed, what they wrote removed);
     // any other command is dropped, which kills its children and removes its staging files.
-    // Backups and logical restores clean up after themselves (what they wrote, a database they
-    // created); every other command is simply dropped.
+    // Backups, logical restores and drills clean up after themselves (what they wrote, a database
+    // they created, a throwaway cluster); every other command is simply dropped.
     let stops_itself = match &cli.command {
-        Command::Backup(_) => true,
+        Command::Backup(_) | Command::Drill { .. } => true,
         Command::Restore(args) => args.pgdata.is_none() && args.db.is_some(),
         _ => false,
     };

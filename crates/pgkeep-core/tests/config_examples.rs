@@ -60,6 +60,7 @@ fn the_example_documents_every_key() {
         "level",
         "threads",
         "archive",
+        "scratch-dir",
     ] {
         assert!(
             uncommented

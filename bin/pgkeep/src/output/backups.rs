@@ -1,14 +1,19 @@
 //! Backups, the catalog and verification for people: the summary after a backup, `list`, `info`,
 //! `verify` and `verify --wal`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use pgkeep_core::{
-    Catalog, Leftover, LeftoverKind, Manifest, ObjectRole, RecoveryWindow, Repository,
+    Catalog, LastDrills, Leftover, LeftoverKind, Manifest, ObjectRole, RecoveryWindow, Repository,
     VerifyReport, WalReport,
 };
 
+use super::drill::proof_line;
 use super::{bytes, ratio, when, when_micros};
+
+/// The newest drills of each drilled backup, by id.
+pub type Drills = BTreeMap<String, LastDrills>;
 
 /// The summary after `backup logical`.
 pub fn backup_summary(m: &Manifest) -> String {
@@ -68,6 +73,7 @@ pub fn list_json(
     repo: &Repository,
     catalog: &Catalog,
     window: &RecoveryWindow,
+    drills: &Drills,
 ) -> serde_json::Value {
     let backups = &catalog.backups;
     serde_json::json!({
@@ -91,14 +97,25 @@ pub fn list_json(
                 "timeline": p.timeline,
                 "stop_time": p.stop_time,
             })),
+            "drills": drills.get(&m.id).map(|d| serde_json::json!({
+                "last": d.last,
+                "last_passed": d.last_passed,
+                "last_failed": d.last_failed(),
+            })),
         })).collect::<Vec<_>>(),
         "damaged": catalog.damaged,
         "leftovers": catalog.leftovers,
     })
 }
 
-/// `list` as a table, then the damaged backups and the leftovers.
-pub fn list_table(repo: &Repository, catalog: &Catalog, window: &RecoveryWindow) -> String {
+/// `list` as a table (each backup with a line on its drills), then the damaged backups and the
+/// leftovers.
+pub fn list_table(
+    repo: &Repository,
+    catalog: &Catalog,
+    window: &RecoveryWindow,
+    drills: &Drills,
+) -> String {
     let backups = &catalog.backups;
     let mut out = String::new();
     if backups.is_empty() && catalog.damaged.is_empty() {
@@ -118,7 +135,10 @@ pub fn list_table(repo: &Repository, catalog: &Catalog, window: &RecoveryWindow)
     // One row per backup directory, in id (time) order, the damaged ones among the others.
     let mut rows: Vec<(&str, String)> = backups
         .iter()
-        .map(|m| (m.id.as_str(), backup_row(m)))
+        .map(|m| {
+            let proof = proof_line(drills.get(&m.id));
+            (m.id.as_str(), format!("{}\n{proof}", backup_row(m)))
+        })
         .chain(catalog.damaged.iter().map(|d| {
             let row = format!("{:<18} DAMAGED  {} ({})", d.id, d.problem, d.key);
             (d.id.as_str(), row)

@@ -2,11 +2,13 @@
 
 mod backups;
 mod check;
+mod drill;
 mod failover;
 mod restore;
 
 pub use backups::{backup_summary, info, list_json, list_table, verify_report, wal_report};
 pub use check::check_report;
+pub use drill::{drill_run, history as drill_history};
 pub use failover::{pair_status, switchover_report, sync_report};
 pub use restore::{
     globals_report, physical_plan, physical_report, restore_plan, restore_report, skipped,

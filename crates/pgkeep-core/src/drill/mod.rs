@@ -1,13 +1,15 @@
 //! Restore drills (`pgkeep drill`): a backup restored into a throwaway cluster in the scratch
 //! directory ([`scratch`]), reachable only through its own socket directory ([`cluster`]),
 //! checked ([`checks`]), measured (RTO and RPO), removed, and the result stored beside the backup
-//! ([`record`]).
+//! ([`record`]); [`run`] runs one drill.
 //!
-//! A physical backup goes through [`plan_physical_restore`] and [`restore_physical`] with the
+//! A physical backup goes through [`plan_physical_restore`] and
+//! [`restore_physical`](crate::restore_physical) with the
 //! server started and promoted at the end of recovery, with all of the archived WAL replayed
 //! ([`DrillTarget::Latest`]) or recovered to a random time between the backup's end and the
 //! newest archived commit ([`DrillTarget::Random`]). A logical backup goes into a fresh `initdb`:
-//! its globals first ([`restore_globals`]), then every database ([`restore_logical`]).
+//! its globals first ([`restore_globals`](crate::restore_globals)), then every database
+//! ([`restore_logical`](crate::restore_logical)).
 //!
 //! The order: everything that can refuse (no backup, no random time to aim at, too little room in
 //! the scratch filesystem) is decided for every drill of a run before the first one starts, and a
@@ -17,6 +19,7 @@
 mod checks;
 mod cluster;
 mod record;
+mod run;
 mod scratch;
 
 use std::path::PathBuf;
@@ -26,19 +29,12 @@ use std::time::Instant;
 use chrono::{DateTime, SubsecRound as _, Utc};
 use serde::Serialize;
 
-use self::checks::Checker;
-use self::scratch::{DrillDir, ScratchRoot};
+use self::scratch::ScratchRoot;
 use crate::error::{DrillError, Error};
 use crate::exec::{self, Interrupt};
-use crate::logical::{
-    BackupChoice, GlobalsOptions, LogicalRestoreOptions, plan_logical_restore, restore_globals,
-    restore_logical,
-};
-use crate::pg::ConnInfo;
 use crate::pitr::{
-    PhysicalRestoreOptions, PhysicalRestorePlan, PhysicalRestoreRequest, RecoveryTarget,
-    RecoveryWindow, TargetAction, TimelineChoice, WindowEnd, plan_physical_restore,
-    recoverable_window, restore_physical,
+    PhysicalRestorePlan, PhysicalRestoreRequest, RecoveryTarget, RecoveryWindow, TimelineChoice,
+    WindowEnd, plan_physical_restore, recoverable_window,
 };
 use crate::repo::Repository;
 use crate::repo::catalog::{BackupKind, Manifest, find_backup};
@@ -196,7 +192,7 @@ pub async fn drill(
                 reason: reason.to_string(),
             });
         }
-        drills.push(run_one(settings, repo, p, user, options, &progress).await?);
+        drills.push(run::run_one(settings, repo, p, user, options, &progress).await?);
     }
     Ok(DrillRun { drills, swept })
 }
@@ -221,7 +217,10 @@ async fn choose(
             Some(backup) => chosen.push(backup.clone()),
             None if *selection == DrillSelection::AllKinds => {
                 return Err(DrillError::KindMissing {
-                    kind,
+                    kind: match kind {
+                        BackupKind::Logical => "logical",
+                        BackupKind::Physical => "physical",
+                    },
                     repo: repo.storage().url(),
                     cluster: repo.cluster().to_string(),
                 }
@@ -348,305 +347,4 @@ fn check_space(p: &Prepared, root: &ScratchRoot, available: u64) -> Result<(), E
         .into());
     }
     Ok(())
-}
-
-/// What a drill found before its record was made.
-#[derive(Default)]
-struct Found {
-    cause: Option<DrillCause>,
-    checks: Vec<DrillCheck>,
-    reached_time: Option<DateTime<Utc>>,
-    reached_lsn: Option<String>,
-    rto_seconds: Option<f64>,
-    rpo_seconds: Option<f64>,
-}
-
-/// A restored server: how to reach it, the roles to try, and what recovery reached.
-struct Restored {
-    conninfo: ConnInfo,
-    users: Vec<String>,
-    reached_time: Option<DateTime<Utc>>,
-    reached_lsn: Option<String>,
-    /// The end of the recoverable window (physical), for the RPO.
-    window_end: Option<DateTime<Utc>>,
-}
-
-/// Runs one prepared drill to its end: its directory made, the restore and the checks under the
-/// interrupt, the directory stopped and removed, the record stored.
-async fn run_one(
-    settings: &Settings,
-    repo: &Repository,
-    p: Prepared,
-    user: Option<(u32, u32)>,
-    options: &DrillOptions,
-    progress: &Arc<dyn Progress>,
-) -> Result<DrillReport, Error> {
-    let begun = Instant::now();
-    let started_at = Utc::now();
-    let item = format!("drill {}", p.backup.id);
-    progress.start(&item);
-    let mut notes = Vec::new();
-    let mut problems = Vec::new();
-    let found = match &p.way {
-        Way::Unplannable(e) => Found {
-            cause: Some(DrillCause::Restore {
-                error: e.to_string(),
-            }),
-            ..Found::default()
-        },
-        way => {
-            let mut dir = DrillDir::create(&p.path, &p.backup.id, &p.pg_ctl, user)?;
-            let work = async {
-                let ctx = Ctx {
-                    settings,
-                    repo,
-                    p: &p,
-                    dir: &dir,
-                    user,
-                    options,
-                    progress,
-                    started_at,
-                };
-                Ok::<_, Error>(ctx.drill(way, begun, &mut notes).await)
-            };
-            let found = options
-                .interrupt
-                .run(work, |reason| Error::Interrupted { reason })
-                .await;
-            if let Err(e) = dir.remove() {
-                problems.push(format!("the scratch cluster was not removed: {e}"));
-            }
-            found?
-        }
-    };
-    progress.finish(&item);
-    let record = p.record(started_at, found);
-    let record_key = match record::write_record(repo, &record).await {
-        Ok(key) => Some(key),
-        Err(e) => {
-            problems.push(format!("the drill's record was not stored: {e}"));
-            None
-        }
-    };
-    Ok(DrillReport {
-        record,
-        record_key,
-        scratch: p.path,
-        notes,
-        problems,
-    })
-}
-
-impl Prepared {
-    /// The record of this drill, begun at `started_at`, from what it found.
-    fn record(&self, started_at: DateTime<Utc>, found: Found) -> DrillRecord {
-        let outcome = match found.cause {
-            None => DrillOutcome::Passed,
-            Some(cause) => DrillOutcome::Failed { cause },
-        };
-        let mut record = DrillRecord::new(
-            &self.backup.id,
-            self.backup.kind,
-            started_at,
-            outcome,
-            self.aim,
-        );
-        record.reached_time = found.reached_time;
-        record.reached_lsn = found.reached_lsn;
-        record.rto_seconds = found.rto_seconds;
-        record.rpo_seconds = found.rpo_seconds;
-        record.checks = found.checks;
-        record
-    }
-}
-
-/// What a running drill works with.
-struct Ctx<'a> {
-    settings: &'a Settings,
-    repo: &'a Repository,
-    p: &'a Prepared,
-    dir: &'a DrillDir,
-    user: Option<(u32, u32)>,
-    options: &'a DrillOptions,
-    progress: &'a Arc<dyn Progress>,
-    /// When the drill began: a logical backup's RPO is its age then.
-    started_at: DateTime<Utc>,
-}
-
-/// Seconds from `from` to `to`, never negative.
-fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
-    ((to - from).num_milliseconds() as f64 / 1000.0).max(0.0)
-}
-
-impl Ctx<'_> {
-    /// Restores, connects, measures and checks; every failure is the drill's cause.
-    async fn drill(&self, way: &Way, begun: Instant, notes: &mut Vec<String>) -> Found {
-        let mut found = Found::default();
-        let restored = match way {
-            Way::Base(plan) => self.restore_base(plan).await,
-            _ => self.restore_dumps(notes).await,
-        };
-        let restored = match restored {
-            Ok(restored) => restored,
-            Err(e) => {
-                found.cause = Some(DrillCause::Restore {
-                    error: e.to_string(),
-                });
-                return found;
-            }
-        };
-        found.reached_time = restored.reached_time;
-        found.reached_lsn = restored.reached_lsn.clone();
-        let (checker, connects) = match Checker::connect(&restored.conninfo, &restored.users).await
-        {
-            Ok(connected) => connected,
-            Err(e) => {
-                found.cause = Some(DrillCause::NoConnection {
-                    error: e.to_string(),
-                });
-                return found;
-            }
-        };
-        found.rto_seconds = Some(self.p.plan_seconds + begun.elapsed().as_secs_f64());
-        found.rpo_seconds = match (self.p.backup.kind, restored.window_end) {
-            (BackupKind::Logical, _) => {
-                Some(seconds_between(self.p.backup.finished_at, self.started_at))
-            }
-            (BackupKind::Physical, Some(end)) => {
-                restored.reached_time.map(|r| seconds_between(r, end))
-            }
-            (BackupKind::Physical, None) => None,
-        };
-        found.checks.push(connects);
-        if let DrillAim::Time { time } = self.p.aim {
-            found.checks.push(target_check(time, restored.reached_time));
-        }
-        self.check_databases(&checker, &mut found).await;
-        let failed: Vec<String> = found
-            .checks
-            .iter()
-            .filter(|c| c.failed())
-            .map(DrillCheck::subject)
-            .collect();
-        if !failed.is_empty() {
-            found.cause = Some(DrillCause::Checks { failed });
-        }
-        found
-    }
-
-    /// The databases check, then each database's checks.
-    async fn check_databases(&self, checker: &Checker, found: &mut Found) {
-        let expected = self.p.backup.databases();
-        let expected = (self.p.backup.kind == BackupKind::Logical).then_some(expected.as_slice());
-        match checker.databases(expected).await {
-            Ok((databases, check)) => {
-                found.checks.push(check);
-                for database in databases {
-                    found.checks.extend(checker.database(&database).await);
-                }
-            }
-            Err(e) => {
-                found.cause = Some(DrillCause::NoConnection {
-                    error: e.to_string(),
-                })
-            }
-        }
-    }
-
-    /// A physical backup restored by `plan`, its server started and promoted.
-    async fn restore_base(&self, plan: &PhysicalRestorePlan) -> Result<Restored, Error> {
-        let options = PhysicalRestoreOptions {
-            start: true,
-            // Promoted at the target, the server accepts the amcheck extension.
-            target_action: TargetAction::Promote,
-            port: Some(self.p.port),
-            keep_archiving: false,
-            owner: None,
-            wal_fetch_program: self.options.wal_fetch_program.clone(),
-            server_settings: cluster::confine(self.dir, self.user)?,
-        };
-        let report = restore_physical(
-            self.settings,
-            self.repo,
-            plan,
-            &options,
-            self.progress.clone(),
-        )
-        .await?;
-        // Who the restored cluster's superuser is is only known once connected: try the role
-        // the backup was taken as, then the usual bootstrap superusers.
-        let mut users = vec![
-            self.settings.conninfo.user.clone(),
-            cluster::SUPERUSER.into(),
-        ];
-        users.extend(std::env::var("USER").ok());
-        users.dedup();
-        Ok(Restored {
-            conninfo: ConnInfo::local_socket(&self.dir.socket(), self.p.port, &users[0]),
-            users,
-            reached_time: report.reached_time,
-            reached_lsn: report.reached_lsn,
-            window_end: plan.window.to,
-        })
-    }
-
-    /// A logical backup restored into a fresh cluster: its globals first, then every database.
-    async fn restore_dumps(&self, notes: &mut Vec<String>) -> Result<Restored, Error> {
-        let backup = &self.p.backup;
-        let conninfo =
-            cluster::fresh_cluster(self.settings, backup, self.dir, self.p.port, self.user).await?;
-        let into = Settings {
-            conninfo: conninfo.clone(),
-            ..self.settings.clone()
-        };
-        let choice = BackupChoice::Id(backup.id.clone());
-        if backup.globals().is_some() {
-            let options = GlobalsOptions::default();
-            restore_globals(&into, self.repo, &choice, &options, self.progress.clone()).await?;
-        } else {
-            notes.push(format!(
-                "backup {} holds no globals (taken without --globals): its roles were not restored, so objects owned by roles other than `{}` cannot be restored into a new cluster",
-                backup.id,
-                cluster::SUPERUSER
-            ));
-        }
-        for database in backup.databases() {
-            let plan = plan_logical_restore(self.repo, database, &choice, None).await?;
-            let options = LogicalRestoreOptions {
-                jobs: 1,
-                // The fresh cluster's own `postgres` database is replaced; the others are new.
-                clean: true,
-                interrupt: Interrupt::new(),
-            };
-            restore_logical(&into, self.repo, &plan, &options, self.progress.clone()).await?;
-        }
-        Ok(Restored {
-            conninfo,
-            users: vec![cluster::SUPERUSER.into()],
-            reached_time: None,
-            reached_lsn: None,
-            window_end: None,
-        })
-    }
-}
-
-/// The check that recovery to `target` stopped there: promoted at the target (PostgreSQL stops
-/// with an error when the WAL ends before it), with no commit after it replayed.
-fn target_check(target: DateTime<Utc>, reached: Option<DateTime<Utc>>) -> DrillCheck {
-    let result = match reached {
-        Some(reached) if reached > target => DrillCheckResult::Failed {
-            problem: format!(
-                "recovery replayed a commit of {}, after the target {}",
-                crate::pg::utc_micros(&reached),
-                crate::pg::utc_micros(&target)
-            ),
-        },
-        _ => DrillCheckResult::Passed,
-    };
-    DrillCheck {
-        check: DrillCheckKind::Target,
-        database: None,
-        checked: 1,
-        result,
-    }
 }

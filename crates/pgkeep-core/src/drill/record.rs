@@ -186,8 +186,9 @@ pub struct DrillRecord {
     #[serde(default)]
     pub rto_seconds: Option<f64>,
     /// Recovery point: the data this restore would have lost, in seconds. Physical: from the
-    /// newest commit replayed to the end of the recoverable window (the newest archived commit);
-    /// logical: the backup's age at the drill.
+    /// newest commit replayed (when none was: the target time, else the backup's end) to the end
+    /// of the recoverable window (the newest archived commit); logical: the backup's age at the
+    /// drill.
     #[serde(default)]
     pub rpo_seconds: Option<f64>,
     /// Every check and its result.

@@ -5,8 +5,6 @@
 
 use std::path::PathBuf;
 
-use crate::repo::catalog::BackupKind;
-
 const SCRATCH_FIX: &str = "set `[drill] scratch-dir` in the configuration file to a directory on a local filesystem that pgkeep (and, as root, the server's user) can write";
 
 /// A drill cannot start; nothing was restored or recorded.
@@ -26,13 +24,11 @@ pub enum DrillError {
 
     /// `--all-kinds`, but one kind has no backup.
     #[error(
-        "--all-kinds: {repo} holds no {} backup of cluster {cluster}, so both kinds cannot be drilled; nothing was drilled\n  fix: take one (`pgkeep backup {}`), or drop --all-kinds to drill the kinds there are",
-        kind_name(*kind),
-        kind_name(*kind)
+        "--all-kinds: {repo} holds no {kind} backup of cluster {cluster}, so both kinds cannot be drilled; nothing was drilled\n  fix: take one (`pgkeep backup {kind}`), or drop --all-kinds to drill the kinds there are"
     )]
     KindMissing {
-        /// The kind without a backup.
-        kind: BackupKind,
+        /// The kind without a backup: `logical` or `physical`.
+        kind: &'static str,
         /// The repository.
         repo: String,
         /// The cluster name.
@@ -114,13 +110,6 @@ pub enum DrillError {
     },
 }
 
-fn kind_name(kind: BackupKind) -> &'static str {
-    match kind {
-        BackupKind::Logical => "logical",
-        BackupKind::Physical => "physical",
-    }
-}
-
 /// `n` bytes for people, with the exact number: `1.5 GiB (1610612736 bytes)`.
 pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
@@ -157,7 +146,7 @@ mod tests {
         assert!(e.contains("`[drill] scratch-dir`"), "{e}");
         assert_eq!(human_bytes(1023), "1023 bytes");
         let missing = DrillError::KindMissing {
-            kind: BackupKind::Physical,
+            kind: "physical",
             repo: "file:///r".into(),
             cluster: "main".into(),
         }
