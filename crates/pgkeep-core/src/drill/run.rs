@@ -90,6 +90,7 @@ pub(super) async fn run_one(
                 .run(work, |reason| Error::Interrupted { reason })
                 .await;
             if let Err(e) = dir.remove() {
+                tracing::warn!("drill of backup {}: {e}", p.backup.id);
                 problems.push(format!("the scratch cluster was not removed: {e}"));
             }
             found?

@@ -51,6 +51,22 @@ fn process_start(pid: u32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether the drill that wrote `record` still runs: a process with its pid and start time. When
+/// /proc hides the process (another user's, under `hidepid`), `kill(pid, 0)` still says whether
+/// one with that pid exists, and it is taken for the drill.
+fn owner_alive(record: &OwnerRecord) -> bool {
+    match process_start(record.pid) {
+        Some(start) => start == record.process_start,
+        None => i32::try_from(record.pid)
+            .ok()
+            .filter(|pid| *pid > 0)
+            .and_then(rustix::process::Pid::from_raw)
+            .is_some_and(|pid| {
+                rustix::process::test_kill_process(pid) != Err(rustix::io::Errno::SRCH)
+            }),
+    }
+}
+
 /// Whether a directory name is one a drill makes: `20261125T150430Z-1a2b3c4d`.
 fn is_drill_name(name: &str) -> bool {
     let bytes = name.as_bytes();
@@ -179,7 +195,7 @@ fn sweep_one(path: &Path) -> Option<String> {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
     let (who, pg_ctl) = match &record {
-        Some(r) if process_start(r.pid) == Some(r.process_start) => return None,
+        Some(r) if owner_alive(r) => return None,
         Some(r) => (
             format!(
                 "the drill of backup {} (pid {}, started {}), which no longer runs",
