@@ -134,3 +134,171 @@ async fn delete_backup(repo: &Repository, id: &str) -> Result<(), Error> {
     repo.storage().remove_empty_dir(&prefix).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::ops::Range;
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use chrono::{DateTime, Utc};
+    use tokio::io::AsyncRead;
+
+    use super::*;
+    use crate::pg::ConnInfo;
+    use crate::repo::catalog::{BackupKind, Manifest, ManifestObject, ObjectFormat, ObjectRole};
+    use crate::retention::{ExpireOptions, plan_expire};
+    use crate::settings::{RepoLocation, RetentionPolicy, Settings};
+    use crate::storage::{ByteReader, LocalStorage, PutMode, Storage, StorageError};
+    use crate::stream::{Codec, StoredObject};
+
+    /// A local storage whose deletes of keys containing `fail` fail.
+    #[derive(Debug)]
+    struct FailingDeletes {
+        inner: LocalStorage,
+        fail: &'static str,
+    }
+
+    #[async_trait]
+    impl Storage for FailingDeletes {
+        fn url(&self) -> String {
+            self.inner.url()
+        }
+        async fn put(
+            &self,
+            key: &str,
+            body: &mut (dyn AsyncRead + Send + Unpin),
+            mode: PutMode,
+        ) -> Result<ObjectMeta, StorageError> {
+            self.inner.put(key, body, mode).await
+        }
+        async fn get(&self, key: &str, r: Option<Range<u64>>) -> Result<ByteReader, StorageError> {
+            self.inner.get(key, r).await
+        }
+        async fn head(&self, key: &str) -> Result<ObjectMeta, StorageError> {
+            self.inner.head(key).await
+        }
+        async fn create_root(&self) -> Result<(), StorageError> {
+            self.inner.create_root().await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+            self.inner.list(prefix).await
+        }
+        async fn list_unfinished(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+            self.inner.list_unfinished(prefix).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), StorageError> {
+            if key.contains(self.fail) {
+                return Err(StorageError::Local {
+                    op: "deleting",
+                    path: key.into(),
+                    source: std::io::ErrorKind::PermissionDenied.into(),
+                    fix: "fix the permissions",
+                });
+            }
+            self.inner.delete(key).await
+        }
+        async fn remove_unfinished(&self, write: &ObjectMeta) -> Result<(), StorageError> {
+            self.inner.remove_unfinished(write).await
+        }
+    }
+
+    /// A logical backup of database `a` that ended at `end`, stored in `repo`.
+    async fn backup(repo: &Repository, id: &str, end: &str) {
+        let end: DateTime<Utc> = end.parse().unwrap();
+        let key = format!("main/backups/{id}/db-0001-a.dump.zst");
+        repo.storage()
+            .put_bytes(&key, b"dump", PutMode::Create)
+            .await
+            .unwrap();
+        let manifest = Manifest {
+            format: 1,
+            id: id.into(),
+            kind: BackupKind::Logical,
+            cluster: "main".into(),
+            system_identifier: "7".into(),
+            server_version: "15.18".into(),
+            server_version_num: 150018,
+            started_at: end,
+            finished_at: end,
+            tools: BTreeMap::new(),
+            logical: Some(Default::default()),
+            physical: None,
+            objects: vec![ManifestObject {
+                role: ObjectRole::Database,
+                database: Some("a".into()),
+                format: ObjectFormat::Custom,
+                database_info: None,
+                seconds: 0.0,
+                path: None,
+                stored: StoredObject {
+                    key,
+                    size: 4,
+                    sha256: String::new(),
+                    stored_size: 4,
+                    stored_sha256: String::new(),
+                    compression: Codec::Zstd,
+                },
+            }],
+        };
+        repo.storage()
+            .put_bytes(
+                &format!("main/backups/{id}/manifest.json"),
+                &serde_json::to_vec(&manifest).unwrap(),
+                PutMode::Create,
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_deletion_stops_and_says_what_was_deleted_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalStorage::new(dir.path());
+        let failing = Repository::new(
+            Arc::new(FailingDeletes {
+                inner: local.clone(),
+                fail: "B2/db-0001",
+            }),
+            "main",
+        );
+        let repo = Repository::new(Arc::new(local), "main");
+        repo.record_identity("7", 15).await.unwrap();
+        backup(&repo, "B1", "2026-11-01T00:00:00Z").await;
+        backup(&repo, "B2", "2026-11-02T00:00:00Z").await;
+        backup(&repo, "B3", "2026-11-03T00:00:00Z").await;
+        let mut settings = Settings::new(
+            RepoLocation::Local(dir.path().into()),
+            ConnInfo::from_conninfo_and_env(Some("host=/tmp")).unwrap(),
+        );
+        settings.retention.logical = Some(RetentionPolicy::default());
+        let options = ExpireOptions {
+            grace: Some(std::time::Duration::ZERO),
+        };
+
+        let plan = plan_expire(&settings, &failing, &options).await.unwrap();
+        let expired: Vec<&str> = plan.expired().map(|b| b.id.as_str()).collect();
+        assert_eq!(expired, ["B1", "B2"]);
+        let error = expire(&failing, &plan).await.unwrap_err();
+        let Error::Retention(RetentionError::ExpireFailed { done, .. }) = &error else {
+            panic!("{error}");
+        };
+        assert_eq!(done.backups, ["B1"]);
+        let text = error.to_string();
+        assert!(text.contains("expire stopped: deleting main/backups/B2/db-0001-a.dump.zst"), "{text}");
+        assert!(text.contains("before that it deleted 1 backup(s) (4 bytes): B1"), "{text}");
+        assert!(text.contains("fix: fix the cause above"), "{text}");
+
+        // B2's manifest went first: it is no backup any more, only a leftover the next run removes.
+        let plan = plan_expire(&settings, &repo, &options).await.unwrap();
+        let ids: Vec<&str> = plan.backups.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids, ["B3"]);
+        assert_eq!(plan.leftovers.len(), 1, "{:?}", plan.leftovers);
+        assert_eq!(plan.leftovers[0].leftover.prefix, "main/backups/B2/");
+        let done = expire(&repo, &plan).await.unwrap();
+        assert_eq!((done.backups.len(), done.leftovers), (0, 1));
+        assert!(!dir.path().join("main/backups/B2").exists());
+        assert!(dir.path().join("main/backups/B3/manifest.json").exists());
+    }
+}
