@@ -164,3 +164,165 @@ fn expire_keeps_exactly_what_the_policy_keeps_and_deletes_the_rest() {
         assert!(stderr(&out).contains("--grace: `6` is not a duration"), "{}", stderr(&out));
     }
 }
+
+/// A data directory a test restored into, with the server pgkeep started there: stopped and
+/// removed on drop.
+struct Restored {
+    dir: std::path::PathBuf,
+    port: u16,
+    bin_dir: std::path::PathBuf,
+}
+
+impl Restored {
+    fn psql(&self, sql: &str) -> String {
+        let out = ok(std::process::Command::new(self.bin_dir.join("psql"))
+            .args(["-X", "-A", "-t", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .arg(self.port.to_string())
+            .args(["-d", "postgres", "-c", sql])
+            .env_remove("PGHOST")
+            .env_remove("PGPORT"));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Restored {
+    fn drop(&mut self) {
+        if self.dir.join("postmaster.pid").exists() {
+            let _ = PgCluster::as_server(&mut std::process::Command::new(
+                self.bin_dir.join("pg_ctl"),
+            ))
+            .arg("-D")
+            .arg(&self.dir)
+            .args(["stop", "-m", "fast", "-w"])
+            .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The archived WAL file names of timeline 1 in the local repository at `root`.
+fn archived(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("main/wal/00000001"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|n| n.strip_suffix(".zst").map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn after_expire_a_restore_inside_the_window_works_and_one_before_it_is_refused() {
+    let repo = Repo::local();
+    let root = repo.root().unwrap();
+    let pg = archiving_cluster(&repo);
+    let home = tempfile::tempdir().unwrap();
+    PgCluster::chown_for_server(home.path());
+    let config = config_file(home.path(), "[retention.physical]\nkeep-last = 2\n");
+    let pgkeep = || {
+        let mut cmd = pgkeep_as_server(&pg, &repo, home.path());
+        cmd.arg("--config").arg(&config);
+        cmd
+    };
+    let physical = || json(&ok(pgkeep().args(["--json", "backup", "physical"])));
+    let switch = || repo::switch_and_wait(|sql| pg.psql(sql));
+    let phase = |n: u32| {
+        pg.psql(&format!("INSERT INTO t VALUES ({n})"));
+        let at = pg.psql("SELECT clock_timestamp()");
+        std::thread::sleep(Duration::from_millis(1100));
+        switch();
+        at
+    };
+    pg.psql("CREATE TABLE t (phase int)");
+    let b1 = physical();
+    let between_b1_and_b2 = phase(1);
+    let b2 = physical();
+    let between_b2_and_b3 = phase(2);
+    let b3 = physical();
+    phase(3);
+    let b2_start = b2["physical"]["start_segment"].as_str().unwrap().to_string();
+    let before = archived(&root);
+    assert!(before.iter().any(|n| *n < b2_start), "{before:?}");
+
+    // wal-push goes on all along: commits and segment switches while expire deletes.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (first, second) = std::thread::scope(|s| {
+        let archiving = s.spawn(|| {
+            let mut switches = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || switches < 3 {
+                pg.psql("INSERT INTO t VALUES (9)");
+                switch();
+                switches += 1;
+            }
+            switches
+        });
+        let first = json(&ok(pgkeep().args(["--json", "expire", "--confirm"])));
+        std::thread::sleep(Duration::from_secs(1));
+        let second = json(&ok(pgkeep().args(["--json", "expire", "--confirm"])));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(archiving.join().unwrap() >= 3);
+        (first, second)
+    });
+    assert_eq!(
+        pg.psql("SELECT failed_count FROM pg_stat_archiver"),
+        "0",
+        "a wal-push failed while expire ran"
+    );
+    let (kept, expired) = verdicts(&first["plan"]);
+    assert_eq!(expired, [b1["id"].as_str().unwrap()], "{first:#}");
+    assert_eq!(kept[0].1, "keep-last 2", "{first:#}");
+    assert!(first["deleted"]["wal_files"].as_u64().unwrap() > 0, "{first:#}");
+    assert_eq!(second["deleted"]["backups"], serde_json::json!([]), "{second:#}");
+    // Every file before b2's start segment is gone (b1's .backup history file too); from it on,
+    // everything is there.
+    let after = archived(&root);
+    assert!(after.iter().all(|n| *n >= b2_start), "{after:?}");
+    for name in before.iter().filter(|n| **n >= b2_start) {
+        assert!(after.contains(name), "{name} was deleted: {after:?}");
+    }
+    let listed = json(&ok(pgkeep().args(["--json", "list"])));
+    assert_eq!(listed["window"]["from"], b2["physical"]["stop_time"], "{listed:#}");
+
+    // Inside the remaining window: b2 and its WAL.
+    let restored = Restored {
+        dir: home.path().join("inside"),
+        port: free_port(),
+        bin_dir: pg.bin_dir().to_path_buf(),
+    };
+    let out = ok(pgkeep()
+        .args(["--json", "restore", "--at", &between_b2_and_b3, "--pgdata"])
+        .arg(&restored.dir)
+        .args(["--start", "--target-action", "promote", "--port"])
+        .arg(restored.port.to_string()));
+    assert_eq!(json(&out)["plan"]["backup"], b2["id"], "{}", stderr(&out));
+    assert_eq!(
+        restored.psql("SELECT string_agg(DISTINCT phase::text, ',') FROM t"),
+        "1,2"
+    );
+    drop(restored);
+    // Before it (b1 expired): refused, naming the window.
+    let refused = home.path().join("before");
+    let out = run(pgkeep()
+        .args(["restore", "--at", &between_b1_and_b2, "--pgdata"])
+        .arg(&refused));
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("before the end of the oldest base backup"), "{said}");
+    let from = b2["physical"]["stop_time"].as_str().unwrap();
+    let window_from = format!("the restorable window is {} {}", &from[..10], &from[11..19]);
+    assert!(said.contains(&window_from), "{said}");
+    assert!(!refused.exists());
+
+    // .history files always stay.
+    let history = home.path().join("00000002.history");
+    std::fs::write(&history, "1\t0/FF000000\tno recovery target specified\n").unwrap();
+    PgCluster::chown_for_server(&history);
+    ok(pgkeep().arg("wal-push").arg(&history));
+    switch();
+    let b4 = physical();
+    let last = json(&ok(pgkeep().args(["--json", "expire", "--confirm"])));
+    assert_eq!(last["deleted"]["backups"], serde_json::json!([b2["id"]]), "{last:#}");
+    assert_eq!(last["plan"]["wal"]["history_files"], 1, "{last:#}");
+    assert!(root.join("main/wal/00000002/00000002.history.zst").exists());
+    assert!(b4["id"].is_string());
+}
