@@ -25,7 +25,9 @@ use serde_json::Value;
 
 /// `backup logical --db <db>`, then a second's pause (ids are UTC seconds); returns the id.
 fn backup(pg: &PgCluster, repo: &Repo, db: &str) -> String {
-    let made = json(&ok(pgkeep(pg, repo).args(["--json", "backup", "logical", "--db", db])));
+    let made = json(&ok(
+        pgkeep(pg, repo).args(["--json", "backup", "logical", "--db", db])
+    ));
     std::thread::sleep(Duration::from_millis(1100));
     made["id"].as_str().unwrap().to_string()
 }
@@ -95,30 +97,44 @@ fn expire_keeps_exactly_what_the_policy_keeps_and_deletes_the_rest() {
         set_end(&repo, &b3, "2026-03-29T22:30:00Z"); // 03-30 00:30 CEST
         // A damaged backup and a leftover of a killed run, written just now.
         repo.put("main/backups/20200101T000000Z/manifest.json", b"{ not json");
-        repo.put("main/backups/20200102T000000Z/db-0001-a.dump.zst", &[7u8; 1000]);
+        repo.put(
+            "main/backups/20200102T000000Z/db-0001-a.dump.zst",
+            &[7u8; 1000],
+        );
 
         // Pins: unknown and damaged ids are refused; pinning twice is fine.
         let said = fails(pgkeep(&pg, &repo).args(["pin", "20991231T000000Z"]));
         assert!(said.contains("no backup `20991231T000000Z`"), "{said}");
         let said = fails(pgkeep(&pg, &repo).args(["pin", "20200101T000000Z"]));
-        assert!(said.contains("backup 20200101T000000Z cannot be used"), "{said}");
+        assert!(
+            said.contains("backup 20200101T000000Z cannot be used"),
+            "{said}"
+        );
         ok(pgkeep(&pg, &repo).args(["pin", &a2]));
-        let pinned = json(&ok(pgkeep(&pg, &repo).args([
-            "--json", "pin", &a2, "--reason", "audit",
-        ])));
+        let pinned = json(&ok(
+            pgkeep(&pg, &repo).args(["--json", "pin", &a2, "--reason", "audit"])
+        ));
         assert_eq!(pinned["pin"]["reason"], "audit", "{pinned:#}");
 
         // The dry run: exactly the expected verdicts, and not one byte changed.
         let before = repo.root().map(|root| snapshot(&root));
         let dry = expire(&pg, &repo, &config, &[]);
-        assert_eq!(repo.root().map(|root| snapshot(&root)), before, "{}", repo.url);
+        assert_eq!(
+            repo.root().map(|root| snapshot(&root)),
+            before,
+            "{}",
+            repo.url
+        );
         let plan = &dry["plan"];
         let (kept, expired) = verdicts(plan);
         let kept_expected = [
             (b2.clone(), "keep-daily 2026-03-28 (database b)".to_string()),
             (a2.clone(), "pinned: audit".to_string()),
             (a3.clone(), "keep-daily 2026-03-29 (database a)".to_string()),
-            (b3.clone(), "newest, keep-daily 2026-03-30 (database b)".to_string()),
+            (
+                b3.clone(),
+                "newest, keep-daily 2026-03-30 (database b)".to_string(),
+            ),
         ];
         assert_eq!(kept, kept_expected, "{plan:#}");
         assert_eq!(expired, [b1.clone(), a1.clone()], "{plan:#}");
@@ -127,7 +143,10 @@ fn expire_keeps_exactly_what_the_policy_keeps_and_deletes_the_rest() {
         assert_eq!(plan["leftovers"][0]["action"], "young", "{plan:#}");
         assert!(plan["to_free"]["backups"].as_u64().unwrap() > 0, "{plan:#}");
         assert_eq!(plan["wal"]["left_alone"].as_str().is_some(), true);
-        let human = ok(pgkeep(&pg, &repo).arg("--config").arg(&config).arg("expire"));
+        let human = ok(pgkeep(&pg, &repo)
+            .arg("--config")
+            .arg(&config)
+            .arg("expire"));
         let human = String::from_utf8_lossy(&human.stdout);
         assert!(human.contains(&format!("EXPIRE  {a1}")), "{human}");
         assert!(human.contains("nothing was changed"), "{human}");
@@ -135,7 +154,11 @@ fn expire_keeps_exactly_what_the_policy_keeps_and_deletes_the_rest() {
 
         // --confirm: the two expired backups are gone, manifest and all; the rest is listed.
         let done = expire(&pg, &repo, &config, &["--confirm"]);
-        assert_eq!(done["deleted"]["backups"], serde_json::json!([b1, a1]), "{done:#}");
+        assert_eq!(
+            done["deleted"]["backups"],
+            serde_json::json!([b1, a1]),
+            "{done:#}"
+        );
         assert_eq!(done["deleted"]["leftovers"], 0, "{done:#}");
         for id in [&a1, &b1] {
             assert!(!stored(&repo, &format!("main/backups/{id}/")), "{id}");
@@ -144,7 +167,10 @@ fn expire_keeps_exactly_what_the_policy_keeps_and_deletes_the_rest() {
             assert!(!root.join(format!("main/backups/{a1}")).exists());
         }
         // (`list` orders by id.)
-        assert_eq!(listed(&pg, &repo), [a2.clone(), a3.clone(), b2.clone(), b3.clone()]);
+        assert_eq!(
+            listed(&pg, &repo),
+            [a2.clone(), a3.clone(), b2.clone(), b3.clone()]
+        );
         // The leftover goes once older than the grace (here none); the damaged backup stays.
         let done = expire(&pg, &repo, &config, &["--confirm", "--grace", "0s"]);
         assert_eq!(done["deleted"]["leftovers"], 1, "{done:#}");
@@ -161,7 +187,11 @@ fn expire_keeps_exactly_what_the_policy_keeps_and_deletes_the_rest() {
         // A bad --grace is a usage error.
         let out = run(pgkeep(&pg, &repo).args(["expire", "--grace", "6"]));
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-        assert!(stderr(&out).contains("--grace: `6` is not a duration"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--grace: `6` is not a duration"),
+            "{}",
+            stderr(&out)
+        );
     }
 }
 
@@ -176,7 +206,17 @@ struct Restored {
 impl Restored {
     fn psql(&self, sql: &str) -> String {
         let out = ok(std::process::Command::new(self.bin_dir.join("psql"))
-            .args(["-X", "-A", "-t", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-p",
+            ])
             .arg(self.port.to_string())
             .args(["-d", "postgres", "-c", sql])
             .env_remove("PGHOST")
@@ -188,13 +228,12 @@ impl Restored {
 impl Drop for Restored {
     fn drop(&mut self) {
         if self.dir.join("postmaster.pid").exists() {
-            let _ = PgCluster::as_server(&mut std::process::Command::new(
-                self.bin_dir.join("pg_ctl"),
-            ))
-            .arg("-D")
-            .arg(&self.dir)
-            .args(["stop", "-m", "fast", "-w"])
-            .output();
+            let _ =
+                PgCluster::as_server(&mut std::process::Command::new(self.bin_dir.join("pg_ctl")))
+                    .arg("-D")
+                    .arg(&self.dir)
+                    .args(["stop", "-m", "fast", "-w"])
+                    .output();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -240,7 +279,10 @@ fn after_expire_a_restore_inside_the_window_works_and_one_before_it_is_refused()
     let between_b2_and_b3 = phase(2);
     let b3 = physical();
     phase(3);
-    let b2_start = b2["physical"]["start_segment"].as_str().unwrap().to_string();
+    let b2_start = b2["physical"]["start_segment"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let before = archived(&root);
     assert!(before.iter().any(|n| *n < b2_start), "{before:?}");
 
@@ -271,8 +313,15 @@ fn after_expire_a_restore_inside_the_window_works_and_one_before_it_is_refused()
     let (kept, expired) = verdicts(&first["plan"]);
     assert_eq!(expired, [b1["id"].as_str().unwrap()], "{first:#}");
     assert_eq!(kept[0].1, "keep-last 2", "{first:#}");
-    assert!(first["deleted"]["wal_files"].as_u64().unwrap() > 0, "{first:#}");
-    assert_eq!(second["deleted"]["backups"], serde_json::json!([]), "{second:#}");
+    assert!(
+        first["deleted"]["wal_files"].as_u64().unwrap() > 0,
+        "{first:#}"
+    );
+    assert_eq!(
+        second["deleted"]["backups"],
+        serde_json::json!([]),
+        "{second:#}"
+    );
     // Every file before b2's start segment is gone (b1's .backup history file too); from it on,
     // everything is there.
     let after = archived(&root);
@@ -281,7 +330,10 @@ fn after_expire_a_restore_inside_the_window_works_and_one_before_it_is_refused()
         assert!(after.contains(name), "{name} was deleted: {after:?}");
     }
     let listed = json(&ok(pgkeep().args(["--json", "list"])));
-    assert_eq!(listed["window"]["from"], b2["physical"]["stop_time"], "{listed:#}");
+    assert_eq!(
+        listed["window"]["from"], b2["physical"]["stop_time"],
+        "{listed:#}"
+    );
 
     // Inside the remaining window: b2 and its WAL.
     let restored = Restored {
@@ -307,7 +359,10 @@ fn after_expire_a_restore_inside_the_window_works_and_one_before_it_is_refused()
         .arg(&refused));
     let said = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(said.contains("before the end of the oldest base backup"), "{said}");
+    assert!(
+        said.contains("before the end of the oldest base backup"),
+        "{said}"
+    );
     let from = b2["physical"]["stop_time"].as_str().unwrap();
     let window_from = format!("the restorable window is {} {}", &from[..10], &from[11..19]);
     assert!(said.contains(&window_from), "{said}");
@@ -321,7 +376,11 @@ fn after_expire_a_restore_inside_the_window_works_and_one_before_it_is_refused()
     switch();
     let b4 = physical();
     let last = json(&ok(pgkeep().args(["--json", "expire", "--confirm"])));
-    assert_eq!(last["deleted"]["backups"], serde_json::json!([b2["id"]]), "{last:#}");
+    assert_eq!(
+        last["deleted"]["backups"],
+        serde_json::json!([b2["id"]]),
+        "{last:#}"
+    );
     assert_eq!(last["plan"]["wal"]["history_files"], 1, "{last:#}");
     assert!(root.join("main/wal/00000002/00000002.history.zst").exists());
     assert!(b4["id"].is_string());

@@ -9,11 +9,11 @@ mod retention;
 pub use backups::{backup_summary, info, list_json, list_table, verify_report, wal_report};
 pub use check::check_report;
 pub use failover::{pair_status, switchover_report, sync_report};
-pub use retention::{expire_done, expire_plan, pinned, unpinned};
 pub use restore::{
     globals_report, physical_plan, physical_report, restore_plan, restore_report, skipped,
     switched_wal,
 };
+pub use retention::{expire_done, expire_plan, pinned, unpinned};
 
 fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()

@@ -286,8 +286,14 @@ mod tests {
         };
         assert_eq!(done.backups, ["B1"]);
         let text = error.to_string();
-        assert!(text.contains("expire stopped: deleting main/backups/B2/db-0001-a.dump.zst"), "{text}");
-        assert!(text.contains("before that it deleted 1 backup(s) (4 bytes): B1"), "{text}");
+        assert!(
+            text.contains("expire stopped: deleting main/backups/B2/db-0001-a.dump.zst"),
+            "{text}"
+        );
+        assert!(
+            text.contains("before that it deleted 1 backup(s) (4 bytes): B1"),
+            "{text}"
+        );
         assert!(text.contains("fix: fix the cause above"), "{text}");
 
         // B2's manifest went first: it is no backup any more, only a leftover the next run removes.
