@@ -14,6 +14,8 @@ mod expire_helpers;
 mod repo;
 
 use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{json, stderr};
@@ -81,20 +83,7 @@ fn expire_keeps_exactly_what_the_policy_keeps_and_deletes_the_rest() {
         "[retention]\ntime-zone = \"Europe/Belgrade\"\n[retention.logical]\nkeep-daily = 2\n",
     );
     for repo in repos("expire-policy") {
-        let a1 = backup(&pg, &repo, "a");
-        let a2 = backup(&pg, &repo, "a");
-        let a3 = backup(&pg, &repo, "a");
-        let b1 = backup(&pg, &repo, "b");
-        let b2 = backup(&pg, &repo, "b");
-        let b3 = backup(&pg, &repo, "b");
-        // a1..a3 all end on 2026-03-29 in Belgrade (in UTC a1 is on 03-28). b1 and b2 end before
-        // every backup of a although they were taken after them: ids say nothing.
-        set_end(&repo, &a1, "2026-03-28T23:30:00Z"); // 03-29 00:30 CET
-        set_end(&repo, &a2, "2026-03-29T00:30:00Z"); // 03-29 01:30 CET
-        set_end(&repo, &a3, "2026-03-29T01:30:00Z"); // 03-29 03:30 CEST
-        set_end(&repo, &b1, "2026-03-27T12:00:00Z");
-        set_end(&repo, &b2, "2026-03-28T12:00:00Z");
-        set_end(&repo, &b3, "2026-03-29T22:30:00Z"); // 03-30 00:30 CEST
+        let [a1, a2, a3, b1, b2, b3] = dated_backups(&pg, &repo);
         // A damaged backup and a leftover of a killed run, written just now.
         repo.put("main/backups/20200101T000000Z/manifest.json", b"{ not json");
         repo.put(
@@ -102,14 +91,7 @@ fn expire_keeps_exactly_what_the_policy_keeps_and_deletes_the_rest() {
             &[7u8; 1000],
         );
 
-        // Pins: unknown and damaged ids are refused; pinning twice is fine.
-        let said = fails(pgkeep(&pg, &repo).args(["pin", "20991231T000000Z"]));
-        assert!(said.contains("no backup `20991231T000000Z`"), "{said}");
-        let said = fails(pgkeep(&pg, &repo).args(["pin", "20200101T000000Z"]));
-        assert!(
-            said.contains("backup 20200101T000000Z cannot be used"),
-            "{said}"
-        );
+        pin_refusals(&pg, &repo);
         ok(pgkeep(&pg, &repo).args(["pin", &a2]));
         let pinned = json(&ok(
             pgkeep(&pg, &repo).args(["--json", "pin", &a2, "--reason", "audit"])
@@ -142,7 +124,7 @@ fn expire_keeps_exactly_what_the_policy_keeps_and_deletes_the_rest() {
         assert_eq!(plan["damaged"][0]["id"], "20200101T000000Z", "{plan:#}");
         assert_eq!(plan["leftovers"][0]["action"], "young", "{plan:#}");
         assert!(plan["to_free"]["backups"].as_u64().unwrap() > 0, "{plan:#}");
-        assert_eq!(plan["wal"]["left_alone"].as_str().is_some(), true);
+        assert!(plan["wal"]["left_alone"].is_string(), "{plan:#}");
         let human = ok(pgkeep(&pg, &repo)
             .arg("--config")
             .arg(&config)
@@ -177,22 +159,57 @@ fn expire_keeps_exactly_what_the_policy_keeps_and_deletes_the_rest() {
         assert!(!stored(&repo, "main/backups/20200102T000000Z/"));
         assert!(stored(&repo, "main/backups/20200101T000000Z/manifest.json"));
 
-        // Unpinned, a2 is one more backup of 2026-03-29 in database a: it expires next.
-        let unpinned = json(&ok(pgkeep(&pg, &repo).args(["--json", "unpin", &a2])));
-        assert_eq!(unpinned["removed"]["reason"], "audit", "{unpinned:#}");
-        let again = ok(pgkeep(&pg, &repo).args(["unpin", &a2]));
-        assert!(String::from_utf8_lossy(&again.stdout).contains("was not pinned"));
-        let (_, expired) = verdicts(&expire(&pg, &repo, &config, &[])["plan"]);
-        assert_eq!(expired, [a2.clone()]);
-        // A bad --grace is a usage error.
-        let out = run(pgkeep(&pg, &repo).args(["expire", "--grace", "6"]));
-        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-        assert!(
-            stderr(&out).contains("--grace: `6` is not a duration"),
-            "{}",
-            stderr(&out)
-        );
+        unpinned_it_expires(&pg, &repo, &config, &a2);
     }
+}
+
+/// Six backups, three of database a and three of b, each rewritten to end at a known time.
+fn dated_backups(pg: &PgCluster, repo: &Repo) -> [String; 6] {
+    let ids = ["a", "a", "a", "b", "b", "b"].map(|db| backup(pg, repo, db));
+    // a1..a3 all end on 2026-03-29 in Belgrade (in UTC a1 is on 03-28). b1 and b2 end before
+    // every backup of a although they were taken after them: ids say nothing.
+    for (id, end) in ids.iter().zip([
+        "2026-03-28T23:30:00Z", // a1: 03-29 00:30 CET
+        "2026-03-29T00:30:00Z", // a2: 03-29 01:30 CET
+        "2026-03-29T01:30:00Z", // a3: 03-29 03:30 CEST
+        "2026-03-27T12:00:00Z", // b1
+        "2026-03-28T12:00:00Z", // b2
+        "2026-03-29T22:30:00Z", // b3: 03-30 00:30 CEST
+    ]) {
+        set_end(repo, id, end);
+    }
+    ids
+}
+
+/// `pin` refuses unknown and damaged ids, naming them.
+fn pin_refusals(pg: &PgCluster, repo: &Repo) {
+    let said = fails(pgkeep(pg, repo).args(["pin", "20991231T000000Z"]));
+    assert!(said.contains("no backup `20991231T000000Z`"), "{said}");
+    let said = fails(pgkeep(pg, repo).args(["pin", "20200101T000000Z"]));
+    assert!(
+        said.contains("backup 20200101T000000Z cannot be used"),
+        "{said}"
+    );
+    let said = fails(pgkeep(pg, repo).args(["unpin", "20991231T000000Z"]));
+    assert!(said.contains("no backup `20991231T000000Z`"), "{said}");
+}
+
+/// Unpinned, `a2` is one more backup of 2026-03-29 in database a: it expires next. Unpinning
+/// twice is fine; a bad `--grace` is a usage error.
+fn unpinned_it_expires(pg: &PgCluster, repo: &Repo, config: &Path, a2: &str) {
+    let unpinned = json(&ok(pgkeep(pg, repo).args(["--json", "unpin", a2])));
+    assert_eq!(unpinned["removed"]["reason"], "audit", "{unpinned:#}");
+    let again = ok(pgkeep(pg, repo).args(["unpin", a2]));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("was not pinned"));
+    let (_, expired) = verdicts(&expire(pg, repo, config, &[])["plan"]);
+    assert_eq!(expired, [a2]);
+    let out = run(pgkeep(pg, repo).args(["expire", "--grace", "6"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--grace: `6` is not a duration"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// A data directory a test restored into, with the server pgkeep started there: stopped and
@@ -205,7 +222,7 @@ struct Restored {
 
 impl Restored {
     fn psql(&self, sql: &str) -> String {
-        let out = ok(std::process::Command::new(self.bin_dir.join("psql"))
+        let out = ok(Command::new(self.bin_dir.join("psql"))
             .args([
                 "-X",
                 "-A",
@@ -228,12 +245,11 @@ impl Restored {
 impl Drop for Restored {
     fn drop(&mut self) {
         if self.dir.join("postmaster.pid").exists() {
-            let _ =
-                PgCluster::as_server(&mut std::process::Command::new(self.bin_dir.join("pg_ctl")))
-                    .arg("-D")
-                    .arg(&self.dir)
-                    .args(["stop", "-m", "fast", "-w"])
-                    .output();
+            let _ = PgCluster::as_server(&mut Command::new(self.bin_dir.join("pg_ctl")))
+                .arg("-D")
+                .arg(&self.dir)
+                .args(["stop", "-m", "fast", "-w"])
+                .output();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -286,33 +302,15 @@ fn after_expire_a_restore_inside_the_window_works_and_one_before_it_is_refused()
     let before = archived(&root);
     assert!(before.iter().any(|n| *n < b2_start), "{before:?}");
 
-    // wal-push goes on all along: commits and segment switches while expire deletes.
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (first, second) = std::thread::scope(|s| {
-        let archiving = s.spawn(|| {
-            let mut switches = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) || switches < 3 {
-                pg.psql("INSERT INTO t VALUES (9)");
-                switch();
-                switches += 1;
-            }
-            switches
-        });
-        let first = json(&ok(pgkeep().args(["--json", "expire", "--confirm"])));
-        std::thread::sleep(Duration::from_secs(1));
-        let second = json(&ok(pgkeep().args(["--json", "expire", "--confirm"])));
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        assert!(archiving.join().unwrap() >= 3);
-        (first, second)
-    });
-    assert_eq!(
-        pg.psql("SELECT failed_count FROM pg_stat_archiver"),
-        "0",
-        "a wal-push failed while expire ran"
-    );
+    let (first, second) = expire_while_archiving(&pg, &pgkeep);
     let (kept, expired) = verdicts(&first["plan"]);
     assert_eq!(expired, [b1["id"].as_str().unwrap()], "{first:#}");
-    assert_eq!(kept[0].1, "keep-last 2", "{first:#}");
+    let id = |b: &Value| b["id"].as_str().unwrap().to_string();
+    let kept_expected = [
+        (id(&b2), "keep-last 2".to_string()),
+        (id(&b3), "newest, keep-last 1".to_string()),
+    ];
+    assert_eq!(kept, kept_expected, "{first:#}");
     assert!(
         first["deleted"]["wal_files"].as_u64().unwrap() > 0,
         "{first:#}"
@@ -335,38 +333,13 @@ fn after_expire_a_restore_inside_the_window_works_and_one_before_it_is_refused()
         "{listed:#}"
     );
 
-    // Inside the remaining window: b2 and its WAL.
-    let restored = Restored {
-        dir: home.path().join("inside"),
-        port: free_port(),
-        bin_dir: pg.bin_dir().to_path_buf(),
-    };
-    let out = ok(pgkeep()
-        .args(["--json", "restore", "--at", &between_b2_and_b3, "--pgdata"])
-        .arg(&restored.dir)
-        .args(["--start", "--target-action", "promote", "--port"])
-        .arg(restored.port.to_string()));
-    assert_eq!(json(&out)["plan"]["backup"], b2["id"], "{}", stderr(&out));
-    assert_eq!(
-        restored.psql("SELECT string_agg(DISTINCT phase::text, ',') FROM t"),
-        "1,2"
+    restores_after_expire(
+        &pg,
+        &pgkeep,
+        home.path(),
+        &b2,
+        [between_b1_and_b2, between_b2_and_b3],
     );
-    drop(restored);
-    // Before it (b1 expired): refused, naming the window.
-    let refused = home.path().join("before");
-    let out = run(pgkeep()
-        .args(["restore", "--at", &between_b1_and_b2, "--pgdata"])
-        .arg(&refused));
-    let said = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(
-        said.contains("before the end of the oldest base backup"),
-        "{said}"
-    );
-    let from = b2["physical"]["stop_time"].as_str().unwrap();
-    let window_from = format!("the restorable window is {} {}", &from[..10], &from[11..19]);
-    assert!(said.contains(&window_from), "{said}");
-    assert!(!refused.exists());
 
     // .history files always stay.
     let history = home.path().join("00000002.history");
@@ -384,4 +357,74 @@ fn after_expire_a_restore_inside_the_window_works_and_one_before_it_is_refused()
     assert_eq!(last["plan"]["wal"]["history_files"], 1, "{last:#}");
     assert!(root.join("main/wal/00000002/00000002.history.zst").exists());
     assert!(b4["id"].is_string());
+}
+
+/// `expire --confirm` twice while commits and segment switches keep wal-push archiving; every
+/// push succeeds. Returns both runs' JSON.
+fn expire_while_archiving(pg: &PgCluster, pgkeep: &dyn Fn() -> Command) -> (Value, Value) {
+    let stop = AtomicBool::new(false);
+    let runs = std::thread::scope(|s| {
+        let archiving = s.spawn(|| {
+            let mut switches = 0;
+            while !stop.load(Ordering::Relaxed) || switches < 3 {
+                pg.psql("INSERT INTO t VALUES (9)");
+                repo::switch_and_wait(|sql| pg.psql(sql));
+                switches += 1;
+            }
+            switches
+        });
+        let first = json(&ok(pgkeep().args(["--json", "expire", "--confirm"])));
+        std::thread::sleep(Duration::from_secs(1));
+        let second = json(&ok(pgkeep().args(["--json", "expire", "--confirm"])));
+        stop.store(true, Ordering::Relaxed);
+        assert!(archiving.join().unwrap() >= 3);
+        (first, second)
+    });
+    assert_eq!(
+        pg.psql("SELECT failed_count FROM pg_stat_archiver"),
+        "0",
+        "a wal-push failed while expire ran"
+    );
+    runs
+}
+
+/// After b1 expired: a restore to `at[1]` (after b2) works from b2 and its WAL; one to `at[0]`
+/// (before b2) is refused, naming the window, and writes nothing.
+fn restores_after_expire(
+    pg: &PgCluster,
+    pgkeep: &dyn Fn() -> Command,
+    home: &Path,
+    b2: &Value,
+    at: [String; 2],
+) {
+    let restored = Restored {
+        dir: home.join("inside"),
+        port: free_port(),
+        bin_dir: pg.bin_dir().to_path_buf(),
+    };
+    let out = ok(pgkeep()
+        .args(["--json", "restore", "--at", &at[1], "--pgdata"])
+        .arg(&restored.dir)
+        .args(["--start", "--target-action", "promote", "--port"])
+        .arg(restored.port.to_string()));
+    assert_eq!(json(&out)["plan"]["backup"], b2["id"], "{}", stderr(&out));
+    assert_eq!(
+        restored.psql("SELECT string_agg(DISTINCT phase::text, ',') FROM t"),
+        "1,2"
+    );
+    drop(restored);
+    let refused = home.join("before");
+    let out = run(pgkeep()
+        .args(["restore", "--at", &at[0], "--pgdata"])
+        .arg(&refused));
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("before the end of the oldest base backup"),
+        "{said}"
+    );
+    let from = b2["physical"]["stop_time"].as_str().unwrap();
+    let window_from = format!("the restorable window is {} {}", &from[..10], &from[11..19]);
+    assert!(said.contains(&window_from), "{said}");
+    assert!(!refused.exists());
 }

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use super::leftovers::{LeftoverAction, PlannedLeftover, plan_leftovers};
 use super::pin::{Pin, read_pin};
-use super::policy::{KeepReason, PolicyBackup, Series, apply_policy};
+use super::policy::{PolicyBackup, apply_policy};
+use super::reason::{KeepReason, Series};
 use super::wal::{WalPlan, plan_wal};
 use crate::error::{Error, RetentionError};
 use crate::pg::Lsn;
@@ -204,7 +205,7 @@ pub async fn plan_expire(
             now,
         ));
     }
-    backups.sort_by(|a, b| (a.end, a.start_lsn).cmp(&(b.end, b.start_lsn)));
+    backups.sort_by_key(|b| (b.end, b.start_lsn));
     let kept_physical: Vec<Manifest> = backups
         .iter()
         .filter(|b| b.kind == BackupKind::Physical && !b.expire)

@@ -20,39 +20,15 @@
 //! - Without a policy for the kind, every backup of it is kept.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use serde::Serialize;
 
 use super::pin::Pin;
+use super::reason::{KeepReason, Series};
 use crate::pg::Lsn;
 use crate::repo::catalog::BackupKind;
-use crate::repo::lease::Lease;
-use crate::settings::{RetentionPolicy, RetentionZone, format_duration};
-
-/// A series of backups that replace each other.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Series {
-    /// The physical backups of the cluster.
-    Cluster,
-    /// The logical backups holding the roles and tablespaces.
-    Globals,
-    /// The logical backups holding this database.
-    Database(String),
-}
-
-impl fmt::Display for Series {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Series::Cluster => f.write_str("the cluster"),
-            Series::Globals => f.write_str("globals"),
-            Series::Database(name) => write!(f, "database {name}"),
-        }
-    }
-}
+use crate::settings::{RetentionPolicy, RetentionZone};
 
 /// What the policy knows of one backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,124 +43,6 @@ pub struct PolicyBackup {
     pub series: Vec<Series>,
     /// Its pin, if it is pinned.
     pub pin: Option<Pin>,
-}
-
-fn duration_text<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&format_duration(*d))
-}
-
-/// Why a backup is kept. Shown as the configuration names the rule: `keep-weekly 2026-W47`,
-/// `pinned`, `min-keep`, `needed by the window`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "rule")]
-pub enum KeepReason {
-    /// `keep-last`: it is the `n`th newest of its series.
-    #[serde(rename = "keep-last")]
-    Last {
-        /// 1 for the newest.
-        n: u32,
-        /// The series.
-        of: Series,
-    },
-    /// `keep-daily`: the newest of its series on `day`.
-    #[serde(rename = "keep-daily")]
-    Daily {
-        /// The day, in the configured time zone.
-        day: NaiveDate,
-        /// The series.
-        of: Series,
-    },
-    /// `keep-weekly`: the newest of its series in ISO week `week` (`2026-W47`).
-    #[serde(rename = "keep-weekly")]
-    Weekly {
-        /// The ISO week.
-        week: String,
-        /// The series.
-        of: Series,
-    },
-    /// `keep-monthly`: the newest of its series in `month` (`2026-11`).
-    #[serde(rename = "keep-monthly")]
-    Monthly {
-        /// The month.
-        month: String,
-        /// The series.
-        of: Series,
-    },
-    /// `keep-within`: it ended within this long of now.
-    #[serde(rename = "keep-within")]
-    Within {
-        /// The rule's duration.
-        #[serde(serialize_with = "duration_text")]
-        within: Duration,
-        /// The series.
-        of: Series,
-    },
-    /// `pgkeep pin`.
-    #[serde(rename = "pinned")]
-    Pinned {
-        /// The pin's reason.
-        reason: Option<String>,
-    },
-    /// The floor: without it, its series would keep fewer than `min-keep`.
-    #[serde(rename = "min-keep")]
-    MinKeep {
-        /// The series.
-        of: Series,
-    },
-    /// The newest backup of its kind, which never expires.
-    #[serde(rename = "newest")]
-    Newest,
-    /// The newest physical backup that ended before the `keep-within` window: a point-in-time
-    /// restore to the window's start needs it.
-    #[serde(rename = "needed-by-the-window")]
-    NeededByWindow {
-        /// The rule's duration.
-        #[serde(serialize_with = "duration_text")]
-        within: Duration,
-    },
-    /// A running restore (or backup) holds a lease on it.
-    #[serde(rename = "in-use")]
-    InUse {
-        /// The lease.
-        lease: Lease,
-    },
-    /// No policy is configured for its kind: no backup of it expires.
-    #[serde(rename = "no-policy")]
-    NoPolicy {
-        /// The kind.
-        kind: BackupKind,
-    },
-}
-
-/// ` (database a)`; nothing for the cluster's own series.
-fn of(series: &Series) -> String {
-    match series {
-        Series::Cluster => String::new(),
-        other => format!(" ({other})"),
-    }
-}
-
-impl fmt::Display for KeepReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeepReason::Last { n, of: s } => write!(f, "keep-last {n}{}", of(s)),
-            KeepReason::Daily { day, of: s } => write!(f, "keep-daily {day}{}", of(s)),
-            KeepReason::Weekly { week, of: s } => write!(f, "keep-weekly {week}{}", of(s)),
-            KeepReason::Monthly { month, of: s } => write!(f, "keep-monthly {month}{}", of(s)),
-            KeepReason::Within { within, of: s } => {
-                write!(f, "keep-within {}{}", format_duration(*within), of(s))
-            }
-            KeepReason::Pinned { reason: None } => f.write_str("pinned"),
-            KeepReason::Pinned {
-                reason: Some(reason),
-            } => write!(f, "pinned: {reason}"),
-            KeepReason::MinKeep { of: s } => write!(f, "min-keep{}", of(s)),
-            KeepReason::Newest => f.write_str("newest"),
-            KeepReason::NeededByWindow { .. } => f.write_str("needed by the window"),
-            KeepReason::InUse { lease } => write!(f, "in use by {lease}"),
-            KeepReason::NoPolicy { kind } => write!(f, "no [retention.{kind}] policy"),
-        }
-    }
 }
 
 /// Applies `policy` (`None`: none configured) to `backups`, all of one `kind`, at `now`, with
@@ -433,25 +291,12 @@ mod tests {
         assert_eq!(kept, expected, "case {}", case.name);
     }
 
+    /// The calendar rules (daily, ISO weekly, monthly) in Europe/Belgrade, across both daylight
+    /// saving changes of 2026.
     #[test]
-    fn policies_keep_exactly_the_expected_backups() {
+    fn calendar_rules_count_in_the_configured_time_zone_across_daylight_saving() {
         let physical = BackupKind::Physical;
-        let logical = BackupKind::Logical;
         let cases = [
-            Case {
-                name: "keep-last, ids ordered against the end times",
-                policy: policy(|p| p.keep_last = 2),
-                kind: physical,
-                zone: RetentionZone::Named(chrono_tz::UTC),
-                now: "2026-11-30T00:00:00Z",
-                backups: &[
-                    ("d", "2026-11-01T00:00:00Z", &[], false),
-                    ("c", "2026-11-02T00:00:00Z", &[], false),
-                    ("b", "2026-11-03T00:00:00Z", &[], false),
-                    ("a", "2026-11-04T00:00:00Z", &[], false),
-                ],
-                kept: &[("b", &["keep-last 2"]), ("a", &["newest", "keep-last 1"])],
-            },
             Case {
                 // 2026-03-29 02:00 CET becomes 03:00 CEST. In UTC the newest two days would be
                 // 03-29 (D) and 03-28 (A, 23:30Z); in Belgrade D is on 03-30 and A on 03-29.
@@ -532,6 +377,40 @@ mod tests {
                     ),
                 ],
             },
+        ];
+        for case in &cases {
+            run(case);
+        }
+    }
+
+    /// keep-last counts by end time, whatever the ids say.
+    #[test]
+    fn keep_last_orders_by_end_time_not_by_id() {
+        let physical = BackupKind::Physical;
+        let cases = [Case {
+            name: "keep-last, ids ordered against the end times",
+            policy: policy(|p| p.keep_last = 2),
+            kind: physical,
+            zone: RetentionZone::Named(chrono_tz::UTC),
+            now: "2026-11-30T00:00:00Z",
+            backups: &[
+                ("d", "2026-11-01T00:00:00Z", &[], false),
+                ("c", "2026-11-02T00:00:00Z", &[], false),
+                ("b", "2026-11-03T00:00:00Z", &[], false),
+                ("a", "2026-11-04T00:00:00Z", &[], false),
+            ],
+            kept: &[("b", &["keep-last 2"]), ("a", &["newest", "keep-last 1"])],
+        }];
+        for case in &cases {
+            run(case);
+        }
+    }
+
+    /// Pins, the min-keep floor, the newest, keep-within's window and per-database series.
+    #[test]
+    fn pins_floors_the_newest_windows_and_series() {
+        let (physical, logical) = (BackupKind::Physical, BackupKind::Logical);
+        let cases = [
             Case {
                 name: "pinned backups stay, min-keep tops up the newest",
                 policy: policy(|p| {
