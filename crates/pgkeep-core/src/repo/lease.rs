@@ -195,12 +195,15 @@ pub(crate) struct LeaseGuard {
     key: String,
     ttl: Duration,
     record: Arc<tokio::sync::Mutex<Lease>>,
+    /// Renewing the lease; `None` once released, or for a restore that could not write one.
     renewer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl LeaseGuard {
     /// Takes a lease for `purpose` on `backup`, living `ttl` between renewals. A restore's
-    /// backup is then checked to be still there ([`RetentionError::BackupGone`]).
+    /// backup is then checked to be still there ([`RetentionError::BackupGone`]). A restore goes
+    /// on without a lease (and says so) when the repository cannot be written to — a read-only
+    /// copy during an incident — rather than fail; a backup needs its lease.
     pub(crate) async fn take(
         repo: &Repository,
         ttl: Duration,
@@ -218,32 +221,35 @@ impl LeaseGuard {
             expires_at: now + ttl,
         };
         let key = repo.key(&format!("{LEASES}{:016x}.json", rand::random::<u64>()));
-        write(repo, &key, &lease).await?;
-        let mut guard = LeaseGuard {
+        let held = match write(repo, &key, &lease).await {
+            Ok(()) => true,
+            Err(e) if !purpose.is_backup() => {
+                tracing::warn!(
+                    "cannot hold a lease in the repository, so `pgkeep expire` (here or on another host) could delete backup {} while it is restored: {e}",
+                    backup.unwrap_or("?")
+                );
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        let record = Arc::new(tokio::sync::Mutex::new(lease));
+        let renewer =
+            held.then(|| tokio::spawn(renew(repo.clone(), key.clone(), ttl, record.clone())));
+        let guard = LeaseGuard {
             repo: repo.clone(),
             key,
             ttl,
-            record: Arc::new(tokio::sync::Mutex::new(lease)),
-            renewer: None,
+            record,
+            renewer,
         };
-        guard.renewer = Some(tokio::spawn(renew(
-            guard.repo.clone(),
-            guard.key.clone(),
-            ttl,
-            guard.record.clone(),
-        )));
         if let (false, Some(id)) = (purpose.is_backup(), backup) {
             let manifest = format!("{}{MANIFEST}", backup_prefix(repo, id));
-            match repo.storage().head(&manifest).await {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {
-                    guard.release().await;
-                    return Err(RetentionError::BackupGone { id: id.to_string() }.into());
-                }
-                Err(e) => {
-                    guard.release().await;
-                    return Err(e.into());
-                }
+            if let Err(e) = repo.storage().head(&manifest).await {
+                guard.release().await;
+                return Err(match e.is_not_found() {
+                    true => RetentionError::BackupGone { id: id.to_string() }.into(),
+                    false => e.into(),
+                });
             }
         }
         Ok(guard)
@@ -260,9 +266,10 @@ impl LeaseGuard {
 
     /// Stops renewing and deletes the lease (a failure to delete is logged: the lease expires).
     pub(crate) async fn release(mut self) {
-        if let Some(renewer) = self.renewer.take() {
-            renewer.abort();
-        }
+        let Some(renewer) = self.renewer.take() else {
+            return; // never written
+        };
+        renewer.abort();
         // Wait for a renewal in flight, so that it cannot write the lease back after the delete.
         let _lease = self.record.lock().await;
         if let Err(e) = self.repo.storage().delete(&self.key).await {
@@ -277,7 +284,7 @@ impl LeaseGuard {
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
         let Some(renewer) = self.renewer.take() else {
-            return; // released
+            return; // released, or never written
         };
         renewer.abort();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -322,6 +329,19 @@ async fn renew(
 mod tests {
     use super::*;
     use crate::storage::LocalStorage;
+    use crate::storage::faulty::Faulty;
+
+    /// Backup `id`'s manifest (content does not matter to a lease).
+    async fn backup_manifest(repo: &Repository, id: &str) {
+        repo.storage()
+            .put_bytes(
+                &format!("main/backups/{id}/manifest.json"),
+                b"{}",
+                PutMode::Create,
+            )
+            .await
+            .unwrap();
+    }
 
     #[test]
     fn a_lease_covers_its_backup_or_the_ids_after_its_start() {
@@ -377,6 +397,23 @@ mod tests {
             Err(Error::Retention(RetentionError::BackupGone { .. }))
         ));
         assert!(read_leases(&repo).await.unwrap().0.is_empty(), "released");
+
+        // A read-only repository: a restore goes on without a lease, a backup cannot start.
+        backup_manifest(&repo, "B").await;
+        let read_only = Repository::new(
+            Arc::new(Faulty {
+                inner: LocalStorage::new(dir.path()),
+                fail_puts: "leases/",
+                fail_deletes: "",
+            }),
+            "main",
+        );
+        let restore = LeaseGuard::take(&read_only, ttl, LeasePurpose::RestorePhysical, Some("B"))
+            .await
+            .unwrap();
+        restore.release().await;
+        let backup = LeaseGuard::take(&read_only, ttl, LeasePurpose::BackupLogical, None).await;
+        assert!(backup.is_err());
 
         repo.storage()
             .put_bytes("main/leases/junk.json", b"{", PutMode::Create)

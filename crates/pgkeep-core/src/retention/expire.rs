@@ -138,71 +138,18 @@ async fn delete_backup(repo: &Repository, id: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::ops::Range;
     use std::sync::Arc;
 
-    use async_trait::async_trait;
     use chrono::{DateTime, Utc};
-    use tokio::io::AsyncRead;
 
     use super::*;
     use crate::pg::ConnInfo;
     use crate::repo::catalog::{BackupKind, Manifest, ManifestObject, ObjectFormat, ObjectRole};
     use crate::retention::{ExpireOptions, plan_expire};
     use crate::settings::{RepoLocation, RetentionPolicy, Settings};
-    use crate::storage::{ByteReader, LocalStorage, PutMode, Storage, StorageError};
+    use crate::storage::faulty::Faulty;
+    use crate::storage::{LocalStorage, PutMode};
     use crate::stream::{Codec, StoredObject};
-
-    /// A local storage whose deletes of keys containing `fail` fail.
-    #[derive(Debug)]
-    struct FailingDeletes {
-        inner: LocalStorage,
-        fail: &'static str,
-    }
-
-    #[async_trait]
-    impl Storage for FailingDeletes {
-        fn url(&self) -> String {
-            self.inner.url()
-        }
-        async fn put(
-            &self,
-            key: &str,
-            body: &mut (dyn AsyncRead + Send + Unpin),
-            mode: PutMode,
-        ) -> Result<ObjectMeta, StorageError> {
-            self.inner.put(key, body, mode).await
-        }
-        async fn get(&self, key: &str, r: Option<Range<u64>>) -> Result<ByteReader, StorageError> {
-            self.inner.get(key, r).await
-        }
-        async fn head(&self, key: &str) -> Result<ObjectMeta, StorageError> {
-            self.inner.head(key).await
-        }
-        async fn create_root(&self) -> Result<(), StorageError> {
-            self.inner.create_root().await
-        }
-        async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
-            self.inner.list(prefix).await
-        }
-        async fn list_unfinished(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
-            self.inner.list_unfinished(prefix).await
-        }
-        async fn delete(&self, key: &str) -> Result<(), StorageError> {
-            if key.contains(self.fail) {
-                return Err(StorageError::Local {
-                    op: "deleting",
-                    path: key.into(),
-                    source: std::io::ErrorKind::PermissionDenied.into(),
-                    fix: "fix the permissions",
-                });
-            }
-            self.inner.delete(key).await
-        }
-        async fn remove_unfinished(&self, write: &ObjectMeta) -> Result<(), StorageError> {
-            self.inner.remove_unfinished(write).await
-        }
-    }
 
     /// A logical backup of database `a` that ended at `end`, stored in `repo`.
     async fn backup(repo: &Repository, id: &str, end: &str) {
@@ -257,9 +204,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let local = LocalStorage::new(dir.path());
         let failing = Repository::new(
-            Arc::new(FailingDeletes {
+            Arc::new(Faulty {
                 inner: local.clone(),
-                fail: "B2/db-0001",
+                fail_puts: "",
+                fail_deletes: "B2/db-0001",
             }),
             "main",
         );

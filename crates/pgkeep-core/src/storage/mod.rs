@@ -9,6 +9,8 @@
 //! would show.
 
 mod durable;
+#[cfg(test)]
+pub(crate) mod faulty;
 mod local;
 mod s3;
 
