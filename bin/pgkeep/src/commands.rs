@@ -31,7 +31,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    async fn repo(&self) -> anyhow::Result<Repository> {
+    pub(crate) async fn repo(&self) -> anyhow::Result<Repository> {
         Ok(Repository::open(&self.settings).await?)
     }
 
@@ -49,7 +49,7 @@ impl Ctx {
 
     /// Prints an outcome as [`Ctx::print`] does, except under `-q` when `ok`: cron then mails
     /// only what went wrong.
-    fn report(
+    pub(crate) fn report(
         &self,
         ok: bool,
         value: &impl serde::Serialize,
@@ -62,7 +62,7 @@ impl Ctx {
     }
 
     /// Prints `value` as JSON, or `human` for people.
-    fn print(
+    pub(crate) fn print(
         &self,
         value: &impl serde::Serialize,
         human: impl FnOnce() -> String,

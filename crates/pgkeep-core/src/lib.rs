@@ -80,6 +80,9 @@
 //! - Physical and WAL: [`backup_physical`], [`wal_push`], [`wal_fetch`],
 //!   [`recoverable_window`], [`plan_physical_restore`] and [`restore_physical`].
 //! - Checks: [`verify_backups`], [`verify_wal`], [`check()`].
+//! - Retention: [`plan_expire`] (the policy of `[retention]`, [`apply_policy`] as a pure
+//!   function) and [`expire`]; [`pin_backup`], [`unpin_backup`]; the [`Lease`]s running backups
+//!   and restores hold, which expire respects.
 //! - Errors: [`Error`], with the lower layers' errors and each feature's refusals as variants.
 //!
 //! The code is layered (docs/architecture.md): PostgreSQL vocabulary and access, settings, child
@@ -94,6 +97,7 @@ mod pg;
 mod physical;
 mod pitr;
 mod repo;
+mod retention;
 mod settings;
 mod storage;
 mod stream;
@@ -104,7 +108,8 @@ pub use check::{
     CheckReport, ConnectionReport, DataDirReport, Problem, RepositoryReport, Severity, check,
 };
 pub use error::{
-    BackupCleanup, Damage, Error, LogicalError, PhysicalError, PitrError, SegmentProblem, WalError,
+    BackupCleanup, Damage, Error, ExpireReport, LogicalError, PhysicalError, PitrError,
+    RetentionError, SegmentProblem, WalError,
 };
 pub use exec::{Interrupt, ProcessError, ToolError, ToolInfo, shell_quote};
 pub use logical::{
@@ -132,12 +137,20 @@ pub use repo::catalog::{
     BackupKind, ConfigFile, DatabaseInfo, LogicalOptions, Manifest, ManifestObject, ObjectFormat,
     ObjectRole, PhysicalInfo, find_backup,
 };
+pub use repo::lease::{HeldLease, Lease, LeasePurpose, UnreadableLease};
 pub use repo::scan::{Catalog, DamagedBackup, Leftover, LeftoverKind, read_catalog};
 pub use repo::{ClusterIdentity, Repository, open_storage};
+pub use retention::{
+    BytesToFree, ExpireOptions, ExpirePlan, KeepReason, LeftoverAction, Pin, PlannedBackup,
+    PlannedLeftover, PolicyBackup, Series, UNFINISHED_MIN_AGE, WalObject, WalPlan, WalStart,
+    apply_policy, expire, pin_backup, plan_expire, unpin_backup,
+};
 pub use settings::{
     Compression, CompressionConfig, Config, ConfigError, DEFAULT_CLUSTER, DEFAULT_CONFIG_PATHS,
     FailoverConfig, InvalidValue, NodeConfig, Overrides, PostgresConfig, RepoLocation,
-    RepositoryConfig, S3Config, S3Settings, Settings, SyncConfig, WalConfig, validate_cluster_name,
+    RepositoryConfig, Retention, RetentionConfig, RetentionPolicy, RetentionPolicyConfig,
+    RetentionZone, S3Config, S3Settings, Settings, SyncConfig, WalConfig, parse_duration,
+    validate_cluster_name,
 };
 pub use storage::{
     ByteReader, FileError, LocalStorage, ObjectMeta, PutMode, S3Storage, Storage, StorageError,

@@ -6,18 +6,20 @@
 //! (settings), [`PgError`] (PostgreSQL), [`ProcessError`] and [`ToolError`] (child programs),
 //! [`StorageError`] (the repository's storage) and [`FileError`] (local files). The features' own
 //! refusals and failures are grouped by feature: [`LogicalError`], [`PhysicalError`],
-//! [`WalError`] and [`PitrError`].
+//! [`WalError`], [`PitrError`] and [`RetentionError`].
 
 mod cleanup;
 mod logical;
 mod physical;
 mod pitr;
+mod retention;
 mod wal;
 
 pub use cleanup::BackupCleanup;
 pub use logical::{LogicalError, PayloadProblem, TargetOutcome};
 pub use physical::PhysicalError;
 pub use pitr::PitrError;
+pub use retention::{ExpireReport, RetentionError};
 pub use wal::{Damage, SegmentProblem, WalError};
 
 use crate::exec::{ProcessError, ToolError};
@@ -331,6 +333,10 @@ pub enum Error {
     /// A point-in-time restore cannot go ahead or failed.
     #[error(transparent)]
     Pitr(#[from] PitrError),
+
+    /// `expire` failed midway, or a restore's backup expired under it.
+    #[error(transparent)]
+    Retention(#[from] RetentionError),
 
     /// The run was interrupted ([`Interrupt`](crate::Interrupt): SIGTERM, SIGINT).
     #[error("interrupted by {reason}\n  fix: run the command again when it can run to its end")]

@@ -9,14 +9,18 @@
 //! A program that embeds pgkeep needs no file at all: [`Settings::new`] takes a repository and a
 //! connection and sets everything else to its default; the fields are public for the rest.
 
+mod duration;
 mod error;
 mod file;
 mod location;
 mod resolve;
+mod retention;
 
 use std::fmt;
 use std::path::PathBuf;
 
+pub(crate) use duration::format_duration;
+pub use duration::parse_duration;
 pub use error::{ConfigError, InvalidValue};
 pub use file::{
     CompressionConfig, Config, DEFAULT_CONFIG_PATHS, FailoverConfig, NodeConfig, PostgresConfig,
@@ -24,6 +28,9 @@ pub use file::{
 };
 pub use location::RepoLocation;
 pub use resolve::validate_cluster_name;
+pub use retention::{
+    Retention, RetentionConfig, RetentionPolicy, RetentionPolicyConfig, RetentionZone,
+};
 
 use crate::pg::ConnInfo;
 
@@ -148,6 +155,8 @@ pub struct Settings {
     pub failover: FailoverConfig,
     /// `[sync]` as written; `pgkeep-failover` validates it.
     pub sync: SyncConfig,
+    /// `[retention]`: what `expire` keeps, leftovers' grace, leases' lifetime.
+    pub retention: Retention,
 }
 
 impl Settings {
@@ -177,6 +186,7 @@ impl Settings {
             wal_archive: false,
             failover: FailoverConfig::default(),
             sync: SyncConfig::default(),
+            retention: Retention::default(),
         }
     }
 
