@@ -16,8 +16,8 @@ use common::{json, stderr};
 use physical::*;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt as _;
 use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -19,7 +19,7 @@ use crate::exec::{self, ProcessError};
 use crate::pg;
 use crate::repo::Repository;
 use crate::repo::catalog::Manifest;
-use crate::repo::lease::{LeaseGuard, LeasePurpose};
+use crate::repo::lease::{self, LeasePurpose};
 use crate::repo::scan::DamagedBackup;
 use crate::settings::Settings;
 use crate::stream::{Progress, ProgressWriter, fetch_object};
@@ -67,16 +67,15 @@ pub async fn restore_globals(
     let Chosen {
         backup, skipped, ..
     } = choose_backup(repo, choice, "globals", |m| m.globals().is_some()).await?;
-    let lease = LeaseGuard::take(
+    let id = backup.id.clone();
+    lease::restoring(
         repo,
         settings.retention.lease_ttl,
         LeasePurpose::RestoreGlobals,
-        Some(&backup.id),
+        &id,
+        replay_globals(settings, repo, backup, skipped, options, progress),
     )
-    .await?;
-    let result = replay_globals(settings, repo, backup, skipped, options, progress).await;
-    lease.release().await;
-    result
+    .await
 }
 
 /// [`restore_globals`] of the chosen `backup`, under its lease.

@@ -17,7 +17,7 @@ use crate::exec::{self, Interrupt, ProcessError};
 use crate::pg;
 use crate::repo::Repository;
 use crate::repo::catalog::{self, BackupKind, Manifest, ManifestObject};
-use crate::repo::lease::{LeaseGuard, LeasePurpose};
+use crate::repo::lease::{self, LeasePurpose};
 use crate::repo::scan::{DamagedBackup, read_catalog};
 use crate::settings::Settings;
 use crate::stream::{self, Progress, ProgressWriter, feed_child};
@@ -183,16 +183,14 @@ pub async fn restore_logical(
     options: &LogicalRestoreOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<LogicalRestoreReport, Error> {
-    let lease = LeaseGuard::take(
+    lease::restoring(
         repo,
         settings.retention.lease_ttl,
         LeasePurpose::RestoreLogical,
-        Some(&plan.backup.id),
+        &plan.backup.id,
+        restore_leased(settings, repo, plan, options, progress),
     )
-    .await?;
-    let result = restore_leased(settings, repo, plan, options, progress).await;
-    lease.release().await;
-    result
+    .await
 }
 
 /// [`restore_logical`] under its lease.

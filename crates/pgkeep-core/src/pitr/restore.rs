@@ -19,7 +19,7 @@ use crate::error::{Error, PitrError};
 use crate::exec::{self, chown_tree, euid, lookup_user};
 use crate::physical::config_files::restore_config;
 use crate::repo::Repository;
-use crate::repo::lease::{LeaseGuard, LeasePurpose};
+use crate::repo::lease::{self, LeasePurpose};
 use crate::settings::Settings;
 use crate::storage::FileError;
 use crate::stream::{Progress, feed_child};
@@ -277,16 +277,14 @@ pub async fn restore_physical(
     options: &PhysicalRestoreOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<PhysicalRestoreReport, Error> {
-    let lease = LeaseGuard::take(
+    lease::restoring(
         repo,
         settings.retention.lease_ttl,
         LeasePurpose::RestorePhysical,
-        Some(&plan.backup),
+        &plan.backup,
+        restore_leased(settings, repo, plan, options, progress),
     )
-    .await?;
-    let result = restore_leased(settings, repo, plan, options, progress).await;
-    lease.release().await;
-    result
+    .await
 }
 
 /// [`restore_physical`] under its lease.

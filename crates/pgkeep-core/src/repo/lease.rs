@@ -281,6 +281,21 @@ impl LeaseGuard {
     }
 }
 
+/// Runs `work`, a restore of backup `id` for `purpose`, under a lease taken first (see
+/// [`LeaseGuard::take`]) and released afterwards, whatever the outcome.
+pub(crate) async fn restoring<T>(
+    repo: &Repository,
+    ttl: Duration,
+    purpose: LeasePurpose,
+    id: &str,
+    work: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let lease = LeaseGuard::take(repo, ttl, purpose, Some(id)).await?;
+    let result = work.await;
+    lease.release().await;
+    result
+}
+
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
         let Some(renewer) = self.renewer.take() else {
