@@ -75,6 +75,30 @@ pub enum Command {
     /// from the backups' manifests; a damaged one is kept beside it. Refused when the manifests
     /// disagree or the record is readable.
     RepairIdentity,
+    /// Delete the backups the [retention] policy no longer keeps, the archived WAL no kept
+    /// physical backup needs, and leftovers of interrupted runs older than the grace period.
+    /// Without --confirm it only prints the plan and changes nothing.
+    Expire {
+        /// Carry the plan out.
+        #[arg(long)]
+        confirm: bool,
+        /// Leftovers' grace period instead of retention.leftover-grace (e.g. 0s, 30m, 6h).
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
+    },
+    /// Keep a backup whatever the retention policy says (pinning again replaces the reason).
+    Pin {
+        /// The backup id (see `pgkeep list`).
+        id: String,
+        /// Why, for whoever reads the plan later.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Remove a backup's pin: the retention policy decides again.
+    Unpin {
+        /// The backup id.
+        id: String,
+    },
     /// Restore a backup into a throwaway cluster (in [drill] scratch-dir, reachable only through
     /// its own socket), check it, measure RTO and RPO, remove it, and record the result beside the
     /// backup; exits 1 when a drill fails.

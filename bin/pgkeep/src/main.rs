@@ -10,6 +10,7 @@ mod exit;
 mod interrupted;
 mod output;
 mod progress;
+mod upkeep;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -143,6 +144,9 @@ async fn run(cli: Cli, interrupt: Interrupt) -> anyhow::Result<ExitCode> {
         Command::Sync(SyncCommand::Files { node, dry_run }) => {
             commands::sync_files(&ctx, node.as_deref(), dry_run).await
         }
+        Command::Expire { confirm, grace } => upkeep::expire(&ctx, confirm, grace.as_deref()).await,
+        Command::Pin { id, reason } => upkeep::pin(&ctx, &id, reason.as_deref()).await,
+        Command::Unpin { id } => upkeep::unpin(&ctx, &id).await,
         Command::WalPush { path } => commands::wal_push(&ctx, &path).await,
         Command::WalFetch { name, dest } => commands::wal_fetch(&ctx, &name, &dest).await,
     }

@@ -313,7 +313,8 @@ async fn check_missing_identity(
 }
 
 /// Writes and deletes a probe object where the jobs write: beside the identity record, in a new
-/// directory under `backups/` (as each backup makes one) and under `wal/`. Returns whether all
+/// directory under `backups/` (as each backup makes one), under `wal/`, and under `leases/`
+/// (where running backups and restores hold their lease). Returns whether all
 /// of them worked; each failure is a problem that names the path and the storage's own error.
 async fn probe_writes(repo: &Repository, problems: &mut Problems) -> bool {
     let tag = format!(".check-{:016x}", rand::random::<u64>());
@@ -327,6 +328,7 @@ async fn probe_writes(repo: &Repository, problems: &mut Problems) -> bool {
             repo.key(&format!("wal/{tag}/probe")),
             Some(repo.key(&format!("wal/{tag}/"))),
         ),
+        (repo.key(&format!("leases/{tag}")), None),
     ];
     let mut writable = true;
     for (probe, dir) in probes {

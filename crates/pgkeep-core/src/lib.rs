@@ -81,6 +81,9 @@
 //! - Physical and WAL: [`backup_physical`], [`wal_push`], [`wal_fetch`],
 //!   [`recoverable_window`], [`plan_physical_restore`] and [`restore_physical`].
 //! - Checks: [`verify_backups`], [`verify_wal`], [`check()`].
+//! - Retention: [`plan_expire`] (the policy of `[retention]`, [`apply_policy`] as a pure
+//!   function) and [`expire`]; [`pin_backup`], [`unpin_backup`]; the [`Lease`]s running backups
+//!   and restores hold, which expire respects.
 //! - Restore drills: [`drill()`] restores backups into throwaway clusters, checks and measures
 //!   them and records the result beside each backup ([`DrillRecord`]); [`drill_history`] and
 //!   [`last_drills`] read the records back.
@@ -99,6 +102,7 @@ mod pg;
 mod physical;
 mod pitr;
 mod repo;
+mod retention;
 mod settings;
 mod storage;
 mod stream;
@@ -114,8 +118,8 @@ pub use drill::{
     UnreadableRecord, drill, drill_history, last_drills,
 };
 pub use error::{
-    BackupCleanup, Damage, DrillError, Error, LogicalError, PhysicalError, PitrError,
-    SegmentProblem, WalError,
+    BackupCleanup, Damage, DrillError, Error, ExpireReport, LogicalError, PhysicalError, PitrError,
+    RetentionError, SegmentProblem, WalError,
 };
 pub use exec::{Interrupt, ProcessError, ToolError, ToolInfo, shell_quote};
 pub use logical::{
@@ -143,13 +147,20 @@ pub use repo::catalog::{
     BackupKind, ConfigFile, DatabaseInfo, LogicalOptions, Manifest, ManifestObject, ObjectFormat,
     ObjectRole, PhysicalInfo, find_backup,
 };
+pub use repo::lease::{HeldLease, Lease, LeasePurpose, UnreadableLease};
 pub use repo::scan::{Catalog, DamagedBackup, Leftover, LeftoverKind, read_catalog};
 pub use repo::{ClusterIdentity, Repository, open_storage};
+pub use retention::{
+    BytesToFree, ExpireOptions, ExpirePlan, KeepReason, LeftoverAction, Pin, PlannedBackup,
+    PlannedLeftover, PolicyBackup, Series, UNFINISHED_MIN_AGE, WalObject, WalPlan, WalStart,
+    apply_policy, expire, pin_backup, plan_expire, unpin_backup,
+};
 pub use settings::{
     Compression, CompressionConfig, Config, ConfigError, DEFAULT_CLUSTER, DEFAULT_CONFIG_PATHS,
     DrillConfig, DrillSettings, FailoverConfig, InvalidValue, NodeConfig, Overrides,
-    PostgresConfig, RepoLocation, RepositoryConfig, S3Config, S3Settings, Settings, SyncConfig,
-    WalConfig, validate_cluster_name,
+    PostgresConfig, RepoLocation, RepositoryConfig, Retention, RetentionConfig, RetentionPolicy,
+    RetentionPolicyConfig, RetentionZone, S3Config, S3Settings, Settings, SyncConfig, WalConfig,
+    parse_duration, validate_cluster_name,
 };
 pub use storage::{
     ByteReader, FileError, LocalStorage, ObjectMeta, PutMode, S3Storage, Storage, StorageError,

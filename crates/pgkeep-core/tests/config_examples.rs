@@ -60,6 +60,15 @@ fn the_example_documents_every_key() {
         "level",
         "threads",
         "archive",
+        "time-zone",
+        "leftover-grace",
+        "lease-ttl",
+        "keep-last",
+        "keep-daily",
+        "keep-weekly",
+        "keep-monthly",
+        "keep-within",
+        "min-keep",
         "scratch-dir",
     ] {
         assert!(

@@ -96,6 +96,13 @@ async fn killed_process_leaves_nothing() {
     let local = LocalStorage::new(&root);
     assert!(local.list("").await.unwrap().is_empty());
     assert!(local.head("k/killed").await.unwrap_err().is_not_found());
+    // Listed as an unfinished write, it can be removed (as `expire` does).
+    let unfinished = local.list_unfinished("k/").await.unwrap();
+    assert_eq!(unfinished.len(), 1, "{unfinished:?}");
+    local.remove_unfinished(&unfinished[0]).await.unwrap();
+    assert!(local.list_unfinished("k/").await.unwrap().is_empty());
+    assert!(std::fs::read_dir(root.join("k")).unwrap().next().is_none());
+    local.remove_unfinished(&unfinished[0]).await.unwrap(); // gone already: fine
 
     // S3: the multipart upload stays incomplete, and incomplete uploads are invisible.
     let Some(garage) = Garage::shared() else {
@@ -115,4 +122,21 @@ async fn killed_process_leaves_nothing() {
     assert!(s3.list("").await.unwrap().is_empty());
     assert!(s3.head("k/killed").await.unwrap_err().is_not_found());
     assert!(s3.get("k/killed", None).await.is_err());
+    // Removing the listed upload aborts it, and spares one started since (a running writer's).
+    let unfinished = s3.list_unfinished("k/").await.unwrap();
+    assert_eq!(unfinished.len(), 1, "{unfinished:?}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    client
+        .create_multipart_upload()
+        .bucket(garage.bucket())
+        .key(format!("{prefix}/k/killed"))
+        .send()
+        .await
+        .unwrap();
+    s3.remove_unfinished(&unfinished[0]).await.unwrap();
+    assert_eq!(common::pending_uploads(&client, garage, &prefix).await, 1);
+    let newer = s3.list_unfinished("k/").await.unwrap();
+    assert!(newer[0].modified > unfinished[0].modified, "{newer:?}");
+    s3.remove_unfinished(&newer[0]).await.unwrap();
+    assert_eq!(common::pending_uploads(&client, garage, &prefix).await, 0);
 }

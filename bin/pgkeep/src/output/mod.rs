@@ -5,6 +5,7 @@ mod check;
 mod drill;
 mod failover;
 mod restore;
+mod retention;
 
 pub use backups::{backup_summary, info, list_json, list_table, verify_report, wal_report};
 pub use check::check_report;
@@ -14,6 +15,7 @@ pub use restore::{
     globals_report, physical_plan, physical_report, restore_plan, restore_report, skipped,
     switched_wal,
 };
+pub use retention::{expire_done, expire_plan, pinned, unpinned};
 
 fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()

@@ -6,13 +6,14 @@
 //! (settings), [`PgError`] (PostgreSQL), [`ProcessError`] and [`ToolError`] (child programs),
 //! [`StorageError`] (the repository's storage) and [`FileError`] (local files). The features' own
 //! refusals and failures are grouped by feature: [`LogicalError`], [`PhysicalError`],
-//! [`WalError`], [`PitrError`] and [`DrillError`].
+//! [`WalError`], [`PitrError`], [`RetentionError`] and [`DrillError`].
 
 mod cleanup;
 mod drill;
 mod logical;
 mod physical;
 mod pitr;
+mod retention;
 mod wal;
 
 pub use cleanup::BackupCleanup;
@@ -20,6 +21,7 @@ pub use drill::DrillError;
 pub use logical::{LogicalError, PayloadProblem, TargetOutcome};
 pub use physical::PhysicalError;
 pub use pitr::PitrError;
+pub use retention::{ExpireReport, RetentionError};
 pub use wal::{Damage, SegmentProblem, WalError};
 
 use crate::exec::{ProcessError, ToolError};
@@ -333,6 +335,10 @@ pub enum Error {
     /// A point-in-time restore cannot go ahead or failed.
     #[error(transparent)]
     Pitr(#[from] PitrError),
+
+    /// `expire` failed midway, or a restore's backup expired under it.
+    #[error(transparent)]
+    Retention(#[from] RetentionError),
 
     /// A restore drill cannot start.
     #[error(transparent)]

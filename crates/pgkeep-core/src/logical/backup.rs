@@ -17,6 +17,7 @@ use crate::repo::catalog::{
     self, BackupKind, DatabaseInfo, LogicalOptions, Manifest, ManifestObject, ObjectFormat,
     ObjectRole,
 };
+use crate::repo::lease::{LeaseGuard, LeasePurpose};
 use crate::repo::{BackupWrites, Repository};
 use crate::settings::Settings;
 use crate::storage::PutMode;
@@ -229,7 +230,8 @@ impl Dumper<'_> {
 
 /// Takes a logical backup and returns its manifest (written last; the backup exists only once it
 /// is). On any failure or interrupt nothing is listed: running dumps are killed, uploads aborted,
-/// and the objects already stored are removed ([`Error::BackupUndone`] says what).
+/// and the objects already stored are removed ([`Error::BackupUndone`] says what). While it runs
+/// it holds a lease in the repository, so that `expire` leaves its directory alone.
 pub async fn backup_logical(
     settings: &Settings,
     repo: &Repository,
@@ -248,49 +250,65 @@ pub async fn backup_logical(
     let infos = database_infos(&client, settings).await?;
     let databases = chosen_databases(options, &infos)?;
 
-    let started_at = Utc::now();
-    let id = catalog::new_backup_id(repo).await?;
-    tracing::info!("backup {id}: {} database(s)", databases.len());
-    let prefix = catalog::backup_prefix(repo, &id);
-    let writes = BackupWrites::new(repo, &prefix);
-    let dumper = Dumper {
-        settings,
-        repo: writes.repo(),
-        prefix,
-        progress,
-    };
-    let dumped = async {
-        let mut objects = Vec::new();
-        if let Some(tool) = &pg_dumpall {
-            objects.push(dumper.globals(tool).await?);
+    // Before the id is reserved: whatever `expire` sees of this backup, it sees the lease too.
+    let lease = LeaseGuard::take(
+        repo,
+        settings.retention.lease_ttl,
+        LeasePurpose::BackupLogical,
+        None,
+    )
+    .await?;
+    let result = async {
+        let started_at = Utc::now();
+        let id = catalog::new_backup_id(repo).await?;
+        tracing::info!("backup {id}: {} database(s)", databases.len());
+        let prefix = catalog::backup_prefix(repo, &id);
+        let writes = BackupWrites::new(repo, &prefix);
+        if let Err(e) = lease.set_backup(&id).await {
+            return Err(writes.undo(e).await);
         }
-        objects.extend(
-            dumper
-                .databases(&pg_dump, &databases, &infos, options)
-                .await?,
-        );
-        Ok(objects)
-    };
-    let objects = match options
-        .interrupt
-        .run(dumped, |reason| Error::Interrupted { reason })
-        .await
-    {
-        Ok(objects) => objects,
-        Err(e) => return Err(writes.undo(e).await),
-    };
-    let tools: Vec<&ToolInfo> = std::iter::once(&pg_dump).chain(&pg_dumpall).collect();
-    let manifest = Manifest {
-        logical: Some(LogicalOptions {
-            schema_only: options.schema_only,
-            exclude_tables: options.exclude_tables.clone(),
-        }),
-        objects,
-        ..Manifest::finished(repo, &server, BackupKind::Logical, id, started_at, &tools)
-    };
-    // Not interruptible: once written, the backup is complete.
-    if let Err(e) = catalog::write_manifest(writes.repo(), &manifest).await {
-        return Err(writes.undo(e).await);
+        let dumper = Dumper {
+            settings,
+            repo: writes.repo(),
+            prefix,
+            progress,
+        };
+        let dumped = async {
+            let mut objects = Vec::new();
+            if let Some(tool) = &pg_dumpall {
+                objects.push(dumper.globals(tool).await?);
+            }
+            objects.extend(
+                dumper
+                    .databases(&pg_dump, &databases, &infos, options)
+                    .await?,
+            );
+            Ok(objects)
+        };
+        let objects = match options
+            .interrupt
+            .run(dumped, |reason| Error::Interrupted { reason })
+            .await
+        {
+            Ok(objects) => objects,
+            Err(e) => return Err(writes.undo(e).await),
+        };
+        let tools: Vec<&ToolInfo> = std::iter::once(&pg_dump).chain(&pg_dumpall).collect();
+        let manifest = Manifest {
+            logical: Some(LogicalOptions {
+                schema_only: options.schema_only,
+                exclude_tables: options.exclude_tables.clone(),
+            }),
+            objects,
+            ..Manifest::finished(repo, &server, BackupKind::Logical, id, started_at, &tools)
+        };
+        // Not interruptible: once written, the backup is complete.
+        if let Err(e) = catalog::write_manifest(writes.repo(), &manifest).await {
+            return Err(writes.undo(e).await);
+        }
+        Ok(manifest)
     }
-    Ok(manifest)
+    .await;
+    lease.release().await;
+    result
 }

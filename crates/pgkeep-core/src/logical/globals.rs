@@ -18,6 +18,8 @@ use crate::error::{Error, LogicalError};
 use crate::exec::{self, ProcessError};
 use crate::pg;
 use crate::repo::Repository;
+use crate::repo::catalog::Manifest;
+use crate::repo::lease::{self, LeasePurpose};
 use crate::repo::scan::DamagedBackup;
 use crate::settings::Settings;
 use crate::stream::{Progress, ProgressWriter, fetch_object};
@@ -53,7 +55,8 @@ pub struct GlobalsReport {
 /// Replays a backup's roles and tablespaces with psql. The dump is read and its checksums
 /// checked before anything runs. Roles that already exist are skipped unless
 /// `options.overwrite_roles`; errors that only say a tablespace already exists are counted, not
-/// fatal; any other error fails the restore. Safe to repeat.
+/// fatal; any other error fails the restore. Safe to repeat. While it runs it holds a lease on
+/// the backup, so that `expire` keeps it.
 pub async fn restore_globals(
     settings: &Settings,
     repo: &Repository,
@@ -64,6 +67,26 @@ pub async fn restore_globals(
     let Chosen {
         backup, skipped, ..
     } = choose_backup(repo, choice, "globals", |m| m.globals().is_some()).await?;
+    let id = backup.id.clone();
+    lease::restoring(
+        repo,
+        settings.retention.lease_ttl,
+        LeasePurpose::RestoreGlobals,
+        &id,
+        replay_globals(settings, repo, backup, skipped, options, progress),
+    )
+    .await
+}
+
+/// [`restore_globals`] of the chosen `backup`, under its lease.
+async fn replay_globals(
+    settings: &Settings,
+    repo: &Repository,
+    backup: Manifest,
+    skipped: Vec<DamagedBackup>,
+    options: &GlobalsOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<GlobalsReport, Error> {
     let object = backup
         .globals()
         .ok_or_else(|| not_in_backup(&backup, "globals"))?;

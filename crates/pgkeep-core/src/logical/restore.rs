@@ -17,6 +17,7 @@ use crate::exec::{self, Interrupt, ProcessError};
 use crate::pg;
 use crate::repo::Repository;
 use crate::repo::catalog::{self, BackupKind, Manifest, ManifestObject};
+use crate::repo::lease::{self, LeasePurpose};
 use crate::repo::scan::{DamagedBackup, read_catalog};
 use crate::settings::Settings;
 use crate::stream::{self, Progress, ProgressWriter, feed_child};
@@ -172,8 +173,28 @@ pub async fn plan_logical_restore(
 /// Before anything is created, the dump is checked to be in the repository with the size the
 /// backup stored (with `jobs > 1` it is read whole and its checksums checked). A restore that
 /// fails after that drops the database it created itself (never one that existed before) and its
-/// error ([`LogicalError::Incomplete`]) says what became of the target.
+/// error ([`LogicalError::Incomplete`]) says what became of the target. While it runs it holds a
+/// lease on the plan's backup, so that `expire` keeps it; a backup expired since the plan was made
+/// is [`RetentionError::BackupGone`](crate::RetentionError).
 pub async fn restore_logical(
+    settings: &Settings,
+    repo: &Repository,
+    plan: &LogicalRestorePlan,
+    options: &LogicalRestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<LogicalRestoreReport, Error> {
+    lease::restoring(
+        repo,
+        settings.retention.lease_ttl,
+        LeasePurpose::RestoreLogical,
+        &plan.backup.id,
+        restore_leased(settings, repo, plan, options, progress),
+    )
+    .await
+}
+
+/// [`restore_logical`] under its lease.
+async fn restore_leased(
     settings: &Settings,
     repo: &Repository,
     plan: &LogicalRestorePlan,

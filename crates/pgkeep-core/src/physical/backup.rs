@@ -16,6 +16,7 @@ use crate::pg::{self, ConnInfo, Lsn, ServerInfo, UTC_TEXT, query_error, segment_
 use crate::repo::catalog::{
     self, BackupKind, Manifest, ManifestObject, ObjectFormat, ObjectRole, PhysicalInfo,
 };
+use crate::repo::lease::{LeaseGuard, LeasePurpose};
 use crate::repo::{BackupWrites, Repository};
 use crate::settings::Settings;
 use crate::storage::PutMode;
@@ -253,7 +254,8 @@ fn physical_info(
 
 /// Takes a physical backup and returns its manifest (written last, once its WAL is archived). On
 /// any failure or interrupt nothing is listed: pg_basebackup is killed and the objects already
-/// stored are removed ([`Error::BackupUndone`] says what).
+/// stored are removed ([`Error::BackupUndone`] says what). While it runs it holds a lease in the
+/// repository, so that `expire` leaves its directory (and the WAL it needs) alone.
 pub async fn backup_physical(
     settings: &Settings,
     repo: &Repository,
@@ -268,41 +270,57 @@ pub async fn backup_physical(
     let tool =
         exec::fitting_tool(settings.bin_dir.as_deref(), "pg_basebackup", server.major).await?;
 
-    let started_at = Utc::now();
-    let id = catalog::new_backup_id(repo).await?;
-    let writes = BackupWrites::new(repo, &catalog::backup_prefix(repo, &id));
-    let taken = async {
-        let base = take_base(settings, writes.repo(), &client, &tool, &id, &progress).await?;
-        let info = physical_info(&base, segment_size, options.from_standby)?;
-        wait_archived(writes.repo(), &info.stop_segment, options, &progress).await?;
-        let objects = store_after_base(settings, writes.repo(), &client, &id, base).await?;
-        Ok((info, objects))
-    };
-    let (info, objects) = match options
-        .interrupt
-        .run(taken, |reason| Error::Interrupted { reason })
-        .await
-    {
-        Ok(taken) => taken,
-        Err(e) => return Err(writes.undo(e).await),
-    };
-    let manifest = Manifest {
-        physical: Some(info),
-        objects,
-        ..Manifest::finished(
-            repo,
-            &server,
-            BackupKind::Physical,
-            id,
-            started_at,
-            &[&tool],
-        )
-    };
-    // Not interruptible: once written, the backup is complete.
-    if let Err(e) = catalog::write_manifest(writes.repo(), &manifest).await {
-        return Err(writes.undo(e).await);
+    // Before the id is reserved: whatever `expire` sees of this backup, it sees the lease too.
+    let lease = LeaseGuard::take(
+        repo,
+        settings.retention.lease_ttl,
+        LeasePurpose::BackupPhysical,
+        None,
+    )
+    .await?;
+    let result = async {
+        let started_at = Utc::now();
+        let id = catalog::new_backup_id(repo).await?;
+        let writes = BackupWrites::new(repo, &catalog::backup_prefix(repo, &id));
+        if let Err(e) = lease.set_backup(&id).await {
+            return Err(writes.undo(e).await);
+        }
+        let taken = async {
+            let base = take_base(settings, writes.repo(), &client, &tool, &id, &progress).await?;
+            let info = physical_info(&base, segment_size, options.from_standby)?;
+            wait_archived(writes.repo(), &info.stop_segment, options, &progress).await?;
+            let objects = store_after_base(settings, writes.repo(), &client, &id, base).await?;
+            Ok((info, objects))
+        };
+        let (info, objects) = match options
+            .interrupt
+            .run(taken, |reason| Error::Interrupted { reason })
+            .await
+        {
+            Ok(taken) => taken,
+            Err(e) => return Err(writes.undo(e).await),
+        };
+        let manifest = Manifest {
+            physical: Some(info),
+            objects,
+            ..Manifest::finished(
+                repo,
+                &server,
+                BackupKind::Physical,
+                id,
+                started_at,
+                &[&tool],
+            )
+        };
+        // Not interruptible: once written, the backup is complete.
+        if let Err(e) = catalog::write_manifest(writes.repo(), &manifest).await {
+            return Err(writes.undo(e).await);
+        }
+        Ok(manifest)
     }
-    Ok(manifest)
+    .await;
+    lease.release().await;
+    result
 }
 
 /// The base's entry and what a physical backup stores after it: PostgreSQL's `backup_manifest`

@@ -19,6 +19,7 @@ use crate::error::{Error, PitrError};
 use crate::exec::{self, chown_tree, euid, lookup_user};
 use crate::physical::config_files::restore_config;
 use crate::repo::Repository;
+use crate::repo::lease::{self, LeasePurpose};
 use crate::settings::Settings;
 use crate::storage::FileError;
 use crate::stream::{Progress, feed_child};
@@ -271,8 +272,28 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Carries out a plan from [`plan_physical_restore`](super::plan_physical_restore).
+/// Carries out a plan from [`plan_physical_restore`](super::plan_physical_restore). While it runs
+/// it holds a lease on the plan's backup, so that `expire` keeps the backup and its WAL; a
+/// backup expired since the plan was made is [`RetentionError::BackupGone`](crate::RetentionError).
 pub async fn restore_physical(
+    settings: &Settings,
+    repo: &Repository,
+    plan: &PhysicalRestorePlan,
+    options: &PhysicalRestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<PhysicalRestoreReport, Error> {
+    lease::restoring(
+        repo,
+        settings.retention.lease_ttl,
+        LeasePurpose::RestorePhysical,
+        &plan.backup,
+        restore_leased(settings, repo, plan, options, progress),
+    )
+    .await
+}
+
+/// [`restore_physical`] under its lease.
+async fn restore_leased(
     settings: &Settings,
     repo: &Repository,
     plan: &PhysicalRestorePlan,

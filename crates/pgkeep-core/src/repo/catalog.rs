@@ -44,6 +44,15 @@ pub enum BackupKind {
     Physical,
 }
 
+impl std::fmt::Display for BackupKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackupKind::Logical => "logical",
+            BackupKind::Physical => "physical",
+        })
+    }
+}
+
 /// What a payload object holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

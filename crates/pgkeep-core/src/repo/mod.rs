@@ -1,8 +1,10 @@
 //! A repository: a [`Storage`] plus the cluster name its objects live under, and the identity record
 //! (`<cluster>/cluster.json`) that keeps two PostgreSQL clusters from ever sharing one name; and
-//! the catalog of its backups ([`catalog`]).
+//! the catalog of its backups ([`catalog`]), and the leases of running backups and restores
+//! ([`lease`]).
 
 pub(crate) mod catalog;
+pub(crate) mod lease;
 pub(crate) mod scan;
 mod written;
 

@@ -76,6 +76,10 @@ impl Storage for Recording {
         self.inner.storage().delete(key).await
     }
 
+    async fn remove_unfinished(&self, write: &ObjectMeta) -> Result<(), StorageError> {
+        self.inner.storage().remove_unfinished(write).await
+    }
+
     async fn remove_empty_dir(&self, prefix: &str) -> Result<(), StorageError> {
         self.inner.storage().remove_empty_dir(prefix).await
     }

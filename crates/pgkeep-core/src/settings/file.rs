@@ -29,6 +29,8 @@ pub struct Config {
     pub failover: FailoverConfig,
     /// File replication from the master to its peers (read by `pgkeep-failover`).
     pub sync: SyncConfig,
+    /// Which backups `expire` keeps.
+    pub retention: super::RetentionConfig,
     /// Restore drills (`pgkeep drill`).
     pub drill: DrillConfig,
 }

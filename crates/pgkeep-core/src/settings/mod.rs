@@ -10,15 +10,19 @@
 //! connection and sets everything else to its default; the fields are public for the rest.
 
 mod drill;
+mod duration;
 mod error;
 mod file;
 mod location;
 mod resolve;
+mod retention;
 
 use std::fmt;
 use std::path::PathBuf;
 
 pub use drill::{DrillConfig, DrillSettings};
+pub(crate) use duration::format_duration;
+pub use duration::parse_duration;
 pub use error::{ConfigError, InvalidValue};
 pub use file::{
     CompressionConfig, Config, DEFAULT_CONFIG_PATHS, FailoverConfig, NodeConfig, PostgresConfig,
@@ -26,6 +30,9 @@ pub use file::{
 };
 pub use location::RepoLocation;
 pub use resolve::validate_cluster_name;
+pub use retention::{
+    Retention, RetentionConfig, RetentionPolicy, RetentionPolicyConfig, RetentionZone,
+};
 
 use crate::pg::ConnInfo;
 
@@ -152,6 +159,8 @@ pub struct Settings {
     pub sync: SyncConfig,
     /// `[drill]`: where restore drills build their throwaway clusters.
     pub drill: DrillSettings,
+    /// `[retention]`: what `expire` keeps, leftovers' grace, leases' lifetime.
+    pub retention: Retention,
 }
 
 impl Settings {
@@ -182,6 +191,7 @@ impl Settings {
             failover: FailoverConfig::default(),
             sync: SyncConfig::default(),
             drill: DrillSettings::default(),
+            retention: Retention::default(),
         }
     }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::{
     Compression, Config, ConfigError, DEFAULT_CLUSTER, DEFAULT_CONFIG_PATHS, InvalidValue,
-    Overrides, RepoLocation, S3Config, S3Settings, Settings,
+    Overrides, RepoLocation, Retention, S3Config, S3Settings, Settings,
 };
 use crate::pg::ConnInfo;
 
@@ -138,6 +138,7 @@ impl Settings {
             bin_dir: config.postgres.bin_dir,
             compression,
             wal_archive: config.wal.archive,
+            retention: Retention::resolve(&config.retention, origin)?,
             failover: config.failover,
             sync: config.sync,
             drill: config.drill.resolve(origin)?,

@@ -293,6 +293,26 @@ impl Storage for LocalStorage {
         }
     }
 
+    async fn remove_unfinished(&self, write: &ObjectMeta) -> Result<(), StorageError> {
+        // A staging file's key: a clean directory, and a last segment with the staging prefix
+        // (which `validate_key` refuses in an object's key).
+        let invalid = || StorageError::InvalidKey {
+            key: write.key.clone(),
+            reason: "is not a staging file",
+        };
+        let (dir, name) = write.key.rsplit_once('/').ok_or_else(invalid)?;
+        validate_key(dir)?;
+        if !name.starts_with(STAGING_PREFIX) || name.contains('\0') {
+            return Err(invalid());
+        }
+        let path = self.root.join(dir).join(name);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(local_err("removing the unfinished write", &path, e)),
+        }
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let path = self.path(key)?;
         match tokio::fs::remove_file(&path).await {

@@ -9,6 +9,8 @@
 //! would show.
 
 mod durable;
+#[cfg(test)]
+pub(crate) mod faulty;
 mod local;
 mod s3;
 
@@ -224,6 +226,12 @@ pub trait Storage: Send + Sync + fmt::Debug {
 
     /// Deletes an object; deleting a missing object succeeds.
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
+
+    /// Removes an unfinished write that [`Storage::list_unfinished`] returned (`write`, as
+    /// listed): a local staging file, or the S3 multipart uploads to that key started no later
+    /// than it was (an upload begun since belongs to a writer that is running now, and is left
+    /// alone). One that is gone already is no error.
+    async fn remove_unfinished(&self, write: &ObjectMeta) -> Result<(), StorageError>;
 
     /// Removes the directory a local repository keeps for `prefix` (`main/backups/<id>/`) once it
     /// holds no object (a staging file of a killed writer keeps it); a directory that is gone or

@@ -533,6 +533,10 @@ mod tests {
         async fn delete(&self, _: &str) -> Result<(), StorageError> {
             Ok(())
         }
+
+        async fn remove_unfinished(&self, _: &ObjectMeta) -> Result<(), StorageError> {
+            Ok(())
+        }
     }
 
     #[tokio::test]

@@ -329,6 +329,10 @@ impl Storage for S3Storage {
         self.unfinished_uploads(prefix).await
     }
 
+    async fn remove_unfinished(&self, write: &ObjectMeta) -> Result<(), StorageError> {
+        self.abort_unfinished(write).await
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         validate_key(key)?;
         self.client

@@ -1,0 +1,20 @@
+//! Retention: which backups `expire` keeps by policy ([`policy`]: a pure function), the plan
+//! made from the repository ([`plan`]) and why each backup is kept ([`reason`]), and carrying it out ([`expire`](mod@expire)), with the
+//! WAL rule ([`wal`]), the leftovers' grace ([`leftovers`]) and pins ([`pin`]). Running backups
+//! and restores are protected by their leases (`repo::lease`).
+
+mod expire;
+mod leftovers;
+mod pin;
+mod plan;
+mod policy;
+mod reason;
+mod wal;
+
+pub use expire::expire;
+pub use leftovers::{LeftoverAction, PlannedLeftover, UNFINISHED_MIN_AGE};
+pub use pin::{Pin, pin_backup, unpin_backup};
+pub use plan::{BytesToFree, ExpireOptions, ExpirePlan, PlannedBackup, plan_expire};
+pub use policy::{PolicyBackup, apply_policy};
+pub use reason::{KeepReason, Series};
+pub use wal::{WalObject, WalPlan, WalStart};

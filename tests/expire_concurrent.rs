@@ -1,0 +1,231 @@
+//! `pgkeep expire` while a backup runs in another process: the running backup's directory (a
+//! leftover until its manifest is written) is left alone because of its lease, even with no grace
+//! at all, and the backup completes; a killed backup's lease expires by time, and its leftovers
+//! go once older than the grace. The backup is made slow by a lock the test holds on its table,
+//! on which pg_dump waits.
+
+mod common;
+#[allow(dead_code)] // shared by several test files, each uses part of it
+#[path = "common/expire.rs"]
+mod expire_helpers;
+#[allow(dead_code)] // shared by several test files, each uses part of it
+#[path = "common/repo.rs"]
+mod repo;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{json, stderr};
+use expire_helpers::config_file;
+use repo::{Repo, ok, pgkeep};
+
+use pgkeep_testkit::PgCluster;
+use serde_json::Value;
+
+/// The lease lifetime the tests configure: renewed every 0.8 s.
+const TTL_SECS: u64 = 4;
+
+/// Polls `done` every 100 ms for up to a minute.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A session holding an ACCESS EXCLUSIVE lock on `shop.items` until [`unlock`].
+fn lock(pg: &PgCluster) -> Child {
+    let mut session = Command::new(pg.bin_dir().join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "shop",
+            "-p",
+        ])
+        .arg(pg.port().to_string())
+        .env_remove("PGHOST")
+        .env_remove("PGPORT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdin = session.stdin.as_mut().unwrap();
+    stdin
+        .write_all(b"BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE;\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    wait_for("the lock", || locks(pg, "l.granted") == "1");
+    session
+}
+
+fn unlock(mut session: Child) {
+    let mut stdin = session.stdin.take().unwrap();
+    stdin.write_all(b"COMMIT;\n").unwrap();
+    drop(stdin);
+    session.wait().unwrap();
+}
+
+/// How many locks on `shop.items` match `condition`.
+fn locks(pg: &PgCluster, condition: &str) -> String {
+    pg.psql_db(
+        "shop",
+        &format!(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+              WHERE c.relname = 'items' AND {condition}"
+        ),
+    )
+}
+
+/// `backup logical --db shop --globals`, started in another process; returns once its pg_dump
+/// waits on the lock (the globals are stored by then).
+fn start_backup(pg: &PgCluster, repo: &Repo, config: &Path) -> Child {
+    let child = pgkeep(pg, repo)
+        .arg("--config")
+        .arg(config)
+        .args(["--json", "backup", "logical", "--db", "shop", "--globals"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("pg_dump to wait on the lock", || {
+        locks(pg, "NOT l.granted") == "1"
+    });
+    child
+}
+
+/// `pgkeep --config <config> --json expire <args>`: its JSON.
+fn expire(pg: &PgCluster, repo: &Repo, config: &Path, args: &[&str]) -> Value {
+    json(&ok(pgkeep(pg, repo)
+        .arg("--config")
+        .arg(config)
+        .args(["--json", "expire"])
+        .args(args)))
+}
+
+/// The plan's leftover under backup `id`'s directory, and what expire does with it.
+fn leftover_action(plan: &Value, id: &str) -> String {
+    let prefix = format!("main/backups/{id}/");
+    plan["leftovers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["prefix"] == prefix.as_str() && l["kind"] == "incomplete")
+        .unwrap_or_else(|| panic!("no incomplete leftover {prefix}: {plan:#}"))["action"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Sets the modification time of every file under `dir` back by `age`.
+fn backdate(dir: &Path, age: Duration) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            backdate(&path, age);
+        } else {
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(SystemTime::now() - age).unwrap();
+        }
+    }
+}
+
+#[test]
+fn expire_leaves_a_running_backup_alone_and_removes_a_killed_runs_leftovers() {
+    let repo = Repo::local();
+    let root = repo.root().unwrap();
+    let pg = PgCluster::start();
+    pg.psql("CREATE DATABASE shop");
+    pg.psql_db(
+        "shop",
+        "CREATE TABLE items (n int); INSERT INTO items VALUES (1)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(
+        dir.path(),
+        &format!("[retention]\nlease-ttl = \"{TTL_SECS}s\"\n[retention.logical]\nkeep-last = 1\n"),
+    );
+
+    // A backup waits on the lock: its directory holds the globals and no manifest.
+    let session = lock(&pg);
+    let running = start_backup(&pg, &repo, &config);
+    let plan = &expire(&pg, &repo, &config, &["--confirm", "--grace", "0s"])["plan"];
+    let lease = &plan["live_leases"][0];
+    assert_eq!(lease["purpose"], "backup-logical", "{plan:#}");
+    let id = lease["backup"].as_str().unwrap().to_string();
+    assert_eq!(leftover_action(plan, &id), "leased", "{plan:#}");
+    assert!(
+        root.join(format!("main/backups/{id}/globals.sql.zst"))
+            .exists()
+    );
+    // Longer than the lease lives without renewal: it is renewed, and still protects the backup.
+    std::thread::sleep(Duration::from_secs(2 * TTL_SECS + 1));
+    let plan = &expire(&pg, &repo, &config, &["--confirm", "--grace", "0s"])["plan"];
+    assert_eq!(leftover_action(plan, &id), "leased", "{plan:#}");
+    assert!(
+        plan["live_leases"][0]["renewed_at"] != lease["renewed_at"],
+        "{plan:#}"
+    );
+    assert_eq!(plan["expired_leases"], serde_json::json!([]), "{plan:#}");
+
+    // The backup completes, whole, and its lease is gone.
+    unlock(session);
+    let out = running.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["id"], id.as_str());
+    let listed = json(&ok(pgkeep(&pg, &repo).args(["--json", "list"])));
+    assert_eq!(listed["backups"][0]["id"], id.as_str(), "{listed:#}");
+    assert_eq!(listed["leftovers"], serde_json::json!([]), "{listed:#}");
+    ok(pgkeep(&pg, &repo).args(["verify", &id]));
+    let plan = &expire(&pg, &repo, &config, &[])["plan"];
+    assert_eq!(plan["live_leases"], serde_json::json!([]), "{plan:#}");
+
+    // A backup killed midway: its lease protects its directory until it expires by time.
+    let session = lock(&pg);
+    let mut killed = start_backup(&pg, &repo, &config);
+    let plan = &expire(&pg, &repo, &config, &[])["plan"];
+    let lease = &plan["live_leases"][0];
+    let dead = lease["backup"].as_str().unwrap().to_string();
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    unlock(session);
+    let plan = &expire(&pg, &repo, &config, &["--confirm", "--grace", "0s"])["plan"];
+    assert_eq!(leftover_action(plan, &dead), "leased", "{plan:#}");
+    std::thread::sleep(Duration::from_secs(TTL_SECS + 1));
+    // Expired: reported and removed; the leftover stays while younger than the grace (6h).
+    let done = expire(&pg, &repo, &config, &["--confirm"]);
+    assert_eq!(
+        done["plan"]["expired_leases"][0]["backup"],
+        dead.as_str(),
+        "{done:#}"
+    );
+    assert_eq!(leftover_action(&done["plan"], &dead), "young", "{done:#}");
+    assert_eq!(done["deleted"]["leases"], 1, "{done:#}");
+    assert_eq!(done["deleted"]["leftovers"], 0, "{done:#}");
+    assert!(
+        std::fs::read_dir(root.join("main/leases"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    // Older than the grace, it goes: the objects, the killed put's staging file, the directory.
+    let killed_dir = root.join(format!("main/backups/{dead}"));
+    backdate(&killed_dir, Duration::from_secs(7 * 3600));
+    let done = expire(&pg, &repo, &config, &["--confirm"]);
+    assert_eq!(leftover_action(&done["plan"], &dead), "remove", "{done:#}");
+    assert!(
+        done["deleted"]["leftovers"].as_u64().unwrap() >= 1,
+        "{done:#}"
+    );
+    assert!(!killed_dir.exists(), "{done:#}");
+    let listed = json(&ok(pgkeep(&pg, &repo).args(["--json", "list"])));
+    assert_eq!(listed["leftovers"], serde_json::json!([]), "{listed:#}");
+    assert_eq!(listed["backups"][0]["id"], id.as_str(), "{listed:#}");
+}
