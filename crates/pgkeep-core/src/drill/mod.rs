@@ -81,7 +81,8 @@ pub struct DrillOptions {
     /// Where physical recovery stops.
     pub target: DrillTarget,
     /// The pgkeep program the restored server's `restore_command` runs, as in
-    /// [`PhysicalRestoreOptions::wal_fetch_program`] (default: this process's executable).
+    /// [`PhysicalRestoreOptions::wal_fetch_program`](crate::PhysicalRestoreOptions::wal_fetch_program)
+    /// (default: this process's executable).
     pub wal_fetch_program: Option<PathBuf>,
     /// Stops the drill from outside (SIGTERM, SIGINT): its children are killed, its scratch
     /// cluster stopped and removed, nothing is recorded, and the run returns
