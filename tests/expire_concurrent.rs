@@ -229,3 +229,77 @@ fn expire_leaves_a_running_backup_alone_and_removes_a_killed_runs_leftovers() {
     assert_eq!(listed["leftovers"], serde_json::json!([]), "{listed:#}");
     assert_eq!(listed["backups"][0]["id"], id.as_str(), "{listed:#}");
 }
+
+#[test]
+fn expire_spares_a_backup_that_a_restore_is_reading_until_the_restore_ends() {
+    let repo = Repo::local();
+    let root = repo.root().unwrap();
+    let pg = PgCluster::start();
+    pg.psql("CREATE DATABASE shop");
+    pg.psql_db(
+        "shop",
+        "CREATE TABLE items (n int); INSERT INTO items VALUES (1)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(
+        dir.path(),
+        &format!("[retention]\nlease-ttl = \"{TTL_SECS}s\"\n[retention.logical]\nkeep-last = 1\n"),
+    );
+    let backup = |pg: &PgCluster| {
+        let out = ok(pgkeep(pg, &repo).args(["--json", "backup", "logical", "--db", "shop"]));
+        json(&out)["id"].as_str().unwrap().to_string()
+    };
+    let older = backup(&pg);
+    std::thread::sleep(Duration::from_millis(1100)); // a new id second
+    let newer = backup(&pg);
+
+    // A restore of the older backup waits on the lock (pg_restore's DROP TABLE of --clean).
+    let session = lock(&pg);
+    let restoring = pgkeep(&pg, &repo)
+        .arg("--config")
+        .arg(&config)
+        .args(["restore", "--db", "shop", "--clean", "--backup", &older])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("pg_restore to wait on the lock", || {
+        locks(&pg, "NOT l.granted") == "1"
+    });
+    // keep-last 1 would expire it, but it is in use: kept, and its objects stay, twice the
+    // lease's lifetime later too.
+    for _ in 0..2 {
+        let done = expire(&pg, &repo, &config, &["--confirm", "--grace", "0s"]);
+        let (kept, expired) = expire_helpers::verdicts(&done["plan"]);
+        assert!(expired.is_empty(), "{done:#}");
+        let why = &kept.iter().find(|(id, _)| *id == older).unwrap().1;
+        assert!(
+            why.contains("in use by a logical restore"),
+            "{why}: {done:#}"
+        );
+        assert_eq!(
+            done["deleted"]["backups"],
+            serde_json::json!([]),
+            "{done:#}"
+        );
+        assert!(
+            root.join(format!("main/backups/{older}/manifest.json"))
+                .exists()
+        );
+        std::thread::sleep(Duration::from_secs(TTL_SECS + 1));
+    }
+
+    // The restore ends well; then the backup expires as the policy says.
+    unlock(session);
+    let out = restoring.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(pg.psql_db("shop", "SELECT count(*) FROM items"), "1");
+    let done = expire(&pg, &repo, &config, &["--confirm"]);
+    let (kept, expired) = expire_helpers::verdicts(&done["plan"]);
+    assert_eq!(expired, vec![older.clone()], "{done:#}");
+    assert_eq!(kept[0].0, newer, "{done:#}");
+    assert!(
+        !root.join(format!("main/backups/{older}")).exists(),
+        "{done:#}"
+    );
+}

@@ -23,6 +23,7 @@ use crate::pg::{ConnInfo, utc_micros};
 use crate::pitr::{PhysicalRestoreOptions, PhysicalRestorePlan, TargetAction, restore_physical};
 use crate::repo::Repository;
 use crate::repo::catalog::BackupKind;
+use crate::repo::lease::{self, LeasePurpose};
 use crate::settings::Settings;
 use crate::stream::Progress;
 
@@ -48,8 +49,25 @@ struct Restored {
 }
 
 /// Runs one prepared drill to its end: its directory made, the restore and the checks under the
-/// interrupt, the directory stopped and removed, the record stored.
+/// interrupt, the directory stopped and removed, the record stored — all under one lease on the
+/// backup, so that `expire` leaves it alone between the restore calls (which hold leases of their
+/// own) and until its record is stored.
 pub(super) async fn run_one(
+    settings: &Settings,
+    repo: &Repository,
+    p: Prepared,
+    user: Option<(u32, u32)>,
+    options: &DrillOptions,
+    progress: &Arc<dyn Progress>,
+) -> Result<DrillReport, Error> {
+    let id = p.backup.id.clone();
+    let ttl = settings.retention.lease_ttl;
+    let work = run_leased(settings, repo, p, user, options, progress);
+    lease::restoring(repo, ttl, LeasePurpose::Drill, &id, work).await
+}
+
+/// [`run_one`] under its lease.
+async fn run_leased(
     settings: &Settings,
     repo: &Repository,
     p: Prepared,

@@ -50,6 +50,8 @@ pub enum LeasePurpose {
     RestoreLogical,
     /// A restore of the roles and tablespaces.
     RestoreGlobals,
+    /// A restore drill, from its restore to its record.
+    Drill,
 }
 
 impl LeasePurpose {
@@ -70,6 +72,7 @@ impl fmt::Display for LeasePurpose {
             LeasePurpose::RestorePhysical => "a physical restore",
             LeasePurpose::RestoreLogical => "a logical restore",
             LeasePurpose::RestoreGlobals => "a restore of the globals",
+            LeasePurpose::Drill => "a restore drill",
         })
     }
 }
