@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::{json, stderr};
 use expire_helpers::config_file;
-use repo::{Repo, ok, pgkeep};
+use repo::{Repo, archiving_cluster, ok, pgkeep, pgkeep_as_server};
 
 use pgkeep_testkit::PgCluster;
 use serde_json::Value;
@@ -302,4 +302,56 @@ fn expire_spares_a_backup_that_a_restore_is_reading_until_the_restore_ends() {
         !root.join(format!("main/backups/{older}")).exists(),
         "{done:#}"
     );
+}
+
+#[test]
+fn a_restored_server_that_has_not_recovered_yet_keeps_its_backup_and_wal_from_expire() {
+    let repo = Repo::local();
+    let root = repo.root().unwrap();
+    let pg = archiving_cluster(&repo);
+    let home = tempfile::tempdir().unwrap();
+    PgCluster::chown_for_server(home.path());
+    let config = config_file(home.path(), "[retention.physical]\nkeep-last = 1\n");
+    let pgkeep_here = || {
+        let mut cmd = pgkeep_as_server(&pg, &repo, home.path());
+        cmd.arg("--config").arg(&config);
+        cmd
+    };
+    let backup = || {
+        json(&ok(pgkeep_here().args(["--json", "backup", "physical"])))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let older = backup();
+    std::thread::sleep(Duration::from_millis(1100));
+    let newer = backup();
+
+    // Restored, not started: its server will read the older backup's WAL when it starts.
+    let restored = home.path().join("restored");
+    let out = ok(pgkeep_here()
+        .args([
+            "--json", "restore", "--backup", &older, "--latest", "--pgdata",
+        ])
+        .arg(&restored));
+    let result = json(&out);
+    assert_eq!(result["report"]["state"], "not started", "{result:#}");
+    let notes = result["report"]["notes"].to_string();
+    assert!(notes.contains("kept from `pgkeep expire`"), "{result:#}");
+    let plan = &expire(&pg, &repo, &config, &[])["plan"];
+    let (kept, expired) = expire_helpers::verdicts(plan);
+    assert!(expired.is_empty(), "{plan:#}");
+    let why = &kept.iter().find(|(id, _)| *id == older).unwrap().1;
+    assert!(
+        why.contains("in use by a restored server still recovering"),
+        "{why}"
+    );
+    let lease = &plan["live_leases"][0];
+    assert_eq!(lease["purpose"], "recovery", "{plan:#}");
+
+    // Once the operator removes the lease (the server promoted), the policy applies again.
+    std::fs::remove_file(root.join(lease["key"].as_str().unwrap())).unwrap();
+    let (kept, expired) = expire_helpers::verdicts(&expire(&pg, &repo, &config, &[])["plan"]);
+    assert_eq!(expired, vec![older]);
+    assert_eq!(kept[0].0, newer);
 }

@@ -139,9 +139,9 @@ pub use pg::{command_percent, conf_quote};
 pub use physical::{PhysicalBackupOptions, backup_physical};
 pub use pitr::{
     PhysicalRestoreOptions, PhysicalRestorePlan, PhysicalRestoreReport, PhysicalRestoreRequest,
-    RecoveryTarget, RecoveryWindow, RestoreState, SwitchedWal, TargetAction, TimelineChoice,
-    TimelineChoiceError, WindowEnd, plan_physical_restore, recoverable_window, restore_physical,
-    switch_wal,
+    RECOVERY_LEASE, RecoveryTarget, RecoveryWindow, RestoreState, SwitchedWal, TargetAction,
+    TimelineChoice, TimelineChoiceError, WindowEnd, plan_physical_restore, recoverable_window,
+    restore_physical, switch_wal,
 };
 pub use repo::catalog::{
     BackupKind, ConfigFile, DatabaseInfo, LogicalOptions, Manifest, ManifestObject, ObjectFormat,

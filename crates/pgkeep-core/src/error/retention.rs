@@ -13,6 +13,10 @@ pub struct ExpireReport {
     pub backups: Vec<String>,
     /// Their objects' stored bytes.
     pub backup_bytes: u64,
+    /// A backup whose deletion began and did not finish (the run failed there): its manifest may
+    /// be gone already, which makes it a leftover the next `expire` removes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub partly: Vec<String>,
     /// Expired backups left alone after all: a lease (a restore that began meanwhile) took them
     /// between the plan and their deletion.
     pub spared: Vec<String>,
@@ -37,8 +41,17 @@ impl ExpireReport {
 
 impl fmt::Display for ExpireReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for id in &self.partly {
+            write!(
+                f,
+                "began deleting backup {id} (it may be a leftover now, no backup), and "
+            )?;
+        }
         if self.is_empty() {
-            return f.write_str("nothing was deleted");
+            return f.write_str(match self.partly.is_empty() {
+                true => "deleted nothing",
+                false => "deleted nothing else",
+            });
         }
         write!(
             f,

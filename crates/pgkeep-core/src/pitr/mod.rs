@@ -11,7 +11,9 @@ mod switch;
 mod target;
 
 pub use plan::{PhysicalRestorePlan, PhysicalRestoreRequest, plan_physical_restore};
-pub use restore::{PhysicalRestoreOptions, PhysicalRestoreReport, RestoreState, restore_physical};
+pub use restore::{
+    PhysicalRestoreOptions, PhysicalRestoreReport, RECOVERY_LEASE, RestoreState, restore_physical,
+};
 pub use switch::{SwitchedWal, switch_wal};
 pub use target::{
     RecoveryTarget, RecoveryWindow, TargetAction, TimelineChoice, TimelineChoiceError, WindowEnd,

@@ -275,6 +275,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 /// Carries out a plan from [`plan_physical_restore`](super::plan_physical_restore). While it runs
 /// it holds a lease on the plan's backup, so that `expire` keeps the backup and its WAL; a
 /// backup expired since the plan was made is [`RetentionError::BackupGone`](crate::RetentionError).
+/// A restored server that has not finished recovery when this returns (not started, or paused at
+/// its target) still reads the backup's WAL through its `restore_command`: the backup keeps a
+/// lease of [`LeasePurpose::Recovery`] for [`RECOVERY_LEASE`] after the restore.
 pub async fn restore_physical(
     settings: &Settings,
     repo: &Repository,
@@ -282,15 +285,36 @@ pub async fn restore_physical(
     options: &PhysicalRestoreOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<PhysicalRestoreReport, Error> {
-    lease::restoring(
+    let mut report = lease::restoring(
         repo,
         settings.retention.lease_ttl,
         LeasePurpose::RestorePhysical,
         &plan.backup,
         restore_leased(settings, repo, plan, options, progress),
     )
-    .await
+    .await?;
+    if matches!(
+        report.state,
+        RestoreState::NotStarted | RestoreState::Paused
+    ) {
+        match lease::leave(repo, LeasePurpose::Recovery, &plan.backup, RECOVERY_LEASE).await {
+            Ok(key) => report.notes.push(format!(
+                "backup {} and its WAL are kept from `pgkeep expire` until recovery has surely ended (lease {key}, {} days; delete it once the server is promoted to release them sooner)",
+                plan.backup,
+                RECOVERY_LEASE.as_secs() / 86_400
+            )),
+            Err(e) => report.notes.push(format!(
+                "no lease keeps backup {} from `pgkeep expire` while the server recovers ({e}): do not run expire until it is promoted",
+                plan.backup
+            )),
+        }
+    }
+    Ok(report)
 }
+
+/// How long a restored server that had not finished recovery when pgkeep exited keeps its backup
+/// and WAL from `expire`: three days.
+pub const RECOVERY_LEASE: std::time::Duration = std::time::Duration::from_secs(3 * 86_400);
 
 /// [`restore_physical`] under its lease.
 async fn restore_leased(

@@ -25,10 +25,15 @@ pub(crate) const PIN: &str = "pinned.json";
 /// object each.
 pub(crate) const DRILLS: &str = "drills/";
 
+/// The key (inside a backup's directory) of the marker `expire` writes before it deletes the
+/// backup: a restore that sees it refuses the backup (see repo/lease.rs for the ordering).
+pub(crate) const EXPIRING: &str = "expiring.json";
+
 /// Whether `name` (a key relative to a backup's directory) is a note about the backup written
-/// after it — its pin or a drill record — rather than a payload object its manifest lists.
+/// after it — its pin, a drill record, expire's marker — rather than a payload object its
+/// manifest lists.
 pub(crate) fn is_note(name: &str) -> bool {
-    name == PIN || name.starts_with(DRILLS)
+    name == PIN || name == EXPIRING || name.starts_with(DRILLS)
 }
 
 /// The manifest format written by this version.

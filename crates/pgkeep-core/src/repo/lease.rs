@@ -29,7 +29,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::Repository;
-use super::catalog::{MANIFEST, backup_prefix};
+use super::catalog::{EXPIRING, MANIFEST, backup_prefix};
 use crate::error::{Error, RetentionError};
 use crate::storage::PutMode;
 
@@ -52,6 +52,13 @@ pub enum LeasePurpose {
     RestoreGlobals,
     /// A restore drill, from its restore to its record.
     Drill,
+    /// A physical restore whose server has not finished recovery when pgkeep exits (not started,
+    /// or paused at its target): the backup and its WAL stay until the lease expires
+    /// (`retention.recovery-lease`), so that the server's `restore_command` still finds them.
+    Recovery,
+    /// A purpose a newer pgkeep wrote: it still protects the backup it names.
+    #[serde(other)]
+    Other,
 }
 
 impl LeasePurpose {
@@ -73,6 +80,8 @@ impl fmt::Display for LeasePurpose {
             LeasePurpose::RestoreLogical => "a logical restore",
             LeasePurpose::RestoreGlobals => "a restore of the globals",
             LeasePurpose::Drill => "a restore drill",
+            LeasePurpose::Recovery => "a restored server still recovering",
+            LeasePurpose::Other => "a newer pgkeep",
         })
     }
 }
@@ -245,15 +254,11 @@ impl LeaseGuard {
             record,
             renewer,
         };
-        if let (false, Some(id)) = (purpose.is_backup(), backup) {
-            let manifest = format!("{}{MANIFEST}", backup_prefix(repo, id));
-            if let Err(e) = repo.storage().head(&manifest).await {
-                guard.release().await;
-                return Err(match e.is_not_found() {
-                    true => RetentionError::BackupGone { id: id.to_string() }.into(),
-                    false => e.into(),
-                });
-            }
+        if let (false, Some(id)) = (purpose.is_backup(), backup)
+            && let Err(e) = still_there(repo, id, ttl).await
+        {
+            guard.release().await;
+            return Err(e);
         }
         Ok(guard)
     }
@@ -281,6 +286,52 @@ impl LeaseGuard {
                 self.key
             );
         }
+    }
+}
+
+/// Writes a lease of `purpose` on backup `id` that nobody renews: it lives `lifetime` from now.
+/// Returns its key.
+pub(crate) async fn leave(
+    repo: &Repository,
+    purpose: LeasePurpose,
+    id: &str,
+    lifetime: Duration,
+) -> Result<String, Error> {
+    let now = Utc::now();
+    let lease = Lease {
+        purpose,
+        backup: Some(id.to_string()),
+        host: host_name(),
+        pid: std::process::id(),
+        started_at: now,
+        renewed_at: now,
+        expires_at: now + lifetime,
+    };
+    let key = repo.key(&format!("{LEASES}{:016x}.json", rand::random::<u64>()));
+    write(repo, &key, &lease).await?;
+    Ok(key)
+}
+
+/// Whether backup `id` is still there for a restore that has just written its lease: its
+/// manifest exists and `expire` has not marked it ([`EXPIRING`]) within the last `ttl` (an older
+/// marker is one an `expire` that died left behind). `expire` writes its marker and then reads
+/// the leases; a restore writes its lease and then reads the marker: whichever comes second sees
+/// the other, so a backup is never deleted under a restore that passed this check.
+async fn still_there(repo: &Repository, id: &str, ttl: Duration) -> Result<(), Error> {
+    let prefix = backup_prefix(repo, id);
+    let gone = || Error::from(RetentionError::BackupGone { id: id.to_string() });
+    match repo.storage().head(&format!("{prefix}{MANIFEST}")).await {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => return Err(gone()),
+        Err(e) => return Err(e.into()),
+    }
+    match repo.storage().head(&format!("{prefix}{EXPIRING}")).await {
+        Ok(marker) => match marker.modified {
+            Some(at) if (Utc::now() - at).to_std().is_ok_and(|age| age > ttl) => Ok(()),
+            _ => Err(gone()),
+        },
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -440,5 +491,59 @@ mod tests {
         let (held, unreadable) = read_leases(&repo).await.unwrap();
         assert!(held.is_empty());
         assert_eq!(unreadable[0].key, "main/leases/junk.json");
+    }
+
+    #[tokio::test]
+    async fn a_restore_refuses_a_backup_expire_has_marked_and_a_newer_purpose_still_protects() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::new(Arc::new(LocalStorage::new(dir.path())), "main");
+        let ttl = Duration::from_secs(1);
+        backup_manifest(&repo, "B").await;
+        let marker = format!("{}{EXPIRING}", backup_prefix(&repo, "B"));
+        repo.storage()
+            .put_bytes(&marker, b"{}", PutMode::Create)
+            .await
+            .unwrap();
+        // Marked just now: an expire is deleting it; the restore refuses and leaves no lease.
+        let marked = LeaseGuard::take(&repo, ttl, LeasePurpose::RestorePhysical, Some("B")).await;
+        assert!(matches!(
+            marked,
+            Err(Error::Retention(RetentionError::BackupGone { .. }))
+        ));
+        assert!(read_leases(&repo).await.unwrap().0.is_empty());
+        // A marker older than the lease lifetime was left by an expire that died: no refusal.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        LeaseGuard::take(&repo, ttl, LeasePurpose::RestorePhysical, Some("B"))
+            .await
+            .unwrap()
+            .release()
+            .await;
+
+        // A lease a newer pgkeep wrote, with a purpose this one does not know, still names and
+        // protects its backup.
+        let now = Utc::now();
+        let newer = serde_json::json!({
+            "purpose": "something-new", "backup": "B", "host": "h", "pid": 1,
+            "started_at": now, "renewed_at": now, "expires_at": now + Duration::from_secs(60),
+        });
+        let lease: Lease = serde_json::from_value(newer).unwrap();
+        assert_eq!(lease.purpose, LeasePurpose::Other);
+        assert!(lease.is_live(now) && lease.covers("B") && !lease.covers("C"));
+
+        // A lease nobody renews lives its lifetime.
+        let key = leave(
+            &repo,
+            LeasePurpose::Recovery,
+            "B",
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+        let (held, _) = read_leases(&repo).await.unwrap();
+        assert_eq!(
+            (held[0].key.as_str(), held[0].lease.purpose),
+            (key.as_str(), LeasePurpose::Recovery)
+        );
+        assert!(held[0].lease.expires_at > now + Duration::from_secs(3500));
     }
 }

@@ -16,10 +16,10 @@ use super::plan::ExpirePlan;
 use super::wal::{WalStart, is_needed, wal_start};
 use crate::error::{Error, ExpireReport, RetentionError};
 use crate::repo::Repository;
-use crate::repo::catalog::{MANIFEST, backup_prefix};
+use crate::repo::catalog::{EXPIRING, MANIFEST, backup_prefix};
 use crate::repo::lease::{Lease, read_leases};
 use crate::repo::scan::LeftoverKind;
-use crate::storage::ObjectMeta;
+use crate::storage::{ObjectMeta, PutMode};
 
 /// Carries out `plan` (from [`plan_expire`](super::plan_expire)) and says what it deleted.
 pub async fn expire(repo: &Repository, plan: &ExpirePlan) -> Result<ExpireReport, Error> {
@@ -41,13 +41,23 @@ async fn carry_out(
 ) -> Result<(), Error> {
     let mut spared: Vec<WalStart> = Vec::new();
     for backup in plan.expired() {
+        // The marker first, then the leases: a restore that took its lease before the marker
+        // is seen here; one that takes it after sees the marker and refuses (repo/lease.rs).
+        let marker = format!("{}{EXPIRING}", backup_prefix(repo, &backup.id));
+        let note = serde_json::json!({ "expiring_since": chrono::Utc::now() }).to_string();
+        repo.storage()
+            .put_bytes(&marker, note.as_bytes(), PutMode::Overwrite)
+            .await?;
         if let Some(lease) = live_lease_on(repo, &backup.id).await? {
             tracing::info!("backup {} is spared: in use by {lease}", backup.id);
+            repo.storage().delete(&marker).await?;
             done.spared.push(backup.id.clone());
             spared.extend(wal_start(&backup.manifest));
             continue;
         }
+        done.partly.push(backup.id.clone());
         delete_backup(repo, &backup.id).await?;
+        done.partly.pop();
         tracing::info!("expired backup {}", backup.id);
         done.backups.push(backup.id.clone());
         done.backup_bytes += backup.stored_size;
@@ -233,13 +243,20 @@ mod tests {
             panic!("{error}");
         };
         assert_eq!(done.backups, ["B1"]);
+        assert_eq!(
+            done.partly,
+            ["B2"],
+            "its manifest is gone: no longer a backup"
+        );
         let text = error.to_string();
         assert!(
             text.contains("expire stopped: deleting main/backups/B2/db-0001-a.dump.zst"),
             "{text}"
         );
         assert!(
-            text.contains("before that it deleted 1 backup(s) (4 bytes): B1"),
+            text.contains(
+                "before that it began deleting backup B2 (it may be a leftover now, no backup), and deleted 1 backup(s) (4 bytes): B1"
+            ),
             "{text}"
         );
         assert!(text.contains("fix: fix the cause above"), "{text}");
