@@ -446,3 +446,57 @@ fn a_drill_stopped_by_sigterm_cleans_up_and_one_killed_by_sigkill_is_cleaned_up_
     assert_eq!(only(&run)["outcome"], "passed", "{run:#}");
     assert_eq!(drills.records(&logical).len(), 1);
 }
+
+/// Every path under `dir`, sorted.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(tree(&path));
+        }
+        out.push(path);
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_logical_drill_leaves_the_tablespace_locations_of_the_backups_server_alone() {
+    let drills = Drills::new();
+    let pg = PgCluster::start();
+    let location = tempfile::tempdir().unwrap();
+    PgCluster::chown_for_server(location.path());
+    pg.psql(&format!(
+        "CREATE TABLESPACE \"odd ts\" LOCATION '{}'",
+        location.path().display()
+    ));
+    pg.psql("CREATE DATABASE shop");
+    pg.psql_db(
+        "shop",
+        "CREATE TABLE items (n int PRIMARY KEY) TABLESPACE \"odd ts\";
+         INSERT INTO items SELECT generate_series(1, 100)",
+    );
+    let id = backup(&drills, &pg, &["logical", "--all", "--globals"]);
+    let before = tree(location.path());
+
+    // Before, the drill replayed CREATE TABLESPACE at the server's own location: refused while
+    // the server uses it, and files left there once it did not.
+    let run = drills.drill(&pg, &[&id]);
+    let drill = only(&run);
+    assert_eq!(drill["outcome"], "passed", "{drill:#}");
+    assert!(
+        run.to_string().contains("tablespaces were not recreated"),
+        "{run:#}"
+    );
+    assert_eq!(
+        check(drill, "tables", Some("shop"))["result"],
+        "passed",
+        "{drill:#}"
+    );
+    assert_eq!(
+        tree(location.path()),
+        before,
+        "the drill wrote at the tablespace's location"
+    );
+}

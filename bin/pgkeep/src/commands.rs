@@ -327,6 +327,7 @@ pub async fn restore_globals(ctx: &Ctx, args: &RestoreArgs) -> anyhow::Result<Ex
     let choice = backup_choice(args)?;
     let options = pgkeep_core::GlobalsOptions {
         overwrite_roles: args.overwrite_roles,
+        skip_tablespaces: false,
     };
     let report = pgkeep_core::restore_globals(
         &ctx.settings,
@@ -359,6 +360,7 @@ pub async fn restore_logical(
     let options = LogicalRestoreOptions {
         jobs: usize::from(args.jobs),
         clean: args.clean,
+        no_tablespaces: false,
         interrupt: interrupt.clone(),
     };
     let report =

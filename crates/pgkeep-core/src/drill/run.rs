@@ -303,8 +303,18 @@ impl Ctx<'_> {
         };
         let choice = BackupChoice::Id(backup.id.clone());
         if backup.globals().is_some() {
-            let options = GlobalsOptions::default();
-            restore_globals(&into, self.repo, &choice, &options, self.progress.clone()).await?;
+            // The backup's tablespace locations belong to its own server, maybe on this host.
+            let options = GlobalsOptions {
+                skip_tablespaces: true,
+                ..GlobalsOptions::default()
+            };
+            let report =
+                restore_globals(&into, self.repo, &choice, &options, self.progress.clone()).await?;
+            if report.tablespace_statements_skipped > 0 {
+                notes.push(
+                    "tablespaces were not recreated (their locations belong to the backup's own server): every table went into the throwaway cluster's data directory".into(),
+                );
+            }
         } else {
             notes.push(format!(
                 "backup {} holds no globals (taken without --globals): its roles were not restored, so objects owned by roles other than `{}` cannot be restored into a new cluster",
@@ -318,6 +328,7 @@ impl Ctx<'_> {
                 jobs: 1,
                 // The fresh cluster's own `postgres` database is replaced; the others are new.
                 clean: true,
+                no_tablespaces: true,
                 interrupt: Interrupt::new(),
             };
             restore_logical(&into, self.repo, &plan, &options, self.progress.clone()).await?;

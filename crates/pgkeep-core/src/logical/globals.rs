@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use super::restore::{
     BackupChoice, Chosen, MAINTENANCE_DB, check_payload, choose_backup, not_in_backup,
 };
-use super::roles::{filter_script, script_encoding};
+use super::roles::{filter_script, script_encoding, without_tablespaces};
 use crate::error::{Error, LogicalError};
 use crate::exec::{self, ProcessError};
 use crate::pg;
@@ -31,6 +31,11 @@ pub struct GlobalsOptions {
     /// already exist (this can turn `LOGIN` back on for a locked role). Off: such roles are
     /// skipped and left exactly as they are.
     pub overwrite_roles: bool,
+    /// Leave the tablespaces out (their `CREATE TABLESPACE ... LOCATION`, grants and comments):
+    /// for a cluster on the same host as the backup's own server, which must not create files at
+    /// that server's tablespace locations. Restore the databases with
+    /// [`LogicalRestoreOptions::no_tablespaces`](super::LogicalRestoreOptions) then.
+    pub skip_tablespaces: bool,
 }
 
 /// How `restore --globals` went.
@@ -48,6 +53,8 @@ pub struct GlobalsReport {
     pub overwritten_roles: Vec<String>,
     /// Statements that failed only because the object (a tablespace) already exists.
     pub already_existed: usize,
+    /// Statements about tablespaces left out ([`GlobalsOptions::skip_tablespaces`]).
+    pub tablespace_statements_skipped: usize,
     /// Backups passed over because their manifest cannot be used.
     pub skipped: Vec<DamagedBackup>,
 }
@@ -104,6 +111,10 @@ async fn replay_globals(
     let encoding = script_encoding(&script);
     let client = pg::connect(&settings.conninfo, Some(MAINTENANCE_DB)).await?;
     let existing = existing_roles(&client, settings, &encoding).await?;
+    let (script, tablespace_statements_skipped) = match options.skip_tablespaces {
+        true => without_tablespaces(&script),
+        false => (script, 0),
+    };
     let filtered = filter_script(&script, &existing, options.overwrite_roles);
 
     let mut cmd = exec::pg_command(&psql, &settings.conninfo, Some(MAINTENANCE_DB));
@@ -141,6 +152,7 @@ async fn replay_globals(
         skipped_roles,
         overwritten_roles,
         already_existed: benign.len(),
+        tablespace_statements_skipped,
         skipped,
     })
 }

@@ -59,6 +59,9 @@ pub struct LogicalRestoreOptions {
     pub jobs: usize,
     /// Replace the contents of an existing target database (else an existing one is refused).
     pub clean: bool,
+    /// `pg_restore --no-tablespaces`: every object goes into the target database's default
+    /// tablespace (with [`GlobalsOptions::skip_tablespaces`](super::GlobalsOptions)).
+    pub no_tablespaces: bool,
     /// Stops the restore from outside (SIGTERM, SIGINT): pg_restore is killed and the restore
     /// fails like any other, dropping a database it created itself.
     pub interrupt: Interrupt,
@@ -237,6 +240,9 @@ async fn restore_leased(
     cmd.env("PGAPPNAME", &target.application_name)
         .args(&target.args)
         .arg(format!("--dbname={}", target.connect_to));
+    if options.no_tablespaces {
+        cmd.arg("--no-tablespaces");
+    }
     let work = async {
         match &staged {
             Some((file, bytes)) => {

@@ -54,6 +54,35 @@ pub(super) fn filter_script(
     out
 }
 
+/// Takes out the statements about tablespaces (`CREATE`/`ALTER`/`DROP TABLESPACE`, and `GRANT`,
+/// `REVOKE`, `COMMENT` or `SECURITY LABEL ... ON TABLESPACE`), for a cluster that must not create
+/// them at the backup's own locations (a drill's throwaway cluster on the backup's host). Returns
+/// the script and how many statements were taken out.
+pub(super) fn without_tablespaces(script: &[u8]) -> (Vec<u8>, usize) {
+    let mut out = Vec::with_capacity(script.len());
+    let mut taken = 0;
+    for piece in pieces(script) {
+        let text = match piece {
+            Piece::Other(text) => text,
+            Piece::Statement(text) => {
+                let tokens = tokens(text);
+                let word =
+                    |i: usize, w: &str| matches!(tokens.get(i), Some(Token::Word(t)) if is(t, w));
+                let about = word(1, "tablespace")
+                    && (word(0, "create") || word(0, "alter") || word(0, "drop"))
+                    || (0..tokens.len()).any(|i| word(i, "on") && word(i + 1, "tablespace"));
+                if about {
+                    taken += 1;
+                    continue;
+                }
+                text
+            }
+        };
+        out.extend_from_slice(text);
+    }
+    (out, taken)
+}
+
 /// The encoding the script is written in: its `SET client_encoding`, else UTF8.
 pub(super) fn script_encoding(script: &[u8]) -> String {
     pieces(script)
@@ -401,5 +430,18 @@ GRANT app TO "Odd ""name"";", postgres GRANTED BY postgres;
             Piece::Statement(b"COMMENT ON ROLE a IS E'it\\'s; fine' /* ; */;")
         );
         assert_eq!(p.len(), 3);
+    }
+
+    #[test]
+    fn tablespace_statements_are_taken_out_and_the_rest_stays() {
+        let script = b"CREATE ROLE a;\nCREATE TABLESPACE ts OWNER a LOCATION '/srv/ts';\n\
+            ALTER TABLESPACE ts SET (seq_page_cost = 2);\nGRANT CREATE ON TABLESPACE \"T s\" TO a;\n\
+            COMMENT ON TABLESPACE ts IS 'on tablespace';\nGRANT a TO postgres;\n";
+        let (out, taken) = without_tablespaces(script);
+        assert_eq!(taken, 4);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "CREATE ROLE a;\n\n\n\n\nGRANT a TO postgres;\n"
+        );
     }
 }
