@@ -479,6 +479,22 @@ fn a_logical_drill_leaves_the_tablespace_locations_of_the_backups_server_alone()
     );
     let id = backup(&drills, &pg, &["logical", "--all", "--globals"]);
     let before = tree(location.path());
+    // The manifest records each database's size on disk, which the space check counts: more
+    // than its dump, as the indexes are not in the dump.
+    let manifest = drills
+        .repo
+        .root()
+        .unwrap()
+        .join(format!("main/backups/{id}/manifest.json"));
+    let manifest: Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+    let shop = manifest["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["database"] == "shop")
+        .unwrap();
+    let on_disk = shop["database_info"]["size"].as_u64().unwrap();
+    assert!(on_disk > shop["size"].as_u64().unwrap(), "{shop:#}");
 
     // Before, the drill replayed CREATE TABLESPACE at the server's own location: refused while
     // the server uses it, and files left there once it did not.

@@ -324,7 +324,7 @@ fn random_time(backup: &Manifest, window: &RecoveryWindow) -> Result<DateTime<Ut
 
 /// Refuses a drill whose restore needs more room than the scratch filesystem has.
 fn check_space(p: &Prepared, root: &ScratchRoot, available: u64) -> Result<(), Error> {
-    let size = p.backup.size();
+    let size = p.backup.restored_size();
     let wal = match &p.way {
         Way::Base(plan) => {
             let segment = p.backup.physical.as_ref().map_or(0, |i| i.wal_segment_size);

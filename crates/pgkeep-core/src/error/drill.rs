@@ -37,7 +37,7 @@ pub enum DrillError {
 
     /// The scratch filesystem lacks the room the restore needs.
     #[error(
-        "the drill of backup {backup} needs about {} in the scratch directory {} ({} of backup, {} of WAL to replay, {} of margin), but its filesystem has only {} free; nothing was restored\n  fix: free space there, or set `[drill] scratch-dir` in the configuration file to a filesystem with at least {} free",
+        "the drill of backup {backup} needs about {} in the scratch directory {} ({} of restored data, {} of WAL to replay, {} of margin), but its filesystem has only {} free; nothing was restored\n  fix: free space there, or set `[drill] scratch-dir` in the configuration file to a filesystem with at least {} free",
         human_bytes(*need),
         dir.display(),
         human_bytes(*size),
@@ -53,7 +53,9 @@ pub enum DrillError {
         dir: PathBuf,
         /// Bytes needed in all.
         need: u64,
-        /// The backup's original size.
+        /// The data the restore writes: a physical backup's original size; for a logical one its
+        /// databases' sizes on disk when it was taken (indexes included), or, for a backup that
+        /// did not record them, four times its dumps' size.
         size: u64,
         /// The WAL recovery replays.
         wal: u64,

@@ -58,7 +58,8 @@ async fn database_infos(
     let rows = client
         .query(
             "SELECT datname, pg_get_userbyid(datdba), pg_encoding_to_char(encoding),
-                    datcollate, datctype
+                    datcollate, datctype,
+                    CASE WHEN has_database_privilege(oid, 'CONNECT') THEN pg_database_size(oid) END
                FROM pg_database
               WHERE datallowconn AND NOT datistemplate
               ORDER BY datname",
@@ -76,6 +77,9 @@ async fn database_infos(
                     encoding: r.get(2),
                     collate: r.get(3),
                     ctype: r.get(4),
+                    size: r
+                        .get::<_, Option<i64>>(5)
+                        .and_then(|s| u64::try_from(s).ok()),
                 },
             )
         })

@@ -174,6 +174,10 @@ pub struct DatabaseInfo {
     pub collate: String,
     /// `datctype`.
     pub ctype: String,
+    /// Its size on disk when the backup was taken (`pg_database_size`): the room a restore of it
+    /// needs, indexes included. Absent in manifests written before pgkeep recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 /// One payload object of a backup.
@@ -321,6 +325,23 @@ impl Manifest {
     /// Sum of the original sizes.
     pub fn size(&self) -> u64 {
         self.objects.iter().map(|o| o.stored.size).sum()
+    }
+
+    /// The bytes a restore of the backup writes: a physical backup's original size; for a logical
+    /// one its databases' sizes on disk when it was taken (indexes included) — or, for a database
+    /// whose size the manifest does not record, four times its dump — and the globals.
+    pub fn restored_size(&self) -> u64 {
+        if self.kind == BackupKind::Physical {
+            return self.size();
+        }
+        self.objects
+            .iter()
+            .map(|o| match o.database_info.as_ref().and_then(|i| i.size) {
+                Some(size) => size.max(o.stored.size),
+                None if o.role == ObjectRole::Database => o.stored.size.saturating_mul(4),
+                None => o.stored.size,
+            })
+            .sum()
     }
 
     /// Sum of the stored sizes.
