@@ -112,6 +112,18 @@ impl Default for RetentionPolicy {
     }
 }
 
+impl RetentionPolicy {
+    /// Whether any keep- rule is set (a count above 0, or `keep-within`): a policy without one
+    /// keeps only `min-keep` backups of each series, which the configuration refuses.
+    pub fn has_keep_rule(&self) -> bool {
+        self.keep_last > 0
+            || self.keep_daily > 0
+            || self.keep_weekly > 0
+            || self.keep_monthly > 0
+            || self.keep_within.is_some()
+    }
+}
+
 impl fmt::Display for RetentionPolicy {
     /// The rules as the configuration writes them: `keep-last 3, keep-within 14d, min-keep 1`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -269,6 +281,18 @@ fn resolve_policy(
         keep_within,
         min_keep,
     };
+    if !policy.has_keep_rule() {
+        return Err(ConfigError::invalid(
+            origin,
+            section,
+            format!(
+                "[{section}] has no keep- rule: it would keep only min-keep backups of each series"
+            ),
+            format!(
+                "add keep-last/keep-daily/keep-weekly/keep-monthly/keep-within to [{section}], or remove the section (then no backup of that kind expires)"
+            ),
+        ));
+    }
     Ok(Some(policy))
 }
 
@@ -355,5 +379,21 @@ mod tests {
             r.physical.unwrap().keep_within,
             Some(Duration::from_secs(36_500 * 86_400))
         );
+    }
+
+    #[test]
+    fn a_policy_without_a_keep_rule_is_refused() {
+        for (kind, body) in [
+            ("logical", ""),
+            ("physical", "min-keep = 3\n"),
+            ("logical", "keep-last = 0\nkeep-daily = 0\n"),
+        ] {
+            let e = resolve(&format!("[retention.{kind}]\n{body}")).unwrap_err();
+            assert!(e.contains(&format!("`retention.{kind}`: [retention.{kind}] has no keep- rule: it would keep only min-keep backups of each series")), "{e}");
+            assert!(e.contains("fix: add keep-last/keep-daily/"), "{e}");
+            assert!(e.contains("or remove the section"), "{e}");
+        }
+        let r = resolve("[retention.logical]\nkeep-within = \"1d\"\n").unwrap();
+        assert!(r.logical.unwrap().has_keep_rule());
     }
 }
