@@ -97,6 +97,14 @@ fn expire_keeps_exactly_what_the_policy_keeps_and_deletes_the_rest() {
             pgkeep(&pg, &repo).args(["--json", "pin", &a2, "--reason", "audit"])
         ));
         assert_eq!(pinned["pin"]["reason"], "audit", "{pinned:#}");
+        assert_eq!(pinned["change"], "reason_replaced", "{pinned:#}");
+        // Pinning again without a reason keeps the pin as it was.
+        let again = ok(pgkeep(&pg, &repo).args(["pin", &a2]));
+        let again = String::from_utf8_lossy(&again.stdout);
+        assert!(
+            again.contains(&format!("backup {a2} is already pinned (audit)")),
+            "{again}"
+        );
 
         // The dry run: exactly the expected verdicts, and not one byte changed.
         let before = repo.root().map(|root| snapshot(&root));
@@ -192,6 +200,23 @@ fn pin_refusals(pg: &PgCluster, repo: &Repo) {
     );
     let said = fails(pgkeep(pg, repo).args(["unpin", "20991231T000000Z"]));
     assert!(said.contains("no backup `20991231T000000Z`"), "{said}");
+    // What is no backup id, and a reason with control characters, are usage errors.
+    for args in [
+        &["pin", "a/b"][..],
+        &["pin", ".."],
+        &["pin", ""],
+        &["unpin", "20200101T000000Z/"],
+        &["pin", "20200101T000000Z", "--reason", "x\n\u{1b}[2J"],
+    ] {
+        let out = run(pgkeep(pg, repo).args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let said = stderr(&out);
+        assert!(
+            said.contains("is not a backup id (see pgkeep list)")
+                || said.contains("pin --reason: `x\\n\\u{1b}[2J` is not a usable pin reason"),
+            "{args:?}: {said}"
+        );
+    }
 }
 
 /// Unpinned, `a2` is one more backup of 2026-03-29 in database a: it expires next. Unpinning

@@ -13,7 +13,9 @@ mod wal;
 
 pub use expire::expire;
 pub use leftovers::{LeftoverAction, PlannedLeftover, UNFINISHED_MIN_AGE};
-pub use pin::{Pin, pin_backup, unpin_backup};
+pub use pin::{
+    Pin, PinChange, PinOutcome, pin_backup, unpin_backup, validate_backup_id, validate_pin_reason,
+};
 pub use plan::{BytesToFree, ExpireOptions, ExpirePlan, PlannedBackup, plan_expire};
 pub use policy::{PolicyBackup, apply_policy};
 pub use reason::{KeepReason, Series};
