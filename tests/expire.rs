@@ -168,7 +168,48 @@ fn expire_keeps_exactly_what_the_policy_keeps_and_deletes_the_rest() {
         assert!(stored(&repo, "main/backups/20200101T000000Z/manifest.json"));
 
         unpinned_it_expires(&pg, &repo, &config, &a2);
+        a_future_backup_refuses_confirm(&pg, &repo, &config, &a3);
     }
+}
+
+/// A backup that ends in the future (a clock jumped): the dry run warns and names it, `--confirm`
+/// refuses naming it, its end and the fix, and deletes nothing.
+fn a_future_backup_refuses_confirm(pg: &PgCluster, repo: &Repo, config: &Path, id: &str) {
+    set_end(repo, id, "2099-01-01T00:00:00Z");
+    let dry = expire(pg, repo, config, &[]);
+    let future = &dry["plan"]["future_backups"];
+    assert_eq!(future[0]["id"], id, "{dry:#}");
+    assert_eq!(future[0]["end"], "2099-01-01T00:00:00Z", "{dry:#}");
+    let human = ok(pgkeep(pg, repo).arg("--config").arg(config).arg("expire"));
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        human.contains(&format!(
+            "WARNING: backup {id} (logical) ends at 2099-01-01 00:00:00 UTC, more than 5 minutes after now"
+        )),
+        "{human}"
+    );
+    let before = repo.root().map(|root| snapshot(&root));
+    let out = run(pgkeep(pg, repo).arg("--config").arg(config).args([
+        "expire",
+        "--confirm",
+        "--grace",
+        "0s",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("backup {id} (ends 2099-01-01 00:00:00 UTC)")),
+        "{said}"
+    );
+    assert!(said.contains("nothing was deleted"), "{said}");
+    assert!(said.contains("fix: correct the clock"), "{said}");
+    assert_eq!(
+        repo.root().map(|root| snapshot(&root)),
+        before,
+        "{}",
+        repo.url
+    );
+    assert!(stored(repo, &format!("main/backups/{id}/manifest.json")));
 }
 
 /// Six backups, three of database a and three of b, each rewritten to end at a known time.

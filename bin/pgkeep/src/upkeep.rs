@@ -10,7 +10,8 @@ use crate::exit::usage;
 use crate::output;
 
 /// `expire [--confirm] [--grace DURATION]`: the plan; with `--confirm` also carried out. Exit 0,
-/// or 1 when a deletion failed (the error says what was deleted before).
+/// or 1 when a deletion failed (the error says what was deleted before) or when `--confirm` is
+/// refused because a backup ends in the future.
 pub async fn expire(ctx: &Ctx, confirm: bool, grace: Option<&str>) -> anyhow::Result<ExitCode> {
     let grace = grace
         .map(pgkeep_core::parse_duration)
@@ -28,6 +29,8 @@ pub async fn expire(ctx: &Ctx, confirm: bool, grace: Option<&str>) -> anyhow::Re
     if !ctx.json && !ctx.quiet {
         print!("{}", output::expire_plan(&plan));
     }
+    // A backup that ends in the future (a clock jumped) refuses the whole run: nothing deleted.
+    plan.check_confirmable()?;
     let done = pgkeep_core::expire(&repo, &plan).await?;
     let json = serde_json::json!({ "plan": plan, "confirmed": true, "deleted": done });
     ctx.report(true, &json, || output::expire_done(&plan, Some(&done)))?;

@@ -152,10 +152,10 @@ pub use repo::lease::{HeldLease, Lease, LeasePurpose, UnreadableLease};
 pub use repo::scan::{Catalog, DamagedBackup, Leftover, LeftoverKind, read_catalog};
 pub use repo::{ClusterIdentity, Repository, open_storage};
 pub use retention::{
-    BytesToFree, ExpireOptions, ExpirePlan, KeepReason, LeftoverAction, Pin, PinChange, PinOutcome,
-    PlannedBackup, PlannedLeftover, PolicyBackup, Series, UNFINISHED_MIN_AGE, WalObject, WalPlan,
-    WalStart, apply_policy, expire, pin_backup, plan_expire, unpin_backup, validate_backup_id,
-    validate_pin_reason,
+    BytesToFree, ExpireOptions, ExpirePlan, FUTURE_TOLERANCE, FutureBackup, KeepReason,
+    LeftoverAction, Pin, PinChange, PinOutcome, PlannedBackup, PlannedLeftover, PolicyBackup,
+    Series, UNFINISHED_MIN_AGE, WalObject, WalPlan, WalStart, apply_policy, expire, pin_backup,
+    plan_expire, unpin_backup, validate_backup_id, validate_pin_reason,
 };
 pub use settings::{
     Compression, CompressionConfig, Config, ConfigError, DEFAULT_CLUSTER, DEFAULT_CONFIG_PATHS,

@@ -79,6 +79,15 @@ fn backups(out: &mut String, plan: &ExpirePlan) {
     for note in &plan.notes {
         let _ = writeln!(out, "note: {note}");
     }
+    for b in &plan.future_backups {
+        let _ = writeln!(
+            out,
+            "WARNING: backup {} ({}) ends at {}, more than 5 minutes after now: a clock jumped; `expire --confirm` refuses until the clock or its manifest is corrected, or it is removed by hand",
+            b.id,
+            b.kind,
+            when(&b.end)
+        );
+    }
 }
 
 fn wal(out: &mut String, plan: &ExpirePlan) {

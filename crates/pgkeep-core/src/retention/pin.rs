@@ -165,7 +165,7 @@ pub(crate) async fn read_pin(repo: &Repository, id: &str) -> Result<Option<Pin>,
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
@@ -174,14 +174,20 @@ mod tests {
     use crate::storage::LocalStorage;
     use crate::stream::{Codec, StoredObject};
 
-    /// A repository in `dir` holding one logical backup `B1` (no objects).
+    /// A repository in `dir` holding one logical backup `B1`, ended now.
     async fn repo_with_backup(dir: &std::path::Path) -> Repository {
         let repo = Repository::new(Arc::new(LocalStorage::new(dir)), "main");
         repo.record_identity("7", 15).await.unwrap();
-        let end = Utc::now();
+        store_backup(&repo, "B1", Utc::now()).await;
+        repo
+    }
+
+    /// Stores a logical backup `id` of database `a` that ended at `end` (its object is not
+    /// written: planning never reads it).
+    pub(crate) async fn store_backup(repo: &Repository, id: &str, end: DateTime<Utc>) {
         let manifest = Manifest {
             format: 1,
-            id: "B1".into(),
+            id: id.into(),
             kind: BackupKind::Logical,
             cluster: "main".into(),
             system_identifier: "7".into(),
@@ -200,7 +206,7 @@ mod tests {
                 seconds: 0.0,
                 path: None,
                 stored: StoredObject {
-                    key: "main/backups/B1/db-0001-a.dump.zst".into(),
+                    key: format!("main/backups/{id}/db-0001-a.dump.zst"),
                     size: 4,
                     sha256: String::new(),
                     stored_size: 4,
@@ -211,13 +217,12 @@ mod tests {
         };
         repo.storage()
             .put_bytes(
-                "main/backups/B1/manifest.json",
+                &format!("main/backups/{id}/manifest.json"),
                 &serde_json::to_vec(&manifest).unwrap(),
                 PutMode::Create,
             )
             .await
             .unwrap();
-        repo
     }
 
     #[test]
