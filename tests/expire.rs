@@ -97,6 +97,14 @@ fn expire_keeps_exactly_what_the_policy_keeps_and_deletes_the_rest() {
             pgkeep(&pg, &repo).args(["--json", "pin", &a2, "--reason", "audit"])
         ));
         assert_eq!(pinned["pin"]["reason"], "audit", "{pinned:#}");
+        assert_eq!(pinned["change"], "reason_replaced", "{pinned:#}");
+        // Pinning again without a reason keeps the pin as it was.
+        let again = ok(pgkeep(&pg, &repo).args(["pin", &a2]));
+        let again = String::from_utf8_lossy(&again.stdout);
+        assert!(
+            again.contains(&format!("backup {a2} is already pinned (audit)")),
+            "{again}"
+        );
 
         // The dry run: exactly the expected verdicts, and not one byte changed.
         let before = repo.root().map(|root| snapshot(&root));
@@ -160,7 +168,48 @@ fn expire_keeps_exactly_what_the_policy_keeps_and_deletes_the_rest() {
         assert!(stored(&repo, "main/backups/20200101T000000Z/manifest.json"));
 
         unpinned_it_expires(&pg, &repo, &config, &a2);
+        a_future_backup_refuses_confirm(&pg, &repo, &config, &a3);
     }
+}
+
+/// A backup that ends in the future (a clock jumped): the dry run warns and names it, `--confirm`
+/// refuses naming it, its end and the fix, and deletes nothing.
+fn a_future_backup_refuses_confirm(pg: &PgCluster, repo: &Repo, config: &Path, id: &str) {
+    set_end(repo, id, "2099-01-01T00:00:00Z");
+    let dry = expire(pg, repo, config, &[]);
+    let future = &dry["plan"]["future_backups"];
+    assert_eq!(future[0]["id"], id, "{dry:#}");
+    assert_eq!(future[0]["end"], "2099-01-01T00:00:00Z", "{dry:#}");
+    let human = ok(pgkeep(pg, repo).arg("--config").arg(config).arg("expire"));
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        human.contains(&format!(
+            "WARNING: backup {id} (logical) ends at 2099-01-01 00:00:00 UTC, more than 5 minutes after now"
+        )),
+        "{human}"
+    );
+    let before = repo.root().map(|root| snapshot(&root));
+    let out = run(pgkeep(pg, repo).arg("--config").arg(config).args([
+        "expire",
+        "--confirm",
+        "--grace",
+        "0s",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("backup {id} (ends 2099-01-01 00:00:00 UTC)")),
+        "{said}"
+    );
+    assert!(said.contains("nothing was deleted"), "{said}");
+    assert!(said.contains("fix: correct the clock"), "{said}");
+    assert_eq!(
+        repo.root().map(|root| snapshot(&root)),
+        before,
+        "{}",
+        repo.url
+    );
+    assert!(stored(repo, &format!("main/backups/{id}/manifest.json")));
 }
 
 /// Six backups, three of database a and three of b, each rewritten to end at a known time.
@@ -192,6 +241,23 @@ fn pin_refusals(pg: &PgCluster, repo: &Repo) {
     );
     let said = fails(pgkeep(pg, repo).args(["unpin", "20991231T000000Z"]));
     assert!(said.contains("no backup `20991231T000000Z`"), "{said}");
+    // What is no backup id, and a reason with control characters, are usage errors.
+    for args in [
+        &["pin", "a/b"][..],
+        &["pin", ".."],
+        &["pin", ""],
+        &["unpin", "20200101T000000Z/"],
+        &["pin", "20200101T000000Z", "--reason", "x\n\u{1b}[2J"],
+    ] {
+        let out = run(pgkeep(pg, repo).args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let said = stderr(&out);
+        assert!(
+            said.contains("is not a backup id (see pgkeep list)")
+                || said.contains("pin --reason: `x\\n\\u{1b}[2J` is not a usable pin reason"),
+            "{args:?}: {said}"
+        );
+    }
 }
 
 /// Unpinned, `a2` is one more backup of 2026-03-29 in database a: it expires next. Unpinning

@@ -86,7 +86,8 @@ pub enum Command {
         #[arg(long, value_name = "DURATION")]
         grace: Option<String>,
     },
-    /// Keep a backup whatever the retention policy says (pinning again replaces the reason).
+    /// Keep a backup whatever the retention policy says (pinning again keeps the pin; with
+    /// --reason it replaces the reason).
     Pin {
         /// The backup id (see `pgkeep list`).
         id: String,

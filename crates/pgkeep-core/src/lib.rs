@@ -82,7 +82,8 @@
 //!   [`recoverable_window`], [`plan_physical_restore`] and [`restore_physical`].
 //! - Checks: [`verify_backups`], [`verify_wal`], [`check()`].
 //! - Retention: [`plan_expire`] (the policy of `[retention]`, [`apply_policy`] as a pure
-//!   function) and [`expire`]; [`pin_backup`], [`unpin_backup`]; the [`Lease`]s running backups
+//!   function) and [`expire`]; [`pin_backup`], [`unpin_backup`] (their arguments checked by
+//!   [`validate_backup_id`] and [`validate_pin_reason`]); the [`Lease`]s running backups
 //!   and restores hold, which expire respects.
 //! - Restore drills: [`drill()`] restores backups into throwaway clusters, checks and measures
 //!   them and records the result beside each backup ([`DrillRecord`]); [`drill_history`] and
@@ -151,9 +152,10 @@ pub use repo::lease::{HeldLease, Lease, LeasePurpose, UnreadableLease};
 pub use repo::scan::{Catalog, DamagedBackup, Leftover, LeftoverKind, read_catalog};
 pub use repo::{ClusterIdentity, Repository, open_storage};
 pub use retention::{
-    BytesToFree, ExpireOptions, ExpirePlan, KeepReason, LeftoverAction, Pin, PlannedBackup,
-    PlannedLeftover, PolicyBackup, Series, UNFINISHED_MIN_AGE, WalObject, WalPlan, WalStart,
-    apply_policy, expire, pin_backup, plan_expire, unpin_backup,
+    BytesToFree, ExpireOptions, ExpirePlan, FUTURE_TOLERANCE, FutureBackup, KeepReason,
+    LeftoverAction, Pin, PinChange, PinOutcome, PlannedBackup, PlannedLeftover, PolicyBackup,
+    Series, UNFINISHED_MIN_AGE, WalObject, WalPlan, WalStart, apply_policy, expire, pin_backup,
+    plan_expire, unpin_backup, validate_backup_id, validate_pin_reason,
 };
 pub use settings::{
     Compression, CompressionConfig, Config, ConfigError, DEFAULT_CLUSTER, DEFAULT_CONFIG_PATHS,

@@ -3,7 +3,8 @@
 use std::fmt::Write;
 
 use pgkeep_core::{
-    ExpirePlan, ExpireReport, HeldLease, LeftoverAction, LeftoverKind, Pin, PlannedLeftover,
+    ExpirePlan, ExpireReport, HeldLease, LeftoverAction, LeftoverKind, Pin, PinChange, PinOutcome,
+    PlannedLeftover,
 };
 
 use super::{bytes, when};
@@ -77,6 +78,15 @@ fn backups(out: &mut String, plan: &ExpirePlan) {
     }
     for note in &plan.notes {
         let _ = writeln!(out, "note: {note}");
+    }
+    for b in &plan.future_backups {
+        let _ = writeln!(
+            out,
+            "WARNING: backup {} ({}) ends at {}, more than 5 minutes after now: a clock jumped; `expire --confirm` refuses until the clock or its manifest is corrected, or it is removed by hand",
+            b.id,
+            b.kind,
+            when(&b.end)
+        );
     }
 }
 
@@ -208,14 +218,26 @@ pub fn expire_done(plan: &ExpirePlan, done: Option<&ExpireReport>) -> String {
 }
 
 /// After `pin ID`.
-pub fn pinned(id: &str, pin: &Pin) -> String {
-    format!(
-        "backup {id} is pinned{}: expire keeps it until `pgkeep unpin {id}`\n",
-        pin.reason
-            .as_ref()
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default()
-    )
+pub fn pinned(id: &str, outcome: &PinOutcome) -> String {
+    let pin = &outcome.pin;
+    let reason = pin
+        .reason
+        .as_ref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    match outcome.change {
+        PinChange::Pinned => {
+            format!("backup {id} is pinned{reason}: expire keeps it until `pgkeep unpin {id}`\n")
+        }
+        PinChange::AlreadyPinned => format!(
+            "backup {id} is already pinned{reason}, since {}; nothing changed (`--reason` replaces the reason)\n",
+            when(&pin.pinned_at)
+        ),
+        PinChange::ReasonReplaced => format!(
+            "backup {id} is still pinned, since {}; its reason is now{reason}\n",
+            when(&pin.pinned_at)
+        ),
+    }
 }
 
 /// After `unpin ID`.

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// What `expire --confirm` deleted (all of the plan when it succeeds; what it got to when it
@@ -104,4 +105,26 @@ pub enum RetentionError {
         /// The backup id.
         id: String,
     },
+
+    /// `expire --confirm` refuses while backups end in the future (more than 5 minutes after
+    /// now, a host's clock that jumped): they would decide what expires. Nothing was deleted.
+    #[error(
+        "expire --confirm refuses: {} end(s) more than 5 minutes after now ({}), so a clock jumped and they would decide what expires; nothing was deleted\n  fix: correct the clock of the host that took them, or the manifest's finished_at / physical.stop_time, or remove that backup by hand; then run `pgkeep expire` again",
+        future_list(backups), now.format("%Y-%m-%d %H:%M:%S UTC")
+    )]
+    FutureBackups {
+        /// When the plan was made.
+        now: DateTime<Utc>,
+        /// Each backup's id and end time.
+        backups: Vec<(String, DateTime<Utc>)>,
+    },
+}
+
+/// `backup A (ends 2099-01-01 00:00:00 UTC), backup B (...)`.
+fn future_list(backups: &[(String, DateTime<Utc>)]) -> String {
+    backups
+        .iter()
+        .map(|(id, end)| format!("backup {id} (ends {})", end.format("%Y-%m-%d %H:%M:%S UTC")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

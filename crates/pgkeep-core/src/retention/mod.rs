@@ -13,8 +13,13 @@ mod wal;
 
 pub use expire::expire;
 pub use leftovers::{LeftoverAction, PlannedLeftover, UNFINISHED_MIN_AGE};
-pub use pin::{Pin, pin_backup, unpin_backup};
-pub use plan::{BytesToFree, ExpireOptions, ExpirePlan, PlannedBackup, plan_expire};
+pub use pin::{
+    Pin, PinChange, PinOutcome, pin_backup, unpin_backup, validate_backup_id, validate_pin_reason,
+};
+pub use plan::{
+    BytesToFree, ExpireOptions, ExpirePlan, FUTURE_TOLERANCE, FutureBackup, PlannedBackup,
+    plan_expire,
+};
 pub use policy::{PolicyBackup, apply_policy};
 pub use reason::{KeepReason, Series};
 pub use wal::{WalObject, WalPlan, WalStart};

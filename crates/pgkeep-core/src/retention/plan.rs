@@ -55,6 +55,21 @@ pub struct PlannedBackup {
     pub(crate) manifest: Manifest,
 }
 
+/// How far after now a backup may end before its end time is distrusted (a clock that jumped).
+pub const FUTURE_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+
+/// A backup that ends more than [`FUTURE_TOLERANCE`] after the plan's `now`: a host's clock
+/// jumped. `expire --confirm` refuses while there is one ([`ExpirePlan::check_confirmable`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FutureBackup {
+    /// The backup id.
+    pub id: String,
+    /// Logical or physical.
+    pub kind: BackupKind,
+    /// Its end time (see [`PlannedBackup::end`]).
+    pub end: DateTime<Utc>,
+}
+
 /// What an expire frees, in stored bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct BytesToFree {
@@ -91,6 +106,9 @@ pub struct ExpirePlan {
     pub backups: Vec<PlannedBackup>,
     /// Backups whose manifest cannot be used: never deleted by expire.
     pub damaged: Vec<DamagedBackup>,
+    /// Backups that end in the future (a clock jumped): while there is one, the plan cannot be
+    /// carried out.
+    pub future_backups: Vec<FutureBackup>,
     /// The WAL to delete.
     pub wal: WalPlan,
     /// The leftovers, each removed or left alone.
@@ -116,6 +134,23 @@ impl ExpirePlan {
         self.leftovers
             .iter()
             .filter(|l| l.action == LeftoverAction::Remove)
+    }
+
+    /// Refused ([`RetentionError::FutureBackups`]) while backups end in the future: their end
+    /// times would decide what expires. [`expire`](super::expire) must only carry out a plan
+    /// that passes.
+    pub fn check_confirmable(&self) -> Result<(), RetentionError> {
+        match self.future_backups.is_empty() {
+            true => Ok(()),
+            false => Err(RetentionError::FutureBackups {
+                now: self.now,
+                backups: self
+                    .future_backups
+                    .iter()
+                    .map(|b| (b.id.clone(), b.end))
+                    .collect(),
+            }),
+        }
     }
 
     /// Whether carrying the plan out would change nothing.
@@ -212,6 +247,7 @@ pub async fn plan_expire(
         .map(|b| b.manifest.clone())
         .collect();
     let wal = plan_wal(repo, &kept_physical, &catalog.damaged_ids()).await?;
+    let future_backups = future_backups(&backups, now);
     let grace = options.grace.unwrap_or(retention.leftover_grace);
     let leftovers = plan_leftovers(&catalog.leftovers, &live, &repo.key("backups/"), grace, now);
     let mut plan = ExpirePlan {
@@ -225,6 +261,7 @@ pub async fn plan_expire(
         notes,
         backups,
         damaged: catalog.damaged,
+        future_backups,
         wal,
         leftovers,
         live_leases: live,
@@ -241,6 +278,20 @@ pub async fn plan_expire(
         total: backups + plan.wal.bytes + leftovers,
     };
     Ok(plan)
+}
+
+/// The backups that end more than [`FUTURE_TOLERANCE`] after `now`.
+fn future_backups(backups: &[PlannedBackup], now: DateTime<Utc>) -> Vec<FutureBackup> {
+    let limit = now + FUTURE_TOLERANCE;
+    backups
+        .iter()
+        .filter(|b| b.end > limit)
+        .map(|b| FutureBackup {
+            id: b.id.clone(),
+            kind: b.kind,
+            end: b.end,
+        })
+        .collect()
 }
 
 /// The policy applied to the backups of one kind (each with its pin), and the leases.
@@ -289,4 +340,71 @@ fn plan_kind(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::pg::ConnInfo;
+    use crate::retention::pin::tests::store_backup;
+    use crate::settings::RepoLocation;
+    use crate::storage::LocalStorage;
+
+    #[tokio::test]
+    async fn a_backup_that_ends_in_the_future_is_marked_and_refuses_confirm() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::new(Arc::new(LocalStorage::new(dir.path())), "main");
+        repo.record_identity("7", 15).await.unwrap();
+        let now = Utc::now();
+        let future: DateTime<Utc> = "2099-01-01T00:00:00Z".parse().unwrap();
+        store_backup(&repo, "OLD", now - chrono::Duration::days(3)).await;
+        // Within the tolerance: a clock a little ahead is no jump.
+        store_backup(&repo, "SOON", now + chrono::Duration::minutes(4)).await;
+        store_backup(&repo, "JUMP", future).await;
+        let mut settings = Settings::new(
+            RepoLocation::Local(dir.path().into()),
+            ConnInfo::from_conninfo_and_env(Some("host=/tmp")).unwrap(),
+        );
+        settings.retention.logical = Some(RetentionPolicy {
+            keep_last: 1,
+            ..RetentionPolicy::default()
+        });
+
+        let plan = plan_expire(&settings, &repo, &ExpireOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            plan.future_backups,
+            [FutureBackup {
+                id: "JUMP".into(),
+                kind: BackupKind::Logical,
+                end: future
+            }]
+        );
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["future_backups"][0]["id"], "JUMP", "{json:#}");
+        assert_eq!(json["future_backups"][0]["end"], "2099-01-01T00:00:00Z");
+        let e = plan.check_confirmable().unwrap_err().to_string();
+        for part in [
+            "expire --confirm refuses: backup JUMP (ends 2099-01-01 00:00:00 UTC) end(s) more than 5 minutes after now",
+            "nothing was deleted",
+            "fix: correct the clock of the host that took them, or the manifest's finished_at / physical.stop_time, or remove that backup by hand",
+        ] {
+            assert!(e.contains(part), "{part}: {e}");
+        }
+        assert!(!e.contains("SOON"), "{e}");
+
+        // Without it, the plan can be carried out.
+        repo.storage()
+            .delete("main/backups/JUMP/manifest.json")
+            .await
+            .unwrap();
+        let plan = plan_expire(&settings, &repo, &ExpireOptions::default())
+            .await
+            .unwrap();
+        assert!(plan.future_backups.is_empty());
+        plan.check_confirmable().unwrap();
+    }
 }

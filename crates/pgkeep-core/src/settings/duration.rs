@@ -14,8 +14,13 @@ const UNITS: [(char, u64); 5] = [
     ('s', 1),
 ];
 
+/// The longest duration [`parse_duration`] reads: 36500 days (about a century). Anything longer
+/// is refused, so that no caller adding it to a date can overflow.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
+
 /// Parses a duration: one or more `<number><unit>` with the units `s`, `m`, `h`, `d` (24 hours)
-/// and `w` (7 days), e.g. `30m`, `6h`, `14d`, `2w`, `1d12h`, `0s`.
+/// and `w` (7 days), e.g. `30m`, `6h`, `14d`, `2w`, `1d12h`, `0s`; at most 36500 days
+/// (`999999999999w` is refused, never overflows).
 ///
 /// ```
 /// use std::time::Duration;
@@ -45,13 +50,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, InvalidValue> {
         let Some(&(_, seconds)) = UNITS.iter().find(|(u, _)| *u == c) else {
             return Err(bad(&format!("`{c}` is not a unit")));
         };
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| bad(&format!("a number must come before `{c}`")))?;
+        if digits.is_empty() {
+            return Err(bad(&format!("a number must come before `{c}`")));
+        }
+        // Only digits: a number that does not parse is too long.
+        let n: u64 = digits.parse().unwrap_or(u64::MAX);
         total = n
             .checked_mul(seconds)
             .and_then(|s| total.checked_add(s))
-            .ok_or_else(|| bad("it is too long"))?;
+            .filter(|&s| s <= MAX_DURATION.as_secs())
+            .ok_or_else(|| bad("it is longer than 36500d, the longest duration pgkeep reads"))?;
         digits.clear();
     }
     if !digits.is_empty() {
@@ -94,6 +102,18 @@ mod tests {
         ] {
             assert_eq!(parse_duration(text).unwrap().as_secs(), secs, "{text}");
         }
+        assert_eq!(parse_duration("36500d").unwrap(), MAX_DURATION);
+        for too_long in [
+            "999999999999w",
+            "36501d",
+            "36500d1s",
+            "99999999999999999999999s",
+        ] {
+            let e = parse_duration(too_long).unwrap_err().to_string();
+            assert!(e.contains("is not a duration"), "{too_long}: {e}");
+        }
+        let e = parse_duration("999999999999w").unwrap_err().to_string();
+        assert!(e.contains("longer than 36500d"), "{e}");
         for bad in ["", "14", "h", "3x", "1.5h", "-1d", "99999999999999999w"] {
             let e = parse_duration(bad).unwrap_err().to_string();
             assert!(e.contains("is not a duration"), "{bad}: {e}");

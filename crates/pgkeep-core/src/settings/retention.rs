@@ -112,6 +112,18 @@ impl Default for RetentionPolicy {
     }
 }
 
+impl RetentionPolicy {
+    /// Whether any keep- rule is set (a count above 0, or `keep-within`): a policy without one
+    /// keeps only `min-keep` backups of each series, which the configuration refuses.
+    pub fn has_keep_rule(&self) -> bool {
+        self.keep_last > 0
+            || self.keep_daily > 0
+            || self.keep_weekly > 0
+            || self.keep_monthly > 0
+            || self.keep_within.is_some()
+    }
+}
+
 impl fmt::Display for RetentionPolicy {
     /// The rules as the configuration writes them: `keep-last 3, keep-within 14d, min-keep 1`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -168,6 +180,10 @@ pub struct Retention {
 const DEFAULT_GRACE: Duration = Duration::from_secs(6 * 3600);
 /// The default `lease-ttl`.
 const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(600);
+/// The shortest `lease-ttl`.
+const MIN_LEASE_TTL: Duration = Duration::from_secs(1);
+/// The longest `lease-ttl`: a day.
+const MAX_LEASE_TTL: Duration = Duration::from_secs(86_400);
 
 impl Default for Retention {
     fn default() -> Self {
@@ -203,12 +219,18 @@ impl Retention {
             Some(text) => parse_duration(text).map_err(|e| ConfigError::at(origin, key, e)),
         };
         let lease_ttl = duration("retention.lease-ttl", &config.lease_ttl, DEFAULT_LEASE_TTL)?;
-        if lease_ttl < Duration::from_secs(1) {
+        if !(MIN_LEASE_TTL..=MAX_LEASE_TTL).contains(&lease_ttl) {
+            let text = config.lease_ttl.as_deref().unwrap_or_default();
             return Err(ConfigError::invalid(
                 origin,
                 "retention.lease-ttl",
-                "a lease must live at least 1s",
-                "give a duration such as 10m (the default)",
+                match lease_ttl < MIN_LEASE_TTL {
+                    true => format!("`{text}` is too short: a lease must live at least 1s"),
+                    false => format!(
+                        "`{text}` is longer than 1d: the lease of a killed backup or restore would keep expire away from its backup that long"
+                    ),
+                },
+                "give a duration between 1s and 1d, such as 10m (the default)",
             ));
         }
         Ok(Retention {
@@ -251,14 +273,27 @@ fn resolve_policy(
             ),
         ));
     }
-    Ok(Some(RetentionPolicy {
+    let policy = RetentionPolicy {
         keep_last: config.keep_last.unwrap_or(0),
         keep_daily: config.keep_daily.unwrap_or(0),
         keep_weekly: config.keep_weekly.unwrap_or(0),
         keep_monthly: config.keep_monthly.unwrap_or(0),
         keep_within,
         min_keep,
-    }))
+    };
+    if !policy.has_keep_rule() {
+        return Err(ConfigError::invalid(
+            origin,
+            section,
+            format!(
+                "[{section}] has no keep- rule: it would keep only min-keep backups of each series"
+            ),
+            format!(
+                "add keep-last/keep-daily/keep-weekly/keep-monthly/keep-within to [{section}], or remove the section (then no backup of that kind expires)"
+            ),
+        ));
+    }
+    Ok(Some(policy))
 }
 
 #[cfg(test)]
@@ -293,9 +328,72 @@ mod tests {
         assert!(e.contains("Europe/Belgrad` is not an IANA"), "{e}");
         let e = resolve("[retention.logical]\nkeep-within = \"14\"\n").unwrap_err();
         assert!(e.contains("`retention.logical.keep-within`"), "{e}");
-        let e = resolve("[retention.logical]\nmin-keep = 0\n").unwrap_err();
+        let e = resolve("[retention.logical]\nkeep-last = 1\nmin-keep = 0\n").unwrap_err();
         assert!(e.contains("min-keep 0 is not a floor"), "{e}");
         let e = resolve("[retention.logical]\nkeep-hourly = 3\n").unwrap_err();
         assert!(e.contains("unknown field `keep-hourly`"), "{e}");
+    }
+
+    #[test]
+    fn lease_ttl_lives_between_a_second_and_a_day() {
+        let ttl = |text: &str| resolve(&format!("[retention]\nlease-ttl = \"{text}\"\n"));
+        assert_eq!(ttl("1d").unwrap().lease_ttl, Duration::from_secs(86_400));
+        assert_eq!(ttl("1s").unwrap().lease_ttl, Duration::from_secs(1));
+        for (text, why) in [
+            ("0s", "`0s` is too short: a lease must live at least 1s"),
+            ("1d1s", "`1d1s` is longer than 1d"),
+            ("2w", "`2w` is longer than 1d"),
+            (
+                "999999999999w",
+                "`999999999999w` is not a duration: it is longer than 36500d",
+            ),
+        ] {
+            let e = ttl(text).unwrap_err();
+            assert!(e.contains("f.toml: `retention.lease-ttl`"), "{text}: {e}");
+            assert!(e.contains(why), "{text}: {e}");
+            assert!(e.contains("fix: "), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn huge_durations_are_refused_not_overflowed() {
+        for key in ["keep-within", "leftover-grace"] {
+            let section = match key {
+                "keep-within" => "[retention.physical]\nkeep-last = 1\n",
+                _ => "[retention]\n",
+            };
+            let e = resolve(&format!("{section}{key} = \"999999999999w\"\n")).unwrap_err();
+            assert!(
+                e.contains(&format!(
+                    "{key}`: `999999999999w` is not a duration: it is longer than 36500d"
+                )),
+                "{e}"
+            );
+        }
+        // The longest accepted ones are read as written.
+        let r = resolve(
+            "[retention]\nleftover-grace = \"36500d\"\n[retention.physical]\nkeep-within = \"36500d\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            r.physical.unwrap().keep_within,
+            Some(Duration::from_secs(36_500 * 86_400))
+        );
+    }
+
+    #[test]
+    fn a_policy_without_a_keep_rule_is_refused() {
+        for (kind, body) in [
+            ("logical", ""),
+            ("physical", "min-keep = 3\n"),
+            ("logical", "keep-last = 0\nkeep-daily = 0\n"),
+        ] {
+            let e = resolve(&format!("[retention.{kind}]\n{body}")).unwrap_err();
+            assert!(e.contains(&format!("`retention.{kind}`: [retention.{kind}] has no keep- rule: it would keep only min-keep backups of each series")), "{e}");
+            assert!(e.contains("fix: add keep-last/keep-daily/"), "{e}");
+            assert!(e.contains("or remove the section"), "{e}");
+        }
+        let r = resolve("[retention.logical]\nkeep-within = \"1d\"\n").unwrap();
+        assert!(r.logical.unwrap().has_keep_rule());
     }
 }
