@@ -21,8 +21,11 @@ use crate::repo::lease::{Lease, read_leases};
 use crate::repo::scan::LeftoverKind;
 use crate::storage::{ObjectMeta, PutMode};
 
-/// Carries out `plan` (from [`plan_expire`](super::plan_expire)) and says what it deleted.
+/// Carries out `plan` (from [`plan_expire`](super::plan_expire)) and says what it deleted. A plan
+/// with backups that end in the future (a clock that jumped) is refused
+/// ([`ExpirePlan::check_confirmable`]) before anything is deleted.
 pub async fn expire(repo: &Repository, plan: &ExpirePlan) -> Result<ExpireReport, Error> {
+    plan.check_confirmable()?;
     let mut done = ExpireReport::default();
     match carry_out(repo, plan, &mut done).await {
         Ok(()) => Ok(done),
