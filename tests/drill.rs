@@ -122,7 +122,21 @@ fn populate(pg: &PgCluster) {
     pg.psql("CREATE DATABASE shop");
     pg.psql_db(
         "shop",
-        "CREATE TABLE items (n int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 500)",
+        "CREATE TABLE items (n int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 500);
+         CREATE TABLE parted (k int, v text) PARTITION BY RANGE (k);
+         CREATE TABLE parted_low PARTITION OF parted FOR VALUES FROM (0) TO (100);
+         CREATE INDEX ON parted (k);
+         INSERT INTO parted SELECT g, g::text FROM generate_series(0, 99) g",
+    );
+}
+
+/// `pg` with a database that has no `public` schema, its table in schema "Other".
+fn populate_without_public(pg: &PgCluster) {
+    pg.psql("CREATE DATABASE nopublic");
+    pg.psql_db(
+        "nopublic",
+        "DROP SCHEMA public; CREATE SCHEMA \"Other\";
+         CREATE TABLE \"Other\".t (id int PRIMARY KEY); INSERT INTO \"Other\".t VALUES (1), (2)",
     );
 }
 
@@ -156,6 +170,7 @@ fn drills_of_good_backups_pass_and_record_rto_and_rpo_where_list_and_info_show_t
     let pg = archiving_cluster(&drills.repo);
     populate(&pg);
     let logical = backup(&drills, &pg, &["logical", "--all"]);
+    populate_without_public(&pg);
     let physical = backup(&drills, &pg, &["physical"]);
     // Commits after the physical backup, some time apart, archived: a window to aim into.
     for n in 0..4 {
@@ -192,8 +207,18 @@ fn drills_of_good_backups_pass_and_record_rto_and_rpo_where_list_and_info_show_t
         assert_eq!(indexes["result"], "passed", "{drill:#}");
         assert!(indexes["checked"].as_u64().unwrap() >= 2, "{drill:#}");
         assert_eq!(check(drill, "databases", None)["result"], "passed");
+        // A partitioned table's index (relkind 'I') is not given to bt_index_check; its
+        // partition's is: shop's indexes pass.
+        let shop = check(drill, "indexes", Some("shop"));
+        assert_eq!(shop["result"], "passed", "{drill:#}");
+        assert!(shop["checked"].as_u64().unwrap() >= 2, "{drill:#}");
         assert_eq!(drills.records(id).len(), 1);
     }
+    // A database without a `public` schema: amcheck is created in the drill's own schema.
+    let nopublic = check(&ran[1], "indexes", Some("nopublic"));
+    assert_eq!(nopublic["result"], "passed", "{:#}", ran[1]);
+    assert!(nopublic["checked"].as_u64().unwrap() >= 1, "{:#}", ran[1]);
+    assert_eq!(check(&ran[1], "tables", Some("nopublic"))["checked"], 1);
     assert_eq!(ran[0]["target"]["kind"], "backup");
     assert_eq!(ran[1]["target"]["kind"], "latest");
     // Replayed to the end of the archive: nothing of it lost.
