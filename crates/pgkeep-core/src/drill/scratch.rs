@@ -124,8 +124,11 @@ pub(crate) struct ScratchRoot {
 }
 
 impl ScratchRoot {
-    /// The scratch directory `dir`, created (with its parents) when it does not exist.
+    /// The scratch directory `dir`, created (with its parents) when it does not exist. Refused
+    /// before anything is created when a drill's socket path under it would be too long, or when
+    /// it holds a character the server's settings or pg_ctl cannot carry.
     pub(crate) fn open(dir: &Path) -> Result<ScratchRoot, Error> {
+        check_dir(dir)?;
         std::fs::create_dir_all(dir).map_err(|source| DrillError::Scratch {
             what: "cannot create the scratch directory",
             dir: dir.to_path_buf(),
@@ -151,20 +154,20 @@ impl ScratchRoot {
         Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
     }
 
-    /// A fresh drill directory's path (not created yet), refused when its socket's path would be
-    /// too long for a Unix socket.
-    pub(crate) fn new_path(&self, port: u16) -> Result<PathBuf, Error> {
-        let name = format!(
+    /// A drill directory's path under this one, named `<UTC time>-<random>`.
+    fn drill_path(&self) -> PathBuf {
+        self.dir.join(format!(
             "{}-{:08x}",
             Utc::now().format("%Y%m%dT%H%M%SZ"),
             rand::random::<u32>()
-        );
-        let path = self.dir.join(name);
-        let socket = socket_dir(&path).join(format!(".s.PGSQL.{port}"));
-        let len = socket.as_os_str().len();
-        if len > MAX_SOCKET_PATH {
-            return Err(DrillError::SocketPathTooLong { path: socket, len }.into());
-        }
+        ))
+    }
+
+    /// A fresh drill directory's path (not created yet), refused when its socket's path would be
+    /// too long for a Unix socket.
+    pub(crate) fn new_path(&self, port: u16) -> Result<PathBuf, Error> {
+        let path = self.drill_path();
+        check_socket(&path, port)?;
         Ok(path)
     }
 
@@ -187,6 +190,42 @@ impl ScratchRoot {
         }
         notes
     }
+}
+
+/// Characters a scratch directory's path may not hold: `,` splits `unix_socket_directories`,
+/// `"` ends its quoting, and pg_ctl passes the data directory to a shell in double quotes, where
+/// `"`, `$`, `` ` `` and `\\` mean something. Control characters (a newline) are refused too.
+const REFUSED_CHARS: &[char] = &[',', '"', '$', '`', '\\'];
+
+/// Refuses scratch directory `dir` when a drill's socket path under it would be too long (with a
+/// port of five digits), or when it holds a character of [`REFUSED_CHARS`] or a control character.
+fn check_dir(dir: &Path) -> Result<(), Error> {
+    let text = dir.to_string_lossy();
+    if let Some(ch) = text
+        .chars()
+        .find(|c| REFUSED_CHARS.contains(c) || c.is_control())
+    {
+        return Err(DrillError::ScratchDirCharacter {
+            dir: dir.to_path_buf(),
+            ch,
+        }
+        .into());
+    }
+    let root = ScratchRoot {
+        dir: dir.to_path_buf(),
+    };
+    check_socket(&root.drill_path(), u16::MAX)
+}
+
+/// Refuses drill directory `path` when its server's socket on `port` would have a path longer
+/// than a Unix socket's may be.
+fn check_socket(path: &Path, port: u16) -> Result<(), Error> {
+    let socket = socket_dir(path).join(format!(".s.PGSQL.{port}"));
+    let len = socket.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(DrillError::SocketPathTooLong { path: socket, len }.into());
+    }
+    Ok(())
 }
 
 /// Removes the drill directory `path` if its drill no longer runs; says what it did.
@@ -409,5 +448,34 @@ mod tests {
         let e = scratch.new_path(54321).unwrap_err().to_string();
         assert!(e.contains("more than the 107"), "{e}");
         assert!(e.contains("`[drill] scratch-dir`"), "{e}");
+        // Refused up front, before the directory is created.
+        let root = tempfile::tempdir().unwrap();
+        let long = root.path().join("d".repeat(100));
+        let e = ScratchRoot::open(&long).unwrap_err().to_string();
+        assert!(e.contains("more than the 107"), "{e}");
+        assert!(!long.exists());
+    }
+
+    #[test]
+    fn a_scratch_dir_with_a_character_the_server_cannot_carry_is_refused_before_it_is_made() {
+        let root = tempfile::tempdir().unwrap();
+        for (name, shown) in [
+            ("a,b", "`,`"),
+            ("a\"b", "`\"`"),
+            ("a\nb", "`\\n`"),
+            ("a$b", "`$`"),
+        ] {
+            let dir = root.path().join(name);
+            let e = ScratchRoot::open(&dir).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("the character {shown},")),
+                "{name:?}: {e}"
+            );
+            assert!(e.contains("`[drill] scratch-dir`"), "{e}");
+            assert!(!dir.exists(), "{name:?} was created");
+        }
+        let fine = root.path().join("with space's");
+        ScratchRoot::open(&fine).unwrap();
+        assert!(fine.is_dir());
     }
 }
