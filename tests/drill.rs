@@ -470,4 +470,41 @@ fn a_drill_stopped_by_sigterm_cleans_up_and_one_killed_by_sigkill_is_cleaned_up_
     );
     assert_eq!(only(&run)["outcome"], "passed", "{run:#}");
     assert_eq!(drills.records(&logical).len(), 1);
+
+    // A killed drill's directory whose owner record is garbage (old), with a "server" (a process
+    // working in its data directory) still running: the sweep cannot clean it up, so the run is
+    // not ok, and says so (the directory and how to stop the server) under -q too.
+    let fake = drills.scratch.join("20200101T000000Z-0000abcd");
+    let data = fake.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(fake.join("owner.json"), b"{ garbage").unwrap();
+    let mut server = Command::new("sleep")
+        .arg("120")
+        .current_dir(&data)
+        .spawn()
+        .unwrap();
+    std::fs::write(data.join("postmaster.pid"), format!("{}\n", server.id())).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::open(&fake)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let out = repo::run(drills.pgkeep(&pg).args(["-q", "drill", &logical]));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains(fake.to_str().unwrap()), "{said}");
+    assert!(
+        said.contains(&format!("`pg_ctl -D {} stop -m immediate`", data.display())),
+        "{said}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("PROBLEM: cannot clean up"),
+        "{out:?}"
+    );
+    // The drill itself ran and passed.
+    assert_eq!(drills.records(&logical).len(), 2);
+    std::fs::remove_dir_all(&fake).unwrap();
+    drills.assert_scratch_empty();
 }

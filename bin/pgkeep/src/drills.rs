@@ -33,7 +33,7 @@ pub async fn drill(
     };
     let run = pgkeep_core::drill(&ctx.settings, &repo, &options, ctx.progress.clone()).await?;
     ctx.report(run.ok(), &run, || output::drill_run(&run))?;
-    let failed: Vec<String> = run
+    let mut failed: Vec<String> = run
         .drills
         .iter()
         .filter(|d| !d.ok())
@@ -45,12 +45,22 @@ pub async fn drill(
         })
         .collect();
     if !failed.is_empty() {
-        anyhow::bail!(
+        failed = vec![format!(
             "{} of {} drill(s) failed:\n{}\n  fix: do not count on a backup whose drill failed; follow the fix above, then take a new backup and drill it (`pgkeep drill ID`)",
             failed.len(),
             run.drills.len(),
             failed.join("\n")
-        );
+        )];
+    }
+    if !run.problems.is_empty() {
+        // On stderr under -q too: a killed drill's server may still run there.
+        failed.push(format!(
+            "the scratch directory holds what killed drills left and could not be cleaned up:\n{}",
+            run.problems.join("\n")
+        ));
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("{}", failed.join("\n"));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -164,6 +164,9 @@ pub fn drill_run(run: &DrillRun) -> String {
     for swept in &run.swept {
         let _ = writeln!(out, "note: {swept}");
     }
+    for problem in &run.problems {
+        let _ = writeln!(out, "PROBLEM: {problem}");
+    }
     for d in &run.drills {
         report(&mut out, d);
     }

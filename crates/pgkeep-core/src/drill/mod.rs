@@ -120,12 +120,15 @@ pub struct DrillRun {
     pub drills: Vec<DrillReport>,
     /// What earlier drills that were killed had left in the scratch directory, and was removed.
     pub swept: Vec<String>,
+    /// What went wrong around the drills: directories of killed drills in the scratch directory
+    /// that could not be cleaned up (a server may still run there), each with its fix.
+    pub problems: Vec<String>,
 }
 
 impl DrillRun {
     /// Whether every drill passed and nothing went wrong around them.
     pub fn ok(&self) -> bool {
-        self.drills.iter().all(DrillReport::ok)
+        self.problems.is_empty() && self.drills.iter().all(DrillReport::ok)
     }
 }
 
@@ -166,7 +169,7 @@ pub async fn drill(
     progress: Arc<dyn Progress>,
 ) -> Result<DrillRun, Error> {
     let root = ScratchRoot::open(&settings.drill.scratch_dir)?;
-    let swept = root.sweep();
+    let sweep = root.sweep();
     let catalog = read_catalog(repo).await?;
     let chosen = choose(repo, &catalog, &options.selection).await?;
     let random = options.target == DrillTarget::Random;
@@ -195,7 +198,11 @@ pub async fn drill(
         }
         drills.push(run::run_one(settings, repo, p, user, options, &progress).await?);
     }
-    Ok(DrillRun { drills, swept })
+    Ok(DrillRun {
+        drills,
+        swept: sweep.removed,
+        problems: sweep.problems,
+    })
 }
 
 /// The backups the selection names.

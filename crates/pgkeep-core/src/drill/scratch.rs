@@ -172,24 +172,107 @@ impl ScratchRoot {
     }
 
     /// Removes what drills that no longer run left behind, stopping their servers first. Says
-    /// what it removed, and what it could not.
-    pub(crate) fn sweep(&self) -> Vec<String> {
+    /// what it removed, and what it could not (with the fix).
+    pub(crate) fn sweep(&self) -> Sweep {
+        let mut sweep = Sweep::default();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
+            return sweep;
         };
-        let mut notes = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
             let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
             if !is_dir || !entry.file_name().to_str().is_some_and(is_drill_name) {
                 continue;
             }
-            if let Some(note) = sweep_one(&path) {
-                notes.push(note);
+            match sweep_one(&path) {
+                Some(Ok(removed)) => sweep.removed.push(removed),
+                Some(Err(problem)) => sweep.problems.push(problem),
+                None => {}
             }
         }
-        notes
+        sweep
     }
+}
+
+/// What a sweep of the scratch directory did.
+#[derive(Debug, Default)]
+pub(crate) struct Sweep {
+    /// The directories removed, and whose they were.
+    pub(crate) removed: Vec<String>,
+    /// The directories that could not be cleaned up, each with its fix.
+    pub(crate) problems: Vec<String>,
+}
+
+/// The fix of a drill directory `path` a sweep could not clean up.
+fn clean_up_fix(path: &Path) -> String {
+    format!(
+        "fix: stop its server by hand with `pg_ctl -D {} stop -m immediate` (as the server's OS user), then remove {}",
+        data_dir(path).display(),
+        path.display()
+    )
+}
+
+/// Removes the drill directory `path` if its drill no longer runs: what it removed, or why it
+/// could not (with the fix); `None` when it leaves the directory alone.
+fn sweep_one(path: &Path) -> Option<Result<String, String>> {
+    let record: Option<OwnerRecord> = std::fs::read(path.join(OWNER))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let (who, pg_ctl) = match &record {
+        Some(r) if owner_alive(r) => return None,
+        Some(r) => (
+            format!(
+                "the drill of backup {} (pid {}, started {}), which no longer runs",
+                r.backup,
+                r.pid,
+                r.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            Some(r.pg_ctl.clone()),
+        ),
+        None => {
+            let age = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if age.is_none_or(|age| age < UNOWNED_GRACE) {
+                return None;
+            }
+            ("a drill killed while it was starting".to_string(), None)
+        }
+    };
+    let data = data_dir(path);
+    let fix = clean_up_fix(path);
+    let stopped = match pg_ctl {
+        Some(pg_ctl) => match stop_server(&data, &pg_ctl) {
+            Ok(stopped) => stopped,
+            Err(e) => {
+                return Some(Err(format!(
+                    "cannot clean up {}, left by {who}: {e}\n  {fix}",
+                    path.display()
+                )));
+            }
+        },
+        None if running_server(&data).is_some() => {
+            return Some(Err(format!(
+                "cannot clean up {}: a server still runs in it and its owner record (which names the pg_ctl to stop it with) is unreadable\n  {fix}",
+                path.display()
+            )));
+        }
+        None => None,
+    };
+    let stopped = stopped.map_or(String::new(), |pid| {
+        format!(", after stopping its server (pid {pid})")
+    });
+    Some(match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(format!(
+            "removed {}, left by {who}{stopped}",
+            path.display()
+        )),
+        Err(e) => Err(format!(
+            "cannot remove {}, left by {who}{stopped}: {e}\n  fix: remove it by hand (as root or its owner)",
+            path.display()
+        )),
+    })
 }
 
 /// Characters a scratch directory's path may not hold: `,` splits `unix_socket_directories`,
@@ -226,60 +309,6 @@ fn check_socket(path: &Path, port: u16) -> Result<(), Error> {
         return Err(DrillError::SocketPathTooLong { path: socket, len }.into());
     }
     Ok(())
-}
-
-/// Removes the drill directory `path` if its drill no longer runs; says what it did.
-fn sweep_one(path: &Path) -> Option<String> {
-    let record: Option<OwnerRecord> = std::fs::read(path.join(OWNER))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    let (who, pg_ctl) = match &record {
-        Some(r) if owner_alive(r) => return None,
-        Some(r) => (
-            format!(
-                "the drill of backup {} (pid {}, started {}), which no longer runs",
-                r.backup,
-                r.pid,
-                r.started_at.format("%Y-%m-%d %H:%M:%S UTC")
-            ),
-            Some(r.pg_ctl.clone()),
-        ),
-        None => {
-            let age = std::fs::metadata(path)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok());
-            if age.is_none_or(|age| age < UNOWNED_GRACE) {
-                return None;
-            }
-            ("a drill killed while it was starting".to_string(), None)
-        }
-    };
-    let data = data_dir(path);
-    let stopped = match pg_ctl {
-        Some(pg_ctl) => match stop_server(&data, &pg_ctl) {
-            Ok(stopped) => stopped,
-            Err(e) => return Some(format!("cannot clean up {}: {e}", path.display())),
-        },
-        None if running_server(&data).is_some() => {
-            return Some(format!(
-                "cannot clean up {}: a server runs in it and its owner record (which names pg_ctl) is unreadable; stop it with `pg_ctl stop -m immediate -D {}` and remove the directory",
-                path.display(),
-                data.display()
-            ));
-        }
-        None => None,
-    };
-    let stopped = stopped.map_or(String::new(), |pid| {
-        format!(", after stopping its server (pid {pid})")
-    });
-    Some(match std::fs::remove_dir_all(path) {
-        Ok(()) => format!("removed {}, left by {who}{stopped}", path.display()),
-        Err(e) => format!(
-            "cannot remove {}, left by {who}{stopped}: {e}",
-            path.display()
-        ),
-    })
 }
 
 /// The data directory inside drill directory `path`.
@@ -426,7 +455,9 @@ mod tests {
         // Not a drill's at all: never touched.
         let other = scratch.dir().join("keep-me");
         std::fs::create_dir(&other).unwrap();
-        let notes = scratch.sweep();
+        let swept = scratch.sweep();
+        assert!(swept.problems.is_empty(), "{swept:?}");
+        let notes = swept.removed;
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(
             notes[0].contains("backup b0") && notes[0].contains("no longer runs"),
@@ -439,6 +470,41 @@ mod tests {
             !live_path.exists(),
             "dropped, the drill directory is removed"
         );
+    }
+
+    #[test]
+    fn a_directory_whose_server_cannot_be_stopped_is_a_problem_with_its_fix() {
+        let root = tempfile::tempdir().unwrap();
+        let scratch = ScratchRoot::open(&root.path().join("scratch")).unwrap();
+        // A drill killed while it was starting, long ago: its owner record is garbage, and a
+        // "server" (a process whose working directory is the data directory) still runs.
+        let dead = scratch.dir().join("20200101T000000Z-00000003");
+        let data = data_dir(&dead);
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(dead.join(OWNER), b"garbage").unwrap();
+        let mut server = std::process::Command::new("sleep")
+            .arg("60")
+            .current_dir(&data)
+            .spawn()
+            .unwrap();
+        std::fs::write(data.join("postmaster.pid"), format!("{}\n", server.id())).unwrap();
+        let old = std::time::SystemTime::now() - 2 * UNOWNED_GRACE;
+        std::fs::File::open(&dead)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let swept = scratch.sweep();
+        server.kill().unwrap();
+        server.wait().unwrap();
+        assert!(swept.removed.is_empty(), "{swept:?}");
+        assert_eq!(swept.problems.len(), 1, "{swept:?}");
+        let problem = &swept.problems[0];
+        assert!(problem.contains(&dead.display().to_string()), "{problem}");
+        assert!(
+            problem.contains(&format!("`pg_ctl -D {} stop -m immediate`", data.display())),
+            "{problem}"
+        );
+        assert!(dead.exists(), "a directory whose server runs is kept");
     }
 
     #[test]
