@@ -507,4 +507,23 @@ fn a_drill_stopped_by_sigterm_cleans_up_and_one_killed_by_sigkill_is_cleaned_up_
     assert_eq!(drills.records(&logical).len(), 2);
     std::fs::remove_dir_all(&fake).unwrap();
     drills.assert_scratch_empty();
+
+    // --target random with no commit archived after the newest physical backup (a quiet
+    // database): that drill aims at latest instead and says so; the logical one runs too.
+    let physical = backup(&drills, &pg, &["physical"]);
+    let run = drills.drill(&pg, &["--target", "random"]);
+    let ran = run["drills"].as_array().unwrap();
+    assert_eq!(ran.len(), 2, "{run:#}");
+    assert_eq!(ran[0]["backup"], logical.as_str());
+    assert_eq!(ran[0]["outcome"], "passed", "{run:#}");
+    assert_eq!(ran[1]["backup"], physical.as_str());
+    assert_eq!(ran[1]["outcome"], "passed", "{run:#}");
+    assert_eq!(ran[1]["target"]["kind"], "latest", "{run:#}");
+    assert!(
+        ran[1]["notes"].as_array().unwrap().iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .contains("no commit was archived after backup")),
+        "{run:#}"
+    );
 }

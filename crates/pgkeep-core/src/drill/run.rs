@@ -79,7 +79,7 @@ async fn run_leased(
     let started_at = Utc::now();
     let item = format!("drill {}", p.backup.id);
     progress.start(&item);
-    let mut notes = Vec::new();
+    let mut notes = p.notes.clone();
     let mut problems = Vec::new();
     let found = match &p.way {
         Way::Unplannable(e) => Found {
