@@ -12,9 +12,8 @@
 //! ([`restore_logical`](crate::restore_logical)).
 //!
 //! The order: everything that can refuse (no backup, a window end that is not known to be a commit
-//! for a random time, too little room in
-//! the scratch filesystem) is decided for every drill of a run before the first one starts, and a
-//! refusal restores and records nothing. A drill that starts always ends with its scratch cluster
+//! for a random time, too little room in the scratch filesystem) is decided for every drill of a
+//! run before the first one starts, and a refusal restores and records nothing. A drill that starts always ends with its scratch cluster
 //! stopped and removed (also on a failure or an interrupt), and then its record is stored.
 
 mod checks;
