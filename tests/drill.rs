@@ -281,6 +281,35 @@ fn drills_of_good_backups_pass_and_record_rto_and_rpo_where_list_and_info_show_t
     let human = String::from_utf8_lossy(&ok(drills.pgkeep(&pg).args(["info", &physical])).stdout)
         .into_owned();
     assert!(human.contains("last proven restorable"), "{human}");
+    // Every object the restore does not read was read back: PostgreSQL's backup_manifest.
+    let objects = check(&ran[1], "objects", None);
+    assert_eq!(objects["result"], "passed", "{:#}", ran[1]);
+    assert!(objects["checked"].as_u64().unwrap() >= 1, "{:#}", ran[1]);
+
+    // The backup_manifest object deleted: the restore does not need it, but the drill fails
+    // naming it.
+    let manifest_key = info["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["role"] == "backup_manifest")
+        .unwrap_or_else(|| panic!("no backup_manifest object: {info:#}"))["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(drills.repo.root().unwrap().join(&manifest_key)).unwrap();
+    let out = repo::run(drills.pgkeep(&pg).args(["--json", "drill", &physical]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let drill = only(&json(&out)).clone();
+    assert_eq!(drill["outcome"], "failed", "{drill:#}");
+    assert_eq!(drill["cause"]["kind"], "checks", "{drill:#}");
+    let objects = check(&drill, "objects", None);
+    assert_eq!(objects["result"], "failed", "{drill:#}");
+    assert!(
+        objects["problem"].as_str().unwrap().contains(&manifest_key),
+        "{drill:#}"
+    );
+    drills.assert_scratch_empty();
 }
 
 #[test]

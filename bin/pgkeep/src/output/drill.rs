@@ -84,6 +84,7 @@ fn check_line(c: &DrillCheck) -> String {
         DrillCheckKind::Tables => format!(" ({} counted)", c.checked),
         DrillCheckKind::Indexes => format!(" ({} checked with bt_index_check)", c.checked),
         DrillCheckKind::Databases => format!(" ({})", c.checked),
+        DrillCheckKind::Objects => format!(" ({} read back)", c.checked),
         _ => String::new(),
     };
     match &c.result {

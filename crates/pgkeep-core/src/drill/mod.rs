@@ -1,6 +1,6 @@
 //! Restore drills (`pgkeep drill`): a backup restored into a throwaway cluster in the scratch
 //! directory ([`scratch`]), reachable only through its own socket directory ([`cluster`]),
-//! checked ([`checks`]), measured (RTO and RPO), removed, and the result stored beside the backup
+//! checked ([`checks`]; the backup's objects the restore does not read, [`objects`]), measured (RTO and RPO), removed, and the result stored beside the backup
 //! ([`record`]); [`run`] runs one drill.
 //!
 //! A physical backup goes through [`plan_physical_restore`] and
@@ -18,6 +18,7 @@
 
 mod checks;
 mod cluster;
+mod objects;
 mod record;
 mod run;
 mod scratch;

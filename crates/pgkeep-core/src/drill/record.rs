@@ -32,6 +32,9 @@ pub enum DrillCheckKind {
     Indexes,
     /// Recovery stopped at the random target time, not after it.
     Target,
+    /// Every object of the backup its restore does not read (PostgreSQL's `backup_manifest`, the
+    /// configuration files kept) is there, with its size and sha256.
+    Objects,
 }
 
 /// How one check went.
@@ -81,6 +84,7 @@ impl DrillCheck {
             DrillCheckKind::Tables => "tables",
             DrillCheckKind::Indexes => "indexes",
             DrillCheckKind::Target => "recovery target",
+            DrillCheckKind::Objects => "objects the restore does not read",
         };
         match &self.database {
             Some(db) => format!("{what} of {}", quote_ident(db)),

@@ -11,7 +11,7 @@ use super::checks::Checker;
 use super::scratch::DrillDir;
 use super::{
     DrillAim, DrillCause, DrillCheck, DrillCheckKind, DrillCheckResult, DrillOptions, DrillOutcome,
-    DrillRecord, DrillReport, Prepared, Way, cluster, record,
+    DrillRecord, DrillReport, Prepared, Way, cluster, objects, record,
 };
 use crate::error::Error;
 use crate::exec::Interrupt;
@@ -81,7 +81,7 @@ async fn run_leased(
     progress.start(&item);
     let mut notes = p.notes.clone();
     let mut problems = Vec::new();
-    let found = match &p.way {
+    let mut found = match &p.way {
         Way::Unplannable(e) => Found {
             cause: Some(DrillCause::Restore {
                 error: e.to_string(),
@@ -114,6 +114,9 @@ async fn run_leased(
             found?
         }
     };
+    if let Some(objects) = objects::check_unread(repo, &p.backup).await {
+        add_check(&mut found, objects);
+    }
     progress.finish(&item);
     let record = p.record(started_at, found);
     let record_key = match record::write_record(repo, &record).await {
@@ -330,6 +333,23 @@ impl Ctx<'_> {
             window_end: None,
         })
     }
+}
+
+/// Adds `check`, made after the drill, to what it found: a failed one fails the drill (a cause of
+/// its own, or one more failed check).
+fn add_check(found: &mut Found, check: DrillCheck) {
+    if check.failed() {
+        match &mut found.cause {
+            None => {
+                found.cause = Some(DrillCause::Checks {
+                    failed: vec![check.subject()],
+                })
+            }
+            Some(DrillCause::Checks { failed }) => failed.insert(0, check.subject()),
+            Some(_) => {}
+        }
+    }
+    found.checks.insert(0, check);
 }
 
 /// The check that recovery to `target` stopped there: promoted at the target (PostgreSQL stops
