@@ -2,6 +2,7 @@
 //! under the interrupt, then the directory stopped and removed whatever happened, and the record
 //! stored beside the backup.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +27,37 @@ use crate::repo::catalog::BackupKind;
 use crate::repo::lease::{self, LeasePurpose};
 use crate::settings::Settings;
 use crate::stream::Progress;
+
+/// The log a physical restore writes in its data directory.
+const RESTORE_LOG: &str = "pgkeep-restore.log";
+
+/// How many of the restore log's last lines a drill's cause quotes.
+const LOG_LINES: usize = 12;
+
+/// A restore's error as a drill's cause. The restored server's log at `log` goes with the drill's
+/// directory, so an error that sends the reader to it is told so, and quotes its last lines (read
+/// now, before the directory is removed) unless it already does.
+fn restore_error(error: &Error, log: &Path) -> String {
+    let text = error.to_string();
+    let shown = log.display().to_string();
+    if !text.contains(&shown) {
+        return text;
+    }
+    let quoted = text.contains("log ends with");
+    let text = text.replace(
+        &format!("read {shown}"),
+        "read the end of the restore's log quoted here (the log itself was removed with the drill's directory)",
+    );
+    if quoted {
+        return text;
+    }
+    let log_text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = log_text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(LOG_LINES)..].join("\n    ");
+    format!(
+        "{text}\n  the end of the restore's log (removed with the drill's directory):\n    {tail}"
+    )
+}
 
 /// What a drill found before its record was made.
 #[derive(Default)]
@@ -187,8 +219,9 @@ impl Ctx<'_> {
         let restored = match restored {
             Ok(restored) => restored,
             Err(e) => {
+                let log = self.dir.data().join(RESTORE_LOG);
                 found.cause = Some(DrillCause::Restore {
-                    error: e.to_string(),
+                    error: restore_error(&e, &log),
                 });
                 return found;
             }
@@ -370,5 +403,46 @@ fn target_check(target: DateTime<Utc>, reached: Option<DateTime<Utc>>) -> DrillC
         database: None,
         checked: 1,
         result,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt as _;
+
+    use super::*;
+    use crate::error::PitrError;
+
+    #[test]
+    fn a_restore_error_quotes_the_log_that_goes_with_the_drill_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join(RESTORE_LOG);
+        let lines: Vec<String> = (0..20).map(|n| format!("line {n}")).collect();
+        std::fs::write(&log, lines.join("\n")).unwrap();
+        let failed = Error::from(PitrError::StartFailed {
+            status: std::process::ExitStatus::from_raw(256),
+            stderr: "pg_ctl: could not start server".into(),
+            log: log.clone(),
+        });
+        let text = restore_error(&failed, &log);
+        assert!(!text.contains(&log.display().to_string()), "{text}");
+        assert!(
+            text.contains("removed with the drill's directory"),
+            "{text}"
+        );
+        assert!(
+            text.contains("line 8\n    line 9") && text.ends_with("line 19"),
+            "{text}"
+        );
+        assert!(!text.contains("line 7"), "{text}");
+        // Already quoting the log's end, the error is only told the log is gone.
+        let stopped = Error::from(PitrError::RecoveryStopped {
+            log: log.clone(),
+            tail: "FATAL: could not restore file".into(),
+        });
+        let text = restore_error(&stopped, &log);
+        assert!(!text.contains(&log.display().to_string()), "{text}");
+        assert_eq!(text.matches("FATAL").count(), 1, "{text}");
+        assert!(!text.contains("line 19"), "{text}");
     }
 }
