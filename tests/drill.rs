@@ -4,7 +4,10 @@
 //! stops at its time; a corrupted object, a missing WAL segment and too little scratch space each
 //! fail (or refuse) naming the cause; a drill stopped by SIGTERM or killed by SIGKILL leaves
 //! nothing that the next drill does not clean up; the scratch directory is empty after every
-//! drill. Names with quotes and spaces throughout.
+//! drill. Names with quotes and spaces throughout, an indexed partitioned table, a database
+//! without a `public` schema; a deleted `backup_manifest` object fails the drill naming it; a
+//! killed drill's directory the sweep cannot clean up fails the run (under -q too); `--target
+//! random` after a quiet physical backup drills it to latest.
 
 mod common;
 #[allow(dead_code)] // shared by several test files, each uses part of it
