@@ -4,7 +4,10 @@
 //! stops at its time; a corrupted object, a missing WAL segment and too little scratch space each
 //! fail (or refuse) naming the cause; a drill stopped by SIGTERM or killed by SIGKILL leaves
 //! nothing that the next drill does not clean up; the scratch directory is empty after every
-//! drill. Names with quotes and spaces throughout.
+//! drill. Names with quotes and spaces throughout, an indexed partitioned table, a database
+//! without a `public` schema; a deleted `backup_manifest` object fails the drill naming it; a
+//! killed drill's directory the sweep cannot clean up fails the run (under -q too); `--target
+//! random` after a quiet physical backup drills it to latest.
 
 mod common;
 #[allow(dead_code)] // shared by several test files, each uses part of it
@@ -122,7 +125,21 @@ fn populate(pg: &PgCluster) {
     pg.psql("CREATE DATABASE shop");
     pg.psql_db(
         "shop",
-        "CREATE TABLE items (n int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 500)",
+        "CREATE TABLE items (n int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 500);
+         CREATE TABLE parted (k int, v text) PARTITION BY RANGE (k);
+         CREATE TABLE parted_low PARTITION OF parted FOR VALUES FROM (0) TO (100);
+         CREATE INDEX ON parted (k);
+         INSERT INTO parted SELECT g, g::text FROM generate_series(0, 99) g",
+    );
+}
+
+/// `pg` with a database that has no `public` schema, its table in schema "Other".
+fn populate_without_public(pg: &PgCluster) {
+    pg.psql("CREATE DATABASE nopublic");
+    pg.psql_db(
+        "nopublic",
+        "DROP SCHEMA public; CREATE SCHEMA \"Other\";
+         CREATE TABLE \"Other\".t (id int PRIMARY KEY); INSERT INTO \"Other\".t VALUES (1), (2)",
     );
 }
 
@@ -156,6 +173,7 @@ fn drills_of_good_backups_pass_and_record_rto_and_rpo_where_list_and_info_show_t
     let pg = archiving_cluster(&drills.repo);
     populate(&pg);
     let logical = backup(&drills, &pg, &["logical", "--all"]);
+    populate_without_public(&pg);
     let physical = backup(&drills, &pg, &["physical"]);
     // Commits after the physical backup, some time apart, archived: a window to aim into.
     for n in 0..4 {
@@ -192,8 +210,18 @@ fn drills_of_good_backups_pass_and_record_rto_and_rpo_where_list_and_info_show_t
         assert_eq!(indexes["result"], "passed", "{drill:#}");
         assert!(indexes["checked"].as_u64().unwrap() >= 2, "{drill:#}");
         assert_eq!(check(drill, "databases", None)["result"], "passed");
+        // A partitioned table's index (relkind 'I') is not given to bt_index_check; its
+        // partition's is: shop's indexes pass.
+        let shop = check(drill, "indexes", Some("shop"));
+        assert_eq!(shop["result"], "passed", "{drill:#}");
+        assert!(shop["checked"].as_u64().unwrap() >= 2, "{drill:#}");
         assert_eq!(drills.records(id).len(), 1);
     }
+    // A database without a `public` schema: amcheck is created in the drill's own schema.
+    let nopublic = check(&ran[1], "indexes", Some("nopublic"));
+    assert_eq!(nopublic["result"], "passed", "{:#}", ran[1]);
+    assert!(nopublic["checked"].as_u64().unwrap() >= 1, "{:#}", ran[1]);
+    assert_eq!(check(&ran[1], "tables", Some("nopublic"))["checked"], 1);
     assert_eq!(ran[0]["target"]["kind"], "backup");
     assert_eq!(ran[1]["target"]["kind"], "latest");
     // Replayed to the end of the archive: nothing of it lost.
@@ -256,6 +284,35 @@ fn drills_of_good_backups_pass_and_record_rto_and_rpo_where_list_and_info_show_t
     let human = String::from_utf8_lossy(&ok(drills.pgkeep(&pg).args(["info", &physical])).stdout)
         .into_owned();
     assert!(human.contains("last proven restorable"), "{human}");
+    // Every object the restore does not read was read back: PostgreSQL's backup_manifest.
+    let objects = check(&ran[1], "objects", None);
+    assert_eq!(objects["result"], "passed", "{:#}", ran[1]);
+    assert!(objects["checked"].as_u64().unwrap() >= 1, "{:#}", ran[1]);
+
+    // The backup_manifest object deleted: the restore does not need it, but the drill fails
+    // naming it.
+    let manifest_key = info["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["role"] == "backup_manifest")
+        .unwrap_or_else(|| panic!("no backup_manifest object: {info:#}"))["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(drills.repo.root().unwrap().join(&manifest_key)).unwrap();
+    let out = repo::run(drills.pgkeep(&pg).args(["--json", "drill", &physical]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let drill = only(&json(&out)).clone();
+    assert_eq!(drill["outcome"], "failed", "{drill:#}");
+    assert_eq!(drill["cause"]["kind"], "checks", "{drill:#}");
+    let objects = check(&drill, "objects", None);
+    assert_eq!(objects["result"], "failed", "{drill:#}");
+    assert!(
+        objects["problem"].as_str().unwrap().contains(&manifest_key),
+        "{drill:#}"
+    );
+    drills.assert_scratch_empty();
 }
 
 #[test]
@@ -445,6 +502,62 @@ fn a_drill_stopped_by_sigterm_cleans_up_and_one_killed_by_sigkill_is_cleaned_up_
     );
     assert_eq!(only(&run)["outcome"], "passed", "{run:#}");
     assert_eq!(drills.records(&logical).len(), 1);
+
+    // A killed drill's directory whose owner record is garbage (old), with a "server" (a process
+    // working in its data directory) still running: the sweep cannot clean it up, so the run is
+    // not ok, and says so (the directory and how to stop the server) under -q too.
+    let fake = drills.scratch.join("20200101T000000Z-0000abcd");
+    let data = fake.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(fake.join("owner.json"), b"{ garbage").unwrap();
+    let mut server = Command::new("sleep")
+        .arg("120")
+        .current_dir(&data)
+        .spawn()
+        .unwrap();
+    std::fs::write(data.join("postmaster.pid"), format!("{}\n", server.id())).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::open(&fake)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let out = repo::run(drills.pgkeep(&pg).args(["-q", "drill", &logical]));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains(fake.to_str().unwrap()), "{said}");
+    assert!(
+        said.contains(&format!("`pg_ctl -D {} stop -m immediate`", data.display())),
+        "{said}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("PROBLEM: cannot clean up"),
+        "{out:?}"
+    );
+    // The drill itself ran and passed.
+    assert_eq!(drills.records(&logical).len(), 2);
+    std::fs::remove_dir_all(&fake).unwrap();
+    drills.assert_scratch_empty();
+
+    // --target random with no commit archived after the newest physical backup (a quiet
+    // database): that drill aims at latest instead and says so; the logical one runs too.
+    let physical = backup(&drills, &pg, &["physical"]);
+    let run = drills.drill(&pg, &["--target", "random"]);
+    let ran = run["drills"].as_array().unwrap();
+    assert_eq!(ran.len(), 2, "{run:#}");
+    assert_eq!(ran[0]["backup"], logical.as_str());
+    assert_eq!(ran[0]["outcome"], "passed", "{run:#}");
+    assert_eq!(ran[1]["backup"], physical.as_str());
+    assert_eq!(ran[1]["outcome"], "passed", "{run:#}");
+    assert_eq!(ran[1]["target"]["kind"], "latest", "{run:#}");
+    assert!(
+        ran[1]["notes"].as_array().unwrap().iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .contains("no commit was archived after backup")),
+        "{run:#}"
+    );
 }
 
 /// Every path under `dir`, sorted.

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use pgkeep_core::{
-    DrillAim, DrillCheck, DrillCheckKind, DrillCheckResult, DrillHistory, DrillOutcome,
+    DrillAim, DrillCause, DrillCheck, DrillCheckKind, DrillCheckResult, DrillHistory, DrillOutcome,
     DrillRecord, DrillReport, DrillRun, LastDrills,
 };
 
@@ -84,6 +84,7 @@ fn check_line(c: &DrillCheck) -> String {
         DrillCheckKind::Tables => format!(" ({} counted)", c.checked),
         DrillCheckKind::Indexes => format!(" ({} checked with bt_index_check)", c.checked),
         DrillCheckKind::Databases => format!(" ({})", c.checked),
+        DrillCheckKind::Objects => format!(" ({} read back)", c.checked),
         _ => String::new(),
     };
     match &c.result {
@@ -110,16 +111,21 @@ fn aim_line(r: &DrillRecord) -> Option<String> {
                 .map_or(String::new(), |l| format!(" (LSN {l})"))
         )
     });
-    match r.target {
-        DrillAim::Backup => None,
-        DrillAim::Latest => Some(format!(
-            "  recovered to the end of the archived WAL{reached}"
-        )),
-        DrillAim::Time { time } => Some(format!(
-            "  recovered to the random time {}{reached}",
-            when_micros(&time)
-        )),
-    }
+    let restored = !matches!(
+        &r.outcome,
+        DrillOutcome::Failed {
+            cause: DrillCause::Restore { .. }
+        }
+    );
+    let aim = match r.target {
+        DrillAim::Backup => return None,
+        DrillAim::Latest => "the end of the archived WAL".to_string(),
+        DrillAim::Time { time } => format!("the random time {}", when_micros(&time)),
+    };
+    Some(match restored {
+        true => format!("  recovered to {aim}{reached}"),
+        false => format!("  aimed at {aim}; not restored"),
+    })
 }
 
 /// One drill in full.
@@ -163,6 +169,9 @@ pub fn drill_run(run: &DrillRun) -> String {
     let mut out = String::new();
     for swept in &run.swept {
         let _ = writeln!(out, "note: {swept}");
+    }
+    for problem in &run.problems {
+        let _ = writeln!(out, "PROBLEM: {problem}");
     }
     for d in &run.drills {
         report(&mut out, d);
@@ -220,5 +229,30 @@ mod tests {
         assert_eq!(duration(303.0), "5 min 3 s");
         assert_eq!(duration(7500.0), "2 h 5 min");
         assert_eq!(duration(3.0 * 86400.0 + 4.0 * 3600.0), "3 d 4 h");
+    }
+
+    #[test]
+    fn a_drill_that_never_restored_does_not_say_it_recovered() {
+        let record = |outcome: serde_json::Value| -> DrillRecord {
+            let mut json = serde_json::json!({
+                "format": 1, "backup": "b", "kind": "physical",
+                "started_at": "2026-11-25T15:00:00Z", "finished_at": "2026-11-25T15:00:01Z",
+                "target": {"kind": "latest"}, "host": "h", "pgkeep": "0"
+            });
+            json.as_object_mut()
+                .unwrap()
+                .extend(outcome.as_object().unwrap().clone());
+            serde_json::from_value(json).unwrap()
+        };
+        let failed = record(serde_json::json!({
+            "outcome": "failed", "cause": {"kind": "restore", "error": "missing segment"}
+        }));
+        let line = aim_line(&failed).unwrap();
+        assert_eq!(line, "  aimed at the end of the archived WAL; not restored");
+        let passed = record(serde_json::json!({"outcome": "passed"}));
+        assert_eq!(
+            aim_line(&passed).unwrap(),
+            "  recovered to the end of the archived WAL"
+        );
     }
 }

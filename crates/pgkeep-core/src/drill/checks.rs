@@ -9,6 +9,9 @@ use super::record::{DrillCheck, DrillCheckKind, DrillCheckResult};
 use crate::error::Error;
 use crate::pg::{self, ConnInfo, quote_ident};
 
+/// The schema a drill creates the amcheck extension in when the database does not have it.
+const AMCHECK_SCHEMA: &str = "pgkeep_drill";
+
 /// How many failures of one check are named in its problem.
 const NAMED_FAILURES: usize = 5;
 
@@ -22,13 +25,14 @@ const USER_TABLES: &str = "SELECT n.nspname, c.relname FROM pg_class c
        AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
      ORDER BY 1, 2";
 
-/// Every valid B-tree index, the system catalogs' included, except those of temporary tables.
+/// Every valid B-tree index, the system catalogs' included, except those of temporary tables and
+/// partitioned indexes (relkind `I`, which have no storage and which `bt_index_check` refuses).
 const BTREE_INDEXES: &str = "SELECT c.oid, n.nspname, c.relname FROM pg_index i
       JOIN pg_class c ON c.oid = i.indexrelid
       JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_am am ON am.oid = c.relam
       JOIN pg_class t ON t.oid = i.indrelid
-     WHERE am.amname = 'btree' AND i.indisvalid AND i.indisready AND t.relpersistence <> 't'
+     WHERE am.amname = 'btree' AND c.relkind = 'i' AND i.indisvalid AND i.indisready AND t.relpersistence <> 't'
      ORDER BY 2, 3";
 
 /// What checking a database needs: how to reach the server, and whether amcheck is there.
@@ -272,19 +276,22 @@ async fn check_indexes(client: &Client) -> (u64, DrillCheckResult) {
     (of, result(&failures, of, "index(es)"))
 }
 
-/// The schema of the amcheck extension in this database, created there if it is not yet.
+/// The schema of the amcheck extension in this database. When it is not installed it is created
+/// in a schema of the drill's own ([`AMCHECK_SCHEMA`]): the database may have no `public` schema,
+/// and the cluster is thrown away.
 async fn amcheck_schema(client: &Client) -> Result<String, tokio_postgres::Error> {
+    let installed = "SELECT n.nspname::text FROM pg_extension e
+               JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'amcheck'";
+    if let Some(row) = client.query_opt(installed, &[]).await? {
+        return Ok(row.get(0));
+    }
+    let schema = quote_ident(AMCHECK_SCHEMA);
     client
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE EXTENSION amcheck SCHEMA {schema}"
+        ))
         .await?;
-    let row = client
-        .query_one(
-            "SELECT n.nspname::text FROM pg_extension e
-               JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'amcheck'",
-            &[],
-        )
-        .await?;
-    Ok(row.get(0))
+    Ok(AMCHECK_SCHEMA.to_string())
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Restore drills (`pgkeep drill`): a backup restored into a throwaway cluster in the scratch
 //! directory ([`scratch`]), reachable only through its own socket directory ([`cluster`]),
-//! checked ([`checks`]), measured (RTO and RPO), removed, and the result stored beside the backup
+//! checked ([`checks`]; the backup's objects the restore does not read, [`objects`]), measured (RTO and RPO), removed, and the result stored beside the backup
 //! ([`record`]); [`run`] runs one drill.
 //!
 //! A physical backup goes through [`plan_physical_restore`] and
@@ -11,13 +11,14 @@
 //! its globals first ([`restore_globals`](crate::restore_globals)), then every database
 //! ([`restore_logical`](crate::restore_logical)).
 //!
-//! The order: everything that can refuse (no backup, no random time to aim at, too little room in
-//! the scratch filesystem) is decided for every drill of a run before the first one starts, and a
-//! refusal restores and records nothing. A drill that starts always ends with its scratch cluster
+//! The order: everything that can refuse (no backup, a window end that is not known to be a commit
+//! for a random time, too little room in the scratch filesystem) is decided for every drill of a
+//! run before the first one starts, and a refusal restores and records nothing. A drill that starts always ends with its scratch cluster
 //! stopped and removed (also on a failure or an interrupt), and then its record is stored.
 
 mod checks;
 mod cluster;
+mod objects;
 mod record;
 mod run;
 mod scratch;
@@ -69,7 +70,8 @@ pub enum DrillTarget {
     #[default]
     Latest,
     /// A random time between the backup's end and the newest archived commit; the drill fails
-    /// unless recovery stops there.
+    /// unless recovery stops there. A backup after which no commit was archived (a quiet
+    /// database) is drilled to [`DrillTarget::Latest`] instead, and its report notes it.
     Random,
 }
 
@@ -120,12 +122,15 @@ pub struct DrillRun {
     pub drills: Vec<DrillReport>,
     /// What earlier drills that were killed had left in the scratch directory, and was removed.
     pub swept: Vec<String>,
+    /// What went wrong around the drills: directories of killed drills in the scratch directory
+    /// that could not be cleaned up (a server may still run there), each with its fix.
+    pub problems: Vec<String>,
 }
 
 impl DrillRun {
     /// Whether every drill passed and nothing went wrong around them.
     pub fn ok(&self) -> bool {
-        self.drills.iter().all(DrillReport::ok)
+        self.problems.is_empty() && self.drills.iter().all(DrillReport::ok)
     }
 }
 
@@ -150,6 +155,8 @@ struct Prepared {
     way: Way,
     /// Seconds its planning took, counted into its RTO.
     plan_seconds: f64,
+    /// What deciding it noticed that is no failure (a random target fallen back to latest).
+    notes: Vec<String>,
 }
 
 /// Restores each chosen backup into a throwaway cluster, checks it, measures RTO and RPO, removes
@@ -166,7 +173,7 @@ pub async fn drill(
     progress: Arc<dyn Progress>,
 ) -> Result<DrillRun, Error> {
     let root = ScratchRoot::open(&settings.drill.scratch_dir)?;
-    let swept = root.sweep();
+    let sweep = root.sweep();
     let catalog = read_catalog(repo).await?;
     let chosen = choose(repo, &catalog, &options.selection).await?;
     let random = options.target == DrillTarget::Random;
@@ -195,7 +202,11 @@ pub async fn drill(
         }
         drills.push(run::run_one(settings, repo, p, user, options, &progress).await?);
     }
-    Ok(DrillRun { drills, swept })
+    Ok(DrillRun {
+        drills,
+        swept: sweep.removed,
+        problems: sweep.problems,
+    })
 }
 
 /// The backups the selection names.
@@ -255,14 +266,26 @@ async fn prepare(
     let path = root.new_path(port)?;
     let major = backup.server_version_num / 10_000;
     let pg_ctl = exec::located(settings.bin_dir.as_deref(), "pg_ctl", major)?;
+    let mut notes = Vec::new();
     let (aim, way) = match backup.kind {
         BackupKind::Logical => (DrillAim::Backup, Way::Dumps),
         BackupKind::Physical => {
+            let from = backup
+                .physical
+                .as_ref()
+                .map_or(backup.finished_at, |p| p.stop_time);
             let (aim, target) = match (options.target, window) {
-                (DrillTarget::Random, Some(window)) => {
-                    let time = random_time(&backup, window)?;
-                    (DrillAim::Time { time }, RecoveryTarget::Time(time))
-                }
+                (DrillTarget::Random, Some(window)) => match random_time(&backup.id, from, window)?
+                {
+                    Some(time) => (DrillAim::Time { time }, RecoveryTarget::Time(time)),
+                    None => {
+                        notes.push(format!(
+                            "--target random: no commit was archived after backup {} ended (the window is {window}), so there is no time to aim at; it was drilled to the end of the archived WAL (latest) instead",
+                            backup.id
+                        ));
+                        (DrillAim::Latest, RecoveryTarget::Latest)
+                    }
+                },
                 _ => (DrillAim::Latest, RecoveryTarget::Latest),
             };
             let request = PhysicalRestoreRequest {
@@ -288,38 +311,35 @@ async fn prepare(
         aim,
         way,
         plan_seconds: begun.elapsed().as_secs_f64(),
+        notes,
     })
 }
 
-/// A random time, to the microsecond, strictly between the end of `backup` and the end of the
-/// window (the newest archived commit): recovery to it stops before the first commit after it.
-fn random_time(backup: &Manifest, window: &RecoveryWindow) -> Result<DateTime<Utc>, Error> {
-    let refuse = |why: String, fix| DrillError::NoRandomTime {
-        backup: backup.id.clone(),
-        why,
-        fix,
-    };
+/// A random time, to the microsecond, strictly between `from` (the end of backup `id`) and the
+/// end of the window (the newest archived commit): recovery to it stops before the first commit
+/// after it. `None` when no commit was archived after the backup ended (a quiet database: the
+/// drill then aims at latest); refused when the window's end is not known to be a commit.
+fn random_time(
+    id: &str,
+    from: DateTime<Utc>,
+    window: &RecoveryWindow,
+) -> Result<Option<DateTime<Utc>>, Error> {
     let (WindowEnd::NewestCommit { .. }, Some(to)) = (&window.end, window.to) else {
-        return Err(refuse(
-            format!("the window's end is not the newest archived commit ({window})"),
-            "make pg_waldump available (it ships with the server package; or set postgres.bin-dir), or drill with --target latest",
-        )
+        return Err(DrillError::NoRandomTime {
+            backup: id.to_string(),
+            why: format!("the window's end is not the newest archived commit ({window})"),
+            fix: "make pg_waldump available (it ships with the server package; or set postgres.bin-dir), or drill with --target latest",
+        }
         .into());
     };
-    let from = backup
-        .physical
-        .as_ref()
-        .map_or(backup.finished_at, |p| p.stop_time)
-        .trunc_subsecs(6);
+    let from = from.trunc_subsecs(6);
     let span = (to - from).num_microseconds().unwrap_or(i64::MAX);
     if span < 2 {
-        return Err(refuse(
-            format!("no commit was archived after it ended (the window is {window})"),
-            "commit something on the server and archive its WAL segment (SELECT pg_switch_wal()), or drill with --target latest",
-        )
-        .into());
+        return Ok(None);
     }
-    Ok(from + chrono::Duration::microseconds(rand::random_range(1..span)))
+    Ok(Some(
+        from + chrono::Duration::microseconds(rand::random_range(1..span)),
+    ))
 }
 
 /// Refuses a drill whose restore needs more room than the scratch filesystem has.
@@ -348,4 +368,35 @@ fn check_space(p: &Prepared, root: &ScratchRoot, available: u64) -> Result<(), E
         .into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_random_time_is_inside_the_window_and_none_without_a_commit_after_the_backup() {
+        let from: DateTime<Utc> = "2026-11-25T15:00:00Z".parse().unwrap();
+        let window = |to: &str, end| RecoveryWindow {
+            from: Some(from),
+            to: Some(to.parse().unwrap()),
+            end,
+        };
+        let commit = || WindowEnd::NewestCommit {
+            segment: "000000010000000000000003".into(),
+        };
+        let inside = window("2026-11-25T15:00:10Z", commit());
+        let time = random_time("b", from, &inside).unwrap().unwrap();
+        assert!(time > from && time < inside.to.unwrap(), "{time}");
+        // The newest commit is before the backup's end: no time to aim at, no refusal.
+        let quiet = window("2026-11-25T14:59:00Z", commit());
+        assert_eq!(random_time("b", from, &quiet).unwrap(), None);
+        // The end is not known to be a commit: refused.
+        let unknown = window(
+            "2026-11-25T15:00:10Z",
+            WindowEnd::ArchiveTime { why: "x".into() },
+        );
+        let e = random_time("b", from, &unknown).unwrap_err().to_string();
+        assert!(e.contains("pg_waldump"), "{e}");
+    }
 }

@@ -32,6 +32,9 @@ pub enum DrillCheckKind {
     Indexes,
     /// Recovery stopped at the random target time, not after it.
     Target,
+    /// Every object of the backup its restore does not read (PostgreSQL's `backup_manifest`, the
+    /// configuration files kept) is there, with its size and sha256.
+    Objects,
 }
 
 /// How one check went.
@@ -81,6 +84,7 @@ impl DrillCheck {
             DrillCheckKind::Tables => "tables",
             DrillCheckKind::Indexes => "indexes",
             DrillCheckKind::Target => "recovery target",
+            DrillCheckKind::Objects => "objects the restore does not read",
         };
         match &self.database {
             Some(db) => format!("{what} of {}", quote_ident(db)),
@@ -295,18 +299,33 @@ impl DrillHistory {
     }
 }
 
-/// Reads the record at `key`: `Ok(Err(problem))` when it is no drill record.
+/// Reads the record at `key`, beside backup `id`: `Ok(Err(problem))` when it is no drill record
+/// of that backup.
 async fn read_record(
     repo: &Repository,
     key: &str,
+    id: &str,
 ) -> Result<Result<DrillRecord, UnreadableRecord>, Error> {
     let bytes = repo.storage().get_bytes(key).await?;
-    Ok(
-        serde_json::from_slice(&bytes).map_err(|e| UnreadableRecord {
-            key: key.to_string(),
-            problem: format!("not a drill record: {e}"),
-        }),
-    )
+    Ok(parse_record(&bytes, key, id))
+}
+
+/// The drill record `bytes` stored at `key` beside backup `id`; a record of another backup (one
+/// copied from its directory) is no proof of this one and is unreadable.
+fn parse_record(bytes: &[u8], key: &str, id: &str) -> Result<DrillRecord, UnreadableRecord> {
+    let unreadable = |problem| UnreadableRecord {
+        key: key.to_string(),
+        problem,
+    };
+    let record: DrillRecord = serde_json::from_slice(bytes)
+        .map_err(|e| unreadable(format!("not a drill record: {e}")))?;
+    if record.backup != id {
+        return Err(unreadable(format!(
+            "a record of backup {}, not of backup {id} whose directory holds it (copied from another backup's drills?): no proof of this backup",
+            record.backup
+        )));
+    }
+    Ok(record)
 }
 
 /// Backup `id`'s drill history (`pgkeep info ID`), oldest first. Empty for a backup never
@@ -322,7 +341,7 @@ pub async fn drill_history(repo: &Repository, id: &str) -> Result<DrillHistory, 
     keys.sort();
     let mut history = DrillHistory::default();
     for key in keys {
-        match read_record(repo, &key).await? {
+        match read_record(repo, &key, id).await? {
             Ok(record) => history.drills.push(record),
             Err(unreadable) => history.unreadable.push(unreadable),
         }
@@ -373,7 +392,7 @@ pub async fn last_drills(repo: &Repository) -> Result<BTreeMap<String, LastDrill
         let mut last: Option<DrillRecord> = None;
         let mut last_passed = None;
         for key in keys.iter().rev() {
-            let record = match read_record(repo, key).await? {
+            let record = match read_record(repo, key, &id).await? {
                 Ok(record) => record,
                 Err(unreadable) => {
                     tracing::warn!("{}: {}", unreadable.key, unreadable.problem);
@@ -434,5 +453,36 @@ mod tests {
         assert_eq!(back.checks[0].subject(), "tables of \"a \"\"b\"\"\"");
         assert!(back.checks[0].failed());
         assert!(!back.passed());
+    }
+
+    #[test]
+    fn a_record_of_another_backup_is_unreadable() {
+        let record = DrillRecord::new(
+            "20261125T150430Z",
+            BackupKind::Logical,
+            Utc::now(),
+            DrillOutcome::Passed,
+            DrillAim::Backup,
+        );
+        let bytes = serde_json::to_vec(&record).unwrap();
+        let key = "main/backups/20261126T000000Z/drills/x.json";
+        assert_eq!(
+            parse_record(&bytes, key, "20261125T150430Z").unwrap(),
+            record
+        );
+        let copied = parse_record(&bytes, key, "20261126T000000Z").unwrap_err();
+        assert_eq!(copied.key, key);
+        assert!(
+            copied
+                .problem
+                .contains("a record of backup 20261125T150430Z")
+                && copied.problem.contains("not of backup 20261126T000000Z"),
+            "{copied:?}"
+        );
+        let garbage = parse_record(b"{}", key, "20261126T000000Z").unwrap_err();
+        assert!(
+            garbage.problem.starts_with("not a drill record"),
+            "{garbage:?}"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! under the interrupt, then the directory stopped and removed whatever happened, and the record
 //! stored beside the backup.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,7 +12,7 @@ use super::checks::Checker;
 use super::scratch::DrillDir;
 use super::{
     DrillAim, DrillCause, DrillCheck, DrillCheckKind, DrillCheckResult, DrillOptions, DrillOutcome,
-    DrillRecord, DrillReport, Prepared, Way, cluster, record,
+    DrillRecord, DrillReport, Prepared, Way, cluster, objects, record,
 };
 use crate::error::Error;
 use crate::exec::Interrupt;
@@ -26,6 +27,37 @@ use crate::repo::catalog::BackupKind;
 use crate::repo::lease::{self, LeasePurpose};
 use crate::settings::Settings;
 use crate::stream::Progress;
+
+/// The log a physical restore writes in its data directory.
+const RESTORE_LOG: &str = "pgkeep-restore.log";
+
+/// How many of the restore log's last lines a drill's cause quotes.
+const LOG_LINES: usize = 12;
+
+/// A restore's error as a drill's cause. The restored server's log at `log` goes with the drill's
+/// directory, so an error that sends the reader to it is told so, and quotes its last lines (read
+/// now, before the directory is removed) unless it already does.
+fn restore_error(error: &Error, log: &Path) -> String {
+    let text = error.to_string();
+    let shown = log.display().to_string();
+    if !text.contains(&shown) {
+        return text;
+    }
+    let quoted = text.contains("log ends with");
+    let text = text.replace(
+        &format!("read {shown}"),
+        "read the end of the restore's log quoted here (the log itself was removed with the drill's directory)",
+    );
+    if quoted {
+        return text;
+    }
+    let log_text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = log_text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(LOG_LINES)..].join("\n    ");
+    format!(
+        "{text}\n  the end of the restore's log (removed with the drill's directory):\n    {tail}"
+    )
+}
 
 /// What a drill found before its record was made.
 #[derive(Default)]
@@ -79,9 +111,9 @@ async fn run_leased(
     let started_at = Utc::now();
     let item = format!("drill {}", p.backup.id);
     progress.start(&item);
-    let mut notes = Vec::new();
+    let mut notes = p.notes.clone();
     let mut problems = Vec::new();
-    let found = match &p.way {
+    let mut found = match &p.way {
         Way::Unplannable(e) => Found {
             cause: Some(DrillCause::Restore {
                 error: e.to_string(),
@@ -114,6 +146,9 @@ async fn run_leased(
             found?
         }
     };
+    if let Some(objects) = objects::check_unread(repo, &p.backup).await {
+        add_check(&mut found, objects);
+    }
     progress.finish(&item);
     let record = p.record(started_at, found);
     let record_key = match record::write_record(repo, &record).await {
@@ -184,8 +219,9 @@ impl Ctx<'_> {
         let restored = match restored {
             Ok(restored) => restored,
             Err(e) => {
+                let log = self.dir.data().join(RESTORE_LOG);
                 found.cause = Some(DrillCause::Restore {
-                    error: e.to_string(),
+                    error: restore_error(&e, &log),
                 });
                 return found;
             }
@@ -343,6 +379,23 @@ impl Ctx<'_> {
     }
 }
 
+/// Adds `check`, made after the drill, to what it found: a failed one fails the drill (a cause of
+/// its own, or one more failed check).
+fn add_check(found: &mut Found, check: DrillCheck) {
+    if check.failed() {
+        match &mut found.cause {
+            None => {
+                found.cause = Some(DrillCause::Checks {
+                    failed: vec![check.subject()],
+                })
+            }
+            Some(DrillCause::Checks { failed }) => failed.insert(0, check.subject()),
+            Some(_) => {}
+        }
+    }
+    found.checks.insert(0, check);
+}
+
 /// The check that recovery to `target` stopped there: promoted at the target (PostgreSQL stops
 /// with an error when the WAL ends before it), with no commit after it replayed.
 fn target_check(target: DateTime<Utc>, reached: Option<DateTime<Utc>>) -> DrillCheck {
@@ -361,5 +414,46 @@ fn target_check(target: DateTime<Utc>, reached: Option<DateTime<Utc>>) -> DrillC
         database: None,
         checked: 1,
         result,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt as _;
+
+    use super::*;
+    use crate::error::PitrError;
+
+    #[test]
+    fn a_restore_error_quotes_the_log_that_goes_with_the_drill_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join(RESTORE_LOG);
+        let lines: Vec<String> = (0..20).map(|n| format!("line {n}")).collect();
+        std::fs::write(&log, lines.join("\n")).unwrap();
+        let failed = Error::from(PitrError::StartFailed {
+            status: std::process::ExitStatus::from_raw(256),
+            stderr: "pg_ctl: could not start server".into(),
+            log: log.clone(),
+        });
+        let text = restore_error(&failed, &log);
+        assert!(!text.contains(&log.display().to_string()), "{text}");
+        assert!(
+            text.contains("removed with the drill's directory"),
+            "{text}"
+        );
+        assert!(
+            text.contains("line 8\n    line 9") && text.ends_with("line 19"),
+            "{text}"
+        );
+        assert!(!text.contains("line 7"), "{text}");
+        // Already quoting the log's end, the error is only told the log is gone.
+        let stopped = Error::from(PitrError::RecoveryStopped {
+            log: log.clone(),
+            tail: "FATAL: could not restore file".into(),
+        });
+        let text = restore_error(&stopped, &log);
+        assert!(!text.contains(&log.display().to_string()), "{text}");
+        assert_eq!(text.matches("FATAL").count(), 1, "{text}");
+        assert!(!text.contains("line 19"), "{text}");
     }
 }

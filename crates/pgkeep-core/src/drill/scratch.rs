@@ -124,8 +124,11 @@ pub(crate) struct ScratchRoot {
 }
 
 impl ScratchRoot {
-    /// The scratch directory `dir`, created (with its parents) when it does not exist.
+    /// The scratch directory `dir`, created (with its parents) when it does not exist. Refused
+    /// before anything is created when a drill's socket path under it would be too long, or when
+    /// it holds a character the server's settings or pg_ctl cannot carry.
     pub(crate) fn open(dir: &Path) -> Result<ScratchRoot, Error> {
+        check_dir(dir)?;
         std::fs::create_dir_all(dir).map_err(|source| DrillError::Scratch {
             what: "cannot create the scratch directory",
             dir: dir.to_path_buf(),
@@ -151,46 +154,67 @@ impl ScratchRoot {
         Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
     }
 
-    /// A fresh drill directory's path (not created yet), refused when its socket's path would be
-    /// too long for a Unix socket.
-    pub(crate) fn new_path(&self, port: u16) -> Result<PathBuf, Error> {
-        let name = format!(
+    /// A drill directory's path under this one, named `<UTC time>-<random>`.
+    fn drill_path(&self) -> PathBuf {
+        self.dir.join(format!(
             "{}-{:08x}",
             Utc::now().format("%Y%m%dT%H%M%SZ"),
             rand::random::<u32>()
-        );
-        let path = self.dir.join(name);
-        let socket = socket_dir(&path).join(format!(".s.PGSQL.{port}"));
-        let len = socket.as_os_str().len();
-        if len > MAX_SOCKET_PATH {
-            return Err(DrillError::SocketPathTooLong { path: socket, len }.into());
-        }
+        ))
+    }
+
+    /// A fresh drill directory's path (not created yet), refused when its socket's path would be
+    /// too long for a Unix socket.
+    pub(crate) fn new_path(&self, port: u16) -> Result<PathBuf, Error> {
+        let path = self.drill_path();
+        check_socket(&path, port)?;
         Ok(path)
     }
 
     /// Removes what drills that no longer run left behind, stopping their servers first. Says
-    /// what it removed, and what it could not.
-    pub(crate) fn sweep(&self) -> Vec<String> {
+    /// what it removed, and what it could not (with the fix).
+    pub(crate) fn sweep(&self) -> Sweep {
+        let mut sweep = Sweep::default();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
+            return sweep;
         };
-        let mut notes = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
             let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
             if !is_dir || !entry.file_name().to_str().is_some_and(is_drill_name) {
                 continue;
             }
-            if let Some(note) = sweep_one(&path) {
-                notes.push(note);
+            match sweep_one(&path) {
+                Some(Ok(removed)) => sweep.removed.push(removed),
+                Some(Err(problem)) => sweep.problems.push(problem),
+                None => {}
             }
         }
-        notes
+        sweep
     }
 }
 
-/// Removes the drill directory `path` if its drill no longer runs; says what it did.
-fn sweep_one(path: &Path) -> Option<String> {
+/// What a sweep of the scratch directory did.
+#[derive(Debug, Default)]
+pub(crate) struct Sweep {
+    /// The directories removed, and whose they were.
+    pub(crate) removed: Vec<String>,
+    /// The directories that could not be cleaned up, each with its fix.
+    pub(crate) problems: Vec<String>,
+}
+
+/// The fix of a drill directory `path` a sweep could not clean up.
+fn clean_up_fix(path: &Path) -> String {
+    format!(
+        "fix: stop its server by hand with `pg_ctl -D {} stop -m immediate` (as the server's OS user), then remove {}",
+        data_dir(path).display(),
+        path.display()
+    )
+}
+
+/// Removes the drill directory `path` if its drill no longer runs: what it removed, or why it
+/// could not (with the fix); `None` when it leaves the directory alone.
+fn sweep_one(path: &Path) -> Option<Result<String, String>> {
     let record: Option<OwnerRecord> = std::fs::read(path.join(OWNER))
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
@@ -217,17 +241,22 @@ fn sweep_one(path: &Path) -> Option<String> {
         }
     };
     let data = data_dir(path);
+    let fix = clean_up_fix(path);
     let stopped = match pg_ctl {
         Some(pg_ctl) => match stop_server(&data, &pg_ctl) {
             Ok(stopped) => stopped,
-            Err(e) => return Some(format!("cannot clean up {}: {e}", path.display())),
+            Err(e) => {
+                return Some(Err(format!(
+                    "cannot clean up {}, left by {who}: {e}\n  {fix}",
+                    path.display()
+                )));
+            }
         },
         None if running_server(&data).is_some() => {
-            return Some(format!(
-                "cannot clean up {}: a server runs in it and its owner record (which names pg_ctl) is unreadable; stop it with `pg_ctl stop -m immediate -D {}` and remove the directory",
-                path.display(),
-                data.display()
-            ));
+            return Some(Err(format!(
+                "cannot clean up {}: a server still runs in it and its owner record (which names the pg_ctl to stop it with) is unreadable\n  {fix}",
+                path.display()
+            )));
         }
         None => None,
     };
@@ -235,12 +264,51 @@ fn sweep_one(path: &Path) -> Option<String> {
         format!(", after stopping its server (pid {pid})")
     });
     Some(match std::fs::remove_dir_all(path) {
-        Ok(()) => format!("removed {}, left by {who}{stopped}", path.display()),
-        Err(e) => format!(
-            "cannot remove {}, left by {who}{stopped}: {e}",
+        Ok(()) => Ok(format!(
+            "removed {}, left by {who}{stopped}",
             path.display()
-        ),
+        )),
+        Err(e) => Err(format!(
+            "cannot remove {}, left by {who}{stopped}: {e}\n  fix: remove it by hand (as root or its owner)",
+            path.display()
+        )),
     })
+}
+
+/// Characters a scratch directory's path may not hold: `,` splits `unix_socket_directories`,
+/// `"` ends its quoting, and pg_ctl passes the data directory to a shell in double quotes, where
+/// `"`, `$`, `` ` `` and `\\` mean something. Control characters (a newline) are refused too.
+const REFUSED_CHARS: &[char] = &[',', '"', '$', '`', '\\'];
+
+/// Refuses scratch directory `dir` when a drill's socket path under it would be too long (with a
+/// port of five digits), or when it holds a character of [`REFUSED_CHARS`] or a control character.
+fn check_dir(dir: &Path) -> Result<(), Error> {
+    let text = dir.to_string_lossy();
+    if let Some(ch) = text
+        .chars()
+        .find(|c| REFUSED_CHARS.contains(c) || c.is_control())
+    {
+        return Err(DrillError::ScratchDirCharacter {
+            dir: dir.to_path_buf(),
+            ch,
+        }
+        .into());
+    }
+    let root = ScratchRoot {
+        dir: dir.to_path_buf(),
+    };
+    check_socket(&root.drill_path(), u16::MAX)
+}
+
+/// Refuses drill directory `path` when its server's socket on `port` would have a path longer
+/// than a Unix socket's may be.
+fn check_socket(path: &Path, port: u16) -> Result<(), Error> {
+    let socket = socket_dir(path).join(format!(".s.PGSQL.{port}"));
+    let len = socket.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(DrillError::SocketPathTooLong { path: socket, len }.into());
+    }
+    Ok(())
 }
 
 /// The data directory inside drill directory `path`.
@@ -387,7 +455,9 @@ mod tests {
         // Not a drill's at all: never touched.
         let other = scratch.dir().join("keep-me");
         std::fs::create_dir(&other).unwrap();
-        let notes = scratch.sweep();
+        let swept = scratch.sweep();
+        assert!(swept.problems.is_empty(), "{swept:?}");
+        let notes = swept.removed;
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(
             notes[0].contains("backup b0") && notes[0].contains("no longer runs"),
@@ -403,11 +473,75 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_whose_server_cannot_be_stopped_is_a_problem_with_its_fix() {
+        let root = tempfile::tempdir().unwrap();
+        let scratch = ScratchRoot::open(&root.path().join("scratch")).unwrap();
+        // A drill killed while it was starting, long ago: its owner record is garbage, and a
+        // "server" (a process whose working directory is the data directory) still runs.
+        let dead = scratch.dir().join("20200101T000000Z-00000003");
+        let data = data_dir(&dead);
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(dead.join(OWNER), b"garbage").unwrap();
+        let mut server = std::process::Command::new("sleep")
+            .arg("60")
+            .current_dir(&data)
+            .spawn()
+            .unwrap();
+        std::fs::write(data.join("postmaster.pid"), format!("{}\n", server.id())).unwrap();
+        let old = std::time::SystemTime::now() - 2 * UNOWNED_GRACE;
+        std::fs::File::open(&dead)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let swept = scratch.sweep();
+        server.kill().unwrap();
+        server.wait().unwrap();
+        assert!(swept.removed.is_empty(), "{swept:?}");
+        assert_eq!(swept.problems.len(), 1, "{swept:?}");
+        let problem = &swept.problems[0];
+        assert!(problem.contains(&dead.display().to_string()), "{problem}");
+        assert!(
+            problem.contains(&format!("`pg_ctl -D {} stop -m immediate`", data.display())),
+            "{problem}"
+        );
+        assert!(dead.exists(), "a directory whose server runs is kept");
+    }
+
+    #[test]
     fn a_socket_path_too_long_is_refused() {
         let long = PathBuf::from(format!("/tmp/{}", "d".repeat(90)));
         let scratch = ScratchRoot { dir: long };
         let e = scratch.new_path(54321).unwrap_err().to_string();
         assert!(e.contains("more than the 107"), "{e}");
         assert!(e.contains("`[drill] scratch-dir`"), "{e}");
+        // Refused up front, before the directory is created.
+        let root = tempfile::tempdir().unwrap();
+        let long = root.path().join("d".repeat(100));
+        let e = ScratchRoot::open(&long).unwrap_err().to_string();
+        assert!(e.contains("more than the 107"), "{e}");
+        assert!(!long.exists());
+    }
+
+    #[test]
+    fn a_scratch_dir_with_a_character_the_server_cannot_carry_is_refused_before_it_is_made() {
+        let root = tempfile::tempdir().unwrap();
+        for (name, shown) in [
+            ("a,b", "`,`"),
+            ("a\"b", "`\"`"),
+            ("a\nb", "`\\n`"),
+            ("a$b", "`$`"),
+        ] {
+            let dir = root.path().join(name);
+            let e = ScratchRoot::open(&dir).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("the character {shown},")),
+                "{name:?}: {e}"
+            );
+            assert!(e.contains("`[drill] scratch-dir`"), "{e}");
+            assert!(!dir.exists(), "{name:?} was created");
+        }
+        let fine = root.path().join("with space's");
+        ScratchRoot::open(&fine).unwrap();
+        assert!(fine.is_dir());
     }
 }

@@ -89,6 +89,20 @@ pub enum DrillError {
         len: usize,
     },
 
+    /// The scratch directory's path holds a character the throwaway server's settings or pg_ctl
+    /// cannot carry (`,` would split `unix_socket_directories`).
+    #[error(
+        "the scratch directory {} holds the character {}, which the drill's server settings (unix_socket_directories) or pg_ctl cannot carry; nothing was created or restored\n  fix: set `[drill] scratch-dir` in the configuration file to a path without `,` `\"` `$` `` ` `` `\\` or control characters, e.g. /var/tmp/pgkeep-drill",
+        dir.display(),
+        shown_char(*ch)
+    )]
+    ScratchDirCharacter {
+        /// The scratch directory (`[drill] scratch-dir`).
+        dir: PathBuf,
+        /// The first character refused.
+        ch: char,
+    },
+
     /// pgkeep runs as root, and the OS user the throwaway server would run as does not exist.
     #[error(
         "pgkeep runs as root, which PostgreSQL refuses to run as, and this host has no `{user}` user for the drill's server; nothing was restored\n  fix: run `pgkeep drill` as the PostgreSQL server's OS user, or create the `{user}` user (the PostgreSQL server package does)"
@@ -110,6 +124,15 @@ pub enum DrillError {
         /// What to do.
         fix: &'static str,
     },
+}
+
+/// A character for people, between backticks, escaped when it is a control character: `` `,` ``,
+/// `` `\n` ``.
+fn shown_char(ch: char) -> String {
+    match ch.is_control() {
+        true => format!("`{}`", ch.escape_default()),
+        false => format!("`{ch}`"),
+    }
 }
 
 /// `n` bytes for people, with the exact number: `1.5 GiB (1610612736 bytes)`.
