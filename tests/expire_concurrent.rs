@@ -137,10 +137,10 @@ fn backdate(dir: &Path, age: Duration) {
     }
 }
 
-#[test]
-fn expire_leaves_a_running_backup_alone_and_removes_a_killed_runs_leftovers() {
+/// A local repository, a server with database `shop` (table `items`), and a configuration file
+/// of `keep-last 1` for logical backups with leases of [`TTL_SECS`] (its directory, and the file).
+fn shop() -> (Repo, PgCluster, tempfile::TempDir, std::path::PathBuf) {
     let repo = Repo::local();
-    let root = repo.root().unwrap();
     let pg = PgCluster::start();
     pg.psql("CREATE DATABASE shop");
     pg.psql_db(
@@ -152,6 +152,13 @@ fn expire_leaves_a_running_backup_alone_and_removes_a_killed_runs_leftovers() {
         dir.path(),
         &format!("[retention]\nlease-ttl = \"{TTL_SECS}s\"\n[retention.logical]\nkeep-last = 1\n"),
     );
+    (repo, pg, dir, config)
+}
+
+#[test]
+fn expire_leaves_a_running_backup_alone_and_removes_a_killed_runs_leftovers() {
+    let (repo, pg, _dir, config) = shop();
+    let root = repo.root().unwrap();
 
     // A backup waits on the lock: its directory holds the globals and no manifest.
     let session = lock(&pg);
@@ -232,19 +239,8 @@ fn expire_leaves_a_running_backup_alone_and_removes_a_killed_runs_leftovers() {
 
 #[test]
 fn expire_spares_a_backup_that_a_restore_is_reading_until_the_restore_ends() {
-    let repo = Repo::local();
+    let (repo, pg, _dir, config) = shop();
     let root = repo.root().unwrap();
-    let pg = PgCluster::start();
-    pg.psql("CREATE DATABASE shop");
-    pg.psql_db(
-        "shop",
-        "CREATE TABLE items (n int); INSERT INTO items VALUES (1)",
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_file(
-        dir.path(),
-        &format!("[retention]\nlease-ttl = \"{TTL_SECS}s\"\n[retention.logical]\nkeep-last = 1\n"),
-    );
     let backup = |pg: &PgCluster| {
         let out = ok(pgkeep(pg, &repo).args(["--json", "backup", "logical", "--db", "shop"]));
         json(&out)["id"].as_str().unwrap().to_string()

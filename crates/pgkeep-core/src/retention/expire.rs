@@ -150,66 +150,24 @@ async fn delete_backup(repo: &Repository, id: &str) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::sync::Arc;
-
-    use chrono::{DateTime, Utc};
 
     use super::*;
     use crate::pg::ConnInfo;
-    use crate::repo::catalog::{BackupKind, Manifest, ManifestObject, ObjectFormat, ObjectRole};
+    use crate::retention::pin::tests::store_backup;
     use crate::retention::{ExpireOptions, plan_expire};
     use crate::settings::{RepoLocation, RetentionPolicy, Settings};
     use crate::storage::faulty::Faulty;
     use crate::storage::{LocalStorage, PutMode};
-    use crate::stream::{Codec, StoredObject};
 
-    /// A logical backup of database `a` that ended at `end`, stored in `repo`.
+    /// A logical backup of database `a` that ended at `end`, stored in `repo` (its object too).
     async fn backup(repo: &Repository, id: &str, end: &str) {
-        let end: DateTime<Utc> = end.parse().unwrap();
         let key = format!("main/backups/{id}/db-0001-a.dump.zst");
         repo.storage()
             .put_bytes(&key, b"dump", PutMode::Create)
             .await
             .unwrap();
-        let manifest = Manifest {
-            format: 1,
-            id: id.into(),
-            kind: BackupKind::Logical,
-            cluster: "main".into(),
-            system_identifier: "7".into(),
-            server_version: "15.18".into(),
-            server_version_num: 150018,
-            started_at: end,
-            finished_at: end,
-            tools: BTreeMap::new(),
-            logical: Some(Default::default()),
-            physical: None,
-            objects: vec![ManifestObject {
-                role: ObjectRole::Database,
-                database: Some("a".into()),
-                format: ObjectFormat::Custom,
-                database_info: None,
-                seconds: 0.0,
-                path: None,
-                stored: StoredObject {
-                    key,
-                    size: 4,
-                    sha256: String::new(),
-                    stored_size: 4,
-                    stored_sha256: String::new(),
-                    compression: Codec::Zstd,
-                },
-            }],
-        };
-        repo.storage()
-            .put_bytes(
-                &format!("main/backups/{id}/manifest.json"),
-                &serde_json::to_vec(&manifest).unwrap(),
-                PutMode::Create,
-            )
-            .await
-            .unwrap();
+        store_backup(repo, id, end.parse().unwrap()).await;
     }
 
     #[tokio::test]
