@@ -211,6 +211,23 @@ pub enum PitrError {
         tail: String,
     },
 
+    /// A restore to the end of the archive whose recovery ended before the last segment its plan
+    /// found there: a segment was missing when the server asked for it.
+    #[error(
+        "recovery ended at LSN {reached}, before the end of the WAL archive the plan found ({wal_to}): a segment was missing when the server asked for it (deleted or lost since the plan), and PostgreSQL took that for the end of the WAL; the server in {} is {state} without the WAL after {reached}\n  fix: do not use it as the restored state; run `pgkeep verify --wal` to find what is missing, then restore again into an empty directory",
+        pgdata.display()
+    )]
+    EndedEarly {
+        /// Where recovery stopped.
+        reached: crate::pg::Lsn,
+        /// The last segment of the plan.
+        wal_to: String,
+        /// Where the server stands (`promoted`, `paused`).
+        state: String,
+        /// The restored data directory.
+        pgdata: PathBuf,
+    },
+
     /// A recovery target PostgreSQL could not be given.
     #[error("{target}: {problem}; nothing was written\n  fix: {fix}")]
     BadTarget {

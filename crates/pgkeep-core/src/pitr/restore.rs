@@ -14,9 +14,10 @@ use serde::Serialize;
 use super::plan::{PhysicalRestorePlan, check_target_dir, entries};
 use super::recovery::{recovery_settings, restore_command};
 use super::start::start_and_wait;
-use super::target::TargetAction;
+use super::target::{RecoveryTarget, TargetAction};
 use crate::error::{Error, PitrError};
 use crate::exec::{self, chown_tree, euid, lookup_user};
+use crate::pg::Lsn;
 use crate::physical::config_files::restore_config;
 use crate::repo::Repository;
 use crate::repo::lease::{self, LeasePurpose};
@@ -367,6 +368,15 @@ async fn restore_leased(
     let mut report = start_and_wait(settings, plan, options, owner, major, &progress).await?;
     report.seconds = begun.elapsed().as_secs_f64();
     report.notes = notes;
+    if let Some(reached) = ended_short(plan, &report) {
+        return Err(PitrError::EndedEarly {
+            reached,
+            wal_to: plan.wal_to.clone(),
+            state: report.state.to_string(),
+            pgdata: dir.clone(),
+        }
+        .into());
+    }
     if report.state == RestoreState::Promoted && options.keep_archiving {
         // The promoted server archives a new timeline beside the old primary's: on purpose.
         let timeline = wal::newest_timeline(dir);
@@ -376,4 +386,59 @@ async fn restore_leased(
         ));
     }
     Ok(report)
+}
+
+/// For a restore to the end of the archive: where recovery stopped, when that is before the last
+/// segment the plan found in the archive — a segment missing when the server asked for it (deleted
+/// or lost since the plan), which PostgreSQL takes for the end of the WAL. The end of the last
+/// record replayed lies in the segment before it when that record ends a segment (a WAL switch).
+fn ended_short(plan: &PhysicalRestorePlan, report: &PhysicalRestoreReport) -> Option<Lsn> {
+    if plan.target != RecoveryTarget::Latest {
+        return None;
+    }
+    let segment_size = plan.manifest.physical.as_ref()?.wal_segment_size;
+    let reached = Lsn::parse(report.reached_lsn.as_deref()?)?;
+    short_of(reached, &plan.wal_to, segment_size).then_some(reached)
+}
+
+/// Whether replay that reached `reached` (the end of its last record) stopped before segment
+/// `wal_to`.
+fn short_of(reached: Lsn, wal_to: &str, segment_size: u64) -> bool {
+    segment_number(wal_to, segment_size)
+        .is_some_and(|last| Lsn(reached.0.saturating_sub(1)).segno(segment_size) < last)
+}
+
+/// The segment number a WAL segment's name (`TTTTTTTTXXXXXXXXYYYYYYYY`) stands for.
+fn segment_number(name: &str, segment_size: u64) -> Option<u64> {
+    let log = u64::from_str_radix(name.get(8..16)?, 16).ok()?;
+    let seg = u64::from_str_radix(name.get(16..24)?, 16).ok()?;
+    Some(log * (0x1_0000_0000 / segment_size) + seg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Lsn, short_of};
+
+    #[test]
+    fn recovery_that_stopped_before_the_plans_last_segment_is_short() {
+        const SEG: u64 = 16 << 20;
+        let lsn = |t: &str| Lsn::parse(t).unwrap();
+        // Inside the last segment, or at the end of a switch record that ends it: the end.
+        assert!(!short_of(lsn("0/780000A0"), "000000010000000000000078", SEG));
+        assert!(!short_of(
+            lsn("0/79000000"),
+            "000000010000000000000078",
+            SEG
+        ));
+        // Segments 77 and 78 deleted: replay ended with 76.
+        assert!(short_of(lsn("0/77000000"), "000000010000000000000078", SEG));
+        assert!(short_of(lsn("0/76FFFF00"), "000000010000000000000078", SEG));
+        // Past the 4 GB boundary of the segment name's middle part.
+        assert!(!short_of(
+            lsn("1/00000010"),
+            "000000020000000100000000",
+            SEG
+        ));
+        assert!(short_of(lsn("0/FF000010"), "000000020000000100000000", SEG));
+    }
 }
