@@ -424,7 +424,11 @@ mod tests {
         const SEG: u64 = 16 << 20;
         let lsn = |t: &str| Lsn::parse(t).unwrap();
         // Inside the last segment, or at the end of a switch record that ends it: the end.
-        assert!(!short_of(lsn("0/780000A0"), "000000010000000000000078", SEG));
+        assert!(!short_of(
+            lsn("0/780000A0"),
+            "000000010000000000000078",
+            SEG
+        ));
         assert!(!short_of(
             lsn("0/79000000"),
             "000000010000000000000078",
