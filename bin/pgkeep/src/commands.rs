@@ -120,7 +120,7 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let window =
         pgkeep_core::recoverable_window(&repo, &catalog.backups, ctx.settings.bin_dir.as_deref())
             .await?;
-    let drills = pgkeep_core::last_drills(&repo).await?;
+    let drills = pgkeep_core::last_drills(&repo, &catalog).await?;
     let json = output::list_json(&repo, &catalog, &window, &drills);
     ctx.print(&json, || {
         output::list_table(&repo, &catalog, &window, &drills)

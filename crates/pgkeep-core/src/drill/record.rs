@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::pg::quote_ident;
 use crate::repo::Repository;
 use crate::repo::catalog::{BackupKind, DRILLS, MANIFEST, backup_prefix};
+use crate::repo::scan::Catalog;
 use crate::storage::PutMode;
 
 /// The record format written by this version.
@@ -366,28 +367,16 @@ impl LastDrills {
 }
 
 /// The newest drill and the newest passed drill of every backup that has been drilled, by backup
-/// id (`pgkeep list`): one listing of the repository's `backups/`, then the records needed, newest
-/// first. Records that do not read are passed over here (`drill_history` reports them).
-pub async fn last_drills(repo: &Repository) -> Result<BTreeMap<String, LastDrills>, Error> {
-    let prefix = repo.key("backups/");
-    let mut by_backup: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for meta in repo.storage().list(&prefix).await? {
-        let Some((id, name)) = meta
-            .key
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.split_once('/'))
-        else {
-            continue;
-        };
-        if name.starts_with(DRILLS) && name.ends_with(".json") {
-            by_backup
-                .entry(id.to_string())
-                .or_default()
-                .push(meta.key.clone());
-        }
-    }
+/// id (`pgkeep list`): the records `catalog` (from [`read_catalog`](crate::read_catalog)) lists,
+/// read newest first as far as needed. Records that do not read are passed over here
+/// (`drill_history` reports them).
+pub async fn last_drills(
+    repo: &Repository,
+    catalog: &Catalog,
+) -> Result<BTreeMap<String, LastDrills>, Error> {
     let mut out = BTreeMap::new();
-    for (id, mut keys) in by_backup {
+    for (id, keys) in &catalog.drill_records {
+        let (id, mut keys) = (id.clone(), keys.clone());
         keys.sort();
         let mut last: Option<DrillRecord> = None;
         let mut last_passed = None;

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::repo::Repository;
-use crate::repo::catalog::{MANIFEST, Manifest, is_note, read_backup};
+use crate::repo::catalog::{DRILLS, MANIFEST, Manifest, is_note, read_backup};
 use crate::storage::ObjectMeta;
 
 /// Everything under the repository cluster's `backups/`.
@@ -22,6 +22,10 @@ pub struct Catalog {
     pub damaged: Vec<DamagedBackup>,
     /// What belongs to no backup, oldest first.
     pub leftovers: Vec<Leftover>,
+    /// The keys of each backup's drill records (`backups/<id>/drills/*.json`), by backup id, from
+    /// the same listing ([`last_drills`](crate::last_drills) reads them).
+    #[serde(skip)]
+    pub drill_records: BTreeMap<String, Vec<String>>,
     /// What is wrong with `cluster.json`: damaged or unreadable, or missing while backups exist
     /// (backups and WAL pushes are refused until it is back).
     pub identity_problem: Option<String>,
@@ -105,6 +109,7 @@ pub async fn read_catalog(repo: &Repository) -> Result<Catalog, Error> {
         .await
         .map_or_else(|e| (None, Some(e.to_string())), |owner| (owner, None));
     let mut dirs: BTreeMap<String, Directory> = BTreeMap::new();
+    let mut drill_records: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for meta in repo.storage().list(&prefix).await? {
         let Some((id, name)) = meta
             .key
@@ -113,6 +118,12 @@ pub async fn read_catalog(repo: &Repository) -> Result<Catalog, Error> {
         else {
             continue;
         };
+        if name.starts_with(DRILLS) && name.ends_with(".json") {
+            drill_records
+                .entry(id.to_string())
+                .or_default()
+                .push(meta.key.clone());
+        }
         let dir = dirs.entry(id.to_string()).or_default();
         if name == MANIFEST {
             dir.manifest = Some(meta.key.clone());
@@ -133,7 +144,10 @@ pub async fn read_catalog(repo: &Repository) -> Result<Catalog, Error> {
             .buffered(8)
             .try_collect()
             .await?;
-    let mut catalog = Catalog::default();
+    let mut catalog = Catalog {
+        drill_records,
+        ..Catalog::default()
+    };
     for (id, read) in manifests {
         let dir = &dirs[&id];
         let dir_prefix = format!("{prefix}{id}/");
