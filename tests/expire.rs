@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{json, stderr};
-use expire_helpers::{config_file, snapshot, verdicts};
-use repo::{Repo, archiving_cluster, fails, free_port, ok, pgkeep, pgkeep_as_server, repos, run};
+use expire_helpers::{config_file, pgkeep_in, server_home, snapshot, verdicts};
+use repo::{Repo, archiving_cluster, fails, free_port, ok, pgkeep, repos, run};
 
 use pgkeep_testkit::PgCluster;
 use serde_json::Value;
@@ -337,14 +337,8 @@ fn after_expire_a_restore_inside_the_window_works_and_one_before_it_is_refused()
     let repo = Repo::local();
     let root = repo.root().unwrap();
     let pg = archiving_cluster(&repo);
-    let home = tempfile::tempdir().unwrap();
-    PgCluster::chown_for_server(home.path());
-    let config = config_file(home.path(), "[retention.physical]\nkeep-last = 2\n");
-    let pgkeep = || {
-        let mut cmd = pgkeep_as_server(&pg, &repo, home.path());
-        cmd.arg("--config").arg(&config);
-        cmd
-    };
+    let (home, config) = server_home("[retention.physical]\nkeep-last = 2\n");
+    let pgkeep = || pgkeep_in(&pg, &repo, home.path(), &config);
     let physical = || json(&ok(pgkeep().args(["--json", "backup", "physical"])));
     let switch = || repo::switch_and_wait(|sql| pg.psql(sql));
     let phase = |n: u32| {

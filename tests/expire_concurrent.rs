@@ -18,8 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{json, stderr};
-use expire_helpers::config_file;
-use repo::{Repo, archiving_cluster, ok, pgkeep, pgkeep_as_server};
+use expire_helpers::{config_file, pgkeep_in, server_home};
+use repo::{Repo, archiving_cluster, ok, pgkeep};
 
 use pgkeep_testkit::PgCluster;
 use serde_json::Value;
@@ -305,14 +305,8 @@ fn a_restored_server_that_has_not_recovered_yet_keeps_its_backup_and_wal_from_ex
     let repo = Repo::local();
     let root = repo.root().unwrap();
     let pg = archiving_cluster(&repo);
-    let home = tempfile::tempdir().unwrap();
-    PgCluster::chown_for_server(home.path());
-    let config = config_file(home.path(), "[retention.physical]\nkeep-last = 1\n");
-    let pgkeep_here = || {
-        let mut cmd = pgkeep_as_server(&pg, &repo, home.path());
-        cmd.arg("--config").arg(&config);
-        cmd
-    };
+    let (home, config) = server_home("[retention.physical]\nkeep-last = 1\n");
+    let pgkeep_here = || pgkeep_in(&pg, &repo, home.path(), &config);
     let backup = || {
         json(&ok(pgkeep_here().args(["--json", "backup", "physical"])))["id"]
             .as_str()

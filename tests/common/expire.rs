@@ -4,8 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::process::Command;
+
 use pgkeep_testkit::PgCluster;
 use serde_json::Value;
+
+use super::repo::{Repo, pgkeep_as_server};
 
 /// `dir/pgkeep.toml` holding `text`, readable by the servers' OS user.
 pub fn config_file(dir: &Path, text: &str) -> PathBuf {
@@ -13,6 +17,22 @@ pub fn config_file(dir: &Path, text: &str) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     PgCluster::chown_for_server(&path);
     path
+}
+
+/// A home directory the servers' user owns, holding a configuration file of `text`: for physical
+/// backups and restores, which run as that user.
+pub fn server_home(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let home = tempfile::tempdir().unwrap();
+    PgCluster::chown_for_server(home.path());
+    let config = config_file(home.path(), text);
+    (home, config)
+}
+
+/// `pgkeep --config <config>` against `pg` and `repo`, as the servers' user with `home` as its home.
+pub fn pgkeep_in(pg: &PgCluster, repo: &Repo, home: &Path, config: &Path) -> Command {
+    let mut cmd = pgkeep_as_server(pg, repo, home);
+    cmd.arg("--config").arg(config);
+    cmd
 }
 
 /// The plan's backups that stay, each with its reasons as shown (joined by `, `), and the ids
