@@ -216,10 +216,11 @@ pub async fn verify_wal(ctx: &Ctx) -> anyhow::Result<ExitCode> {
 }
 
 /// The recovery target a physical restore's flags name (clap allows at most one).
-fn recovery_target(args: &RestoreArgs) -> anyhow::Result<RecoveryTarget> {
+fn recovery_target(ctx: &Ctx, args: &RestoreArgs) -> anyhow::Result<RecoveryTarget> {
     Ok(if let Some(at) = &args.at {
         RecoveryTarget::Time(
-            pgkeep_core::parse_time(at).map_err(|problem| usage(format!("--at: {problem}")))?,
+            pgkeep_core::parse_time_in(at, ctx.settings.timezone)
+                .map_err(|problem| usage(format!("--at: {problem}")))?,
         )
     } else if let Some(lsn) = &args.lsn {
         RecoveryTarget::Lsn(Lsn::parse(lsn).ok_or_else(|| {
@@ -258,7 +259,7 @@ pub async fn restore_physical(
 ) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;
     let request = PhysicalRestoreRequest {
-        target: recovery_target(args)?,
+        target: recovery_target(ctx, args)?,
         backup: args.backup.clone(),
         timeline: args
             .timeline
@@ -309,10 +310,11 @@ pub async fn restore_physical(
 }
 
 /// The logical backup `--at` or `--backup` names (clap requires one of them).
-fn backup_choice(args: &RestoreArgs) -> anyhow::Result<BackupChoice> {
+fn backup_choice(ctx: &Ctx, args: &RestoreArgs) -> anyhow::Result<BackupChoice> {
     match (&args.at, &args.backup) {
         (Some(at), _) => Ok(BackupChoice::At(
-            pgkeep_core::parse_time(at).map_err(|problem| usage(format!("--at: {problem}")))?,
+            pgkeep_core::parse_time_in(at, ctx.settings.timezone)
+                .map_err(|problem| usage(format!("--at: {problem}")))?,
         )),
         (None, Some(id)) => Ok(BackupChoice::Id(id.clone())),
         (None, None) => Err(usage(
@@ -324,7 +326,7 @@ fn backup_choice(args: &RestoreArgs) -> anyhow::Result<BackupChoice> {
 /// `restore --globals`.
 pub async fn restore_globals(ctx: &Ctx, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;
-    let choice = backup_choice(args)?;
+    let choice = backup_choice(ctx, args)?;
     let options = pgkeep_core::GlobalsOptions {
         overwrite_roles: args.overwrite_roles,
         skip_tablespaces: false,
@@ -350,7 +352,7 @@ pub async fn restore_logical(
     interrupt: &pgkeep_core::Interrupt,
 ) -> anyhow::Result<ExitCode> {
     let repo = ctx.repo().await?;
-    let choice = backup_choice(args)?;
+    let choice = backup_choice(ctx, args)?;
     let plan =
         pgkeep_core::plan_logical_restore(&repo, database, &choice, args.into.as_deref()).await?;
     ctx.warn(&output::skipped(&plan.skipped));

@@ -133,8 +133,8 @@ pub use logical::GlobalsOptions;
 // Writing PostgreSQL's configuration (the failover crate writes restore_command with them).
 pub use pg::{
     ConnInfo, ConnInfoError, DEFAULT_PORT, DEFAULT_SEGMENT_SIZE, DEFAULT_SOCKET_DIR, Lsn,
-    PasswordSource, PgError, ServerInfo, TimeError, WalFile, connect, parse_time, segment_name,
-    server_info,
+    PasswordSource, PgError, ServerInfo, TimeError, WalFile, connect, parse_time, parse_time_in,
+    segment_name, server_info,
 };
 pub use pg::{command_percent, conf_quote};
 pub use physical::{PhysicalBackupOptions, backup_physical};
@@ -158,11 +158,12 @@ pub use retention::{
     plan_expire, unpin_backup, validate_backup_id, validate_pin_reason,
 };
 pub use settings::{
-    Compression, CompressionConfig, Config, ConfigError, DEFAULT_CLUSTER, DEFAULT_CONFIG_PATHS,
-    DrillConfig, DrillSettings, FailoverConfig, InvalidValue, NodeConfig, Overrides,
+    ArchivingConfig, Compression, CompressionConfig, Config, ConfigError, DEFAULT_CLUSTER,
+    DEFAULT_CONFIG_PATHS, DEFAULT_LOCK_DIR, DEFAULT_STATE_DIR, DrillConfig, DrillSettings,
+    FailoverConfig, InvalidValue, JobConfig, NodeConfig, NotifyConfig, OverdueConfig, Overrides,
     PostgresConfig, RepoLocation, RepositoryConfig, Retention, RetentionConfig, RetentionPolicy,
-    RetentionPolicyConfig, RetentionZone, S3Config, S3Settings, Settings, SyncConfig, WalConfig,
-    parse_duration, validate_cluster_name,
+    RetentionPolicyConfig, S3Config, S3Settings, ScheduleConfig, Settings, SyncConfig, WalConfig,
+    Zone, parse_duration, validate_cluster_name,
 };
 pub use storage::{
     ByteReader, FileError, LocalStorage, ObjectMeta, PutMode, S3Storage, Storage, StorageError,

@@ -21,6 +21,6 @@ pub use conninfo::{
 pub use lsn::Lsn;
 pub use quote::{command_percent, conf_quote};
 pub(crate) use quote::{quote_ident, quote_literal};
-pub use time::{TimeError, parse_time};
+pub use time::{TimeError, parse_time, parse_time_in};
 pub(crate) use time::{utc_micros, utc_millis};
 pub use walname::{DEFAULT_SEGMENT_SIZE, WalFile, segment_name};

@@ -2,7 +2,9 @@
 //! timestamptz text as psql and the server log print it (`2026-11-25 15:04:30.123456+01`), and
 //! `YYYY-MM-DD HH:MM[:SS]` in the local time zone (`TZ`, else /etc/localtime).
 
-use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+
+use crate::settings::Zone;
 
 /// A time that cannot be read; the message says which forms are accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,8 +42,15 @@ pub enum TimeError {
     },
 }
 
-/// Parses a point in time; the error says which forms are accepted.
+/// Parses a point in time, reading a time without an offset in the machine's zone; the error
+/// says which forms are accepted.
 pub fn parse_time(text: &str) -> Result<DateTime<Utc>, TimeError> {
+    parse_time_in(text, Zone::Local)
+}
+
+/// Parses a point in time, reading a time without an offset in `zone` (the configuration's
+/// `timezone`); the error says which forms are accepted.
+pub fn parse_time_in(text: &str, zone: Zone) -> Result<DateTime<Utc>, TimeError> {
     let text = text.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
@@ -61,12 +70,12 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, TimeError> {
         return Ok(Utc.from_utc_datetime(&t));
     }
     if let Some(naive) = parse_naive(text) {
-        return match Local.from_local_datetime(&naive) {
-            chrono::LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
+        return match zone.instants(&naive) {
+            chrono::LocalResult::Single(t) => Ok(t),
             chrono::LocalResult::Ambiguous(a, b) => Err(TimeError::Ambiguous {
                 text: text.to_string(),
-                first: a.format("%Y-%m-%d %H:%M:%S%:z").to_string(),
-                second: b.format("%Y-%m-%d %H:%M:%S%:z").to_string(),
+                first: zone.show(a),
+                second: zone.show(b),
             }),
             chrono::LocalResult::None => Err(TimeError::Skipped {
                 text: text.to_string(),

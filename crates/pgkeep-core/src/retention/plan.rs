@@ -21,7 +21,7 @@ use crate::repo::Repository;
 use crate::repo::catalog::{BackupKind, Manifest};
 use crate::repo::lease::{HeldLease, UnreadableLease, read_leases};
 use crate::repo::scan::{DamagedBackup, read_catalog};
-use crate::settings::{RetentionPolicy, RetentionZone, Settings, format_duration};
+use crate::settings::{RetentionPolicy, Settings, Zone, format_duration};
 
 /// How to plan an expire.
 #[derive(Debug, Clone, Default)]
@@ -93,7 +93,7 @@ pub struct ExpirePlan {
     /// When the plan was made: `keep-within` counts back from here.
     pub now: DateTime<Utc>,
     /// Where days, weeks and months begin.
-    pub time_zone: RetentionZone,
+    pub time_zone: Zone,
     /// The grace period of leftovers, as shown (`6h`).
     pub grace: String,
     /// The policy of logical backups (`None`: none expires).
@@ -300,7 +300,7 @@ fn plan_kind(
     kind: BackupKind,
     of_kind: &[(&Manifest, &Option<Pin>)],
     live: &[HeldLease],
-    zone: RetentionZone,
+    zone: Zone,
     now: DateTime<Utc>,
 ) -> Vec<PlannedBackup> {
     let input: Vec<PolicyBackup> = of_kind

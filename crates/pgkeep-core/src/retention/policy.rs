@@ -28,7 +28,7 @@ use super::pin::Pin;
 use super::reason::{KeepReason, Series};
 use crate::pg::Lsn;
 use crate::repo::catalog::BackupKind;
-use crate::settings::{RetentionPolicy, RetentionZone};
+use crate::settings::{RetentionPolicy, Zone};
 
 /// What the policy knows of one backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub fn apply_policy(
     policy: Option<&RetentionPolicy>,
     kind: BackupKind,
     backups: &[PolicyBackup],
-    zone: RetentionZone,
+    zone: Zone,
     now: DateTime<Utc>,
 ) -> Vec<Vec<KeepReason>> {
     let mut reasons: Vec<Vec<KeepReason>> = vec![Vec::new(); backups.len()];
@@ -114,7 +114,7 @@ struct SeriesRules<'a> {
     /// The series' backups, newest first.
     members: &'a [usize],
     series: &'a Series,
-    zone: RetentionZone,
+    zone: Zone,
     now: DateTime<Utc>,
 }
 
@@ -221,8 +221,8 @@ mod tests {
             .with_timezone(&Utc)
     }
 
-    fn belgrade() -> RetentionZone {
-        RetentionZone::Named(chrono_tz::Europe::Belgrade)
+    fn belgrade() -> Zone {
+        Zone::Named(chrono_tz::Europe::Belgrade)
     }
 
     /// One backup of a case: id, end time, series (`a`, `b`: databases; `g`: globals; empty:
@@ -233,7 +233,7 @@ mod tests {
         name: &'static str,
         policy: Option<RetentionPolicy>,
         kind: BackupKind,
-        zone: RetentionZone,
+        zone: Zone,
         now: &'static str,
         backups: &'static [Spec],
         /// The ids kept, each with the reasons as shown.
@@ -391,7 +391,7 @@ mod tests {
             name: "keep-last, ids ordered against the end times",
             policy: policy(|p| p.keep_last = 2),
             kind: physical,
-            zone: RetentionZone::Named(chrono_tz::UTC),
+            zone: Zone::Named(chrono_tz::UTC),
             now: "2026-11-30T00:00:00Z",
             backups: &[
                 ("d", "2026-11-01T00:00:00Z", &[], false),

@@ -17,6 +17,13 @@ pub const DEFAULT_CONFIG_PATHS: &[&str] = &["./pgkeep.toml", "/etc/pgkeep/pgkeep
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Config {
+    /// IANA zone for `--at` times without an offset, retention's calendar, jobs' schedules and
+    /// the times reports show (default: the machine's own zone).
+    pub timezone: Option<String>,
+    /// Where the scheduler keeps its history and alert state (default `/var/lib/pgkeep`).
+    pub state_dir: Option<PathBuf>,
+    /// Where backups and expire take their locks (default `/run/lock`, cleared at boot).
+    pub lock_dir: Option<PathBuf>,
     /// Where backups and WAL are stored.
     pub repository: RepositoryConfig,
     /// How to reach the PostgreSQL cluster being backed up.
@@ -33,6 +40,12 @@ pub struct Config {
     pub retention: super::RetentionConfig,
     /// Restore drills (`pgkeep drill`).
     pub drill: DrillConfig,
+    /// The scheduled jobs (read by `pgkeep-scheduler`).
+    pub job: Vec<super::JobConfig>,
+    /// How the scheduler runs them (read by `pgkeep-scheduler`).
+    pub schedule: super::ScheduleConfig,
+    /// Where alerts go (read by `pgkeep-scheduler`).
+    pub notify: super::NotifyConfig,
 }
 
 /// `[repository]`

@@ -13,9 +13,11 @@ mod drill;
 mod duration;
 mod error;
 mod file;
+mod jobs;
 mod location;
 mod resolve;
 mod retention;
+mod zone;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -28,11 +30,11 @@ pub use file::{
     CompressionConfig, Config, DEFAULT_CONFIG_PATHS, FailoverConfig, NodeConfig, PostgresConfig,
     RepositoryConfig, S3Config, SyncConfig, WalConfig,
 };
+pub use jobs::{ArchivingConfig, JobConfig, NotifyConfig, OverdueConfig, ScheduleConfig};
 pub use location::RepoLocation;
 pub use resolve::validate_cluster_name;
-pub use retention::{
-    Retention, RetentionConfig, RetentionPolicy, RetentionPolicyConfig, RetentionZone,
-};
+pub use retention::{Retention, RetentionConfig, RetentionPolicy, RetentionPolicyConfig};
+pub use zone::Zone;
 
 use crate::pg::ConnInfo;
 
@@ -161,7 +163,24 @@ pub struct Settings {
     pub drill: DrillSettings,
     /// `[retention]`: what `expire` keeps, leftovers' grace, leases' lifetime.
     pub retention: Retention,
+    /// The top-level `timezone`: reads `--at` times, places jobs' runs, shows times.
+    pub timezone: Zone,
+    /// Where the scheduler keeps its history and alert state.
+    pub state_dir: PathBuf,
+    /// Where backups and expire take their locks.
+    pub lock_dir: PathBuf,
+    /// `[[job]]` as written; `pgkeep-scheduler` validates it.
+    pub jobs: Vec<JobConfig>,
+    /// `[schedule]` as written; `pgkeep-scheduler` validates it.
+    pub schedule: ScheduleConfig,
+    /// `[notify]` as written; `pgkeep-scheduler` validates it.
+    pub notify: NotifyConfig,
 }
+
+/// Where the scheduler's state lives unless `state-dir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/pgkeep";
+/// Where locks live unless `lock-dir` says otherwise.
+pub const DEFAULT_LOCK_DIR: &str = "/run/lock";
 
 impl Settings {
     /// Settings made in code, without a configuration file: the repository at `repo`, the server
@@ -192,6 +211,12 @@ impl Settings {
             sync: SyncConfig::default(),
             drill: DrillSettings::default(),
             retention: Retention::default(),
+            timezone: Zone::Local,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),
+            jobs: Vec::new(),
+            schedule: ScheduleConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 

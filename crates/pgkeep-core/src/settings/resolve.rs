@@ -95,9 +95,17 @@ impl Settings {
                 )
             })?;
 
+        let timezone = match &config.timezone {
+            None => super::Zone::Local,
+            Some(name) => {
+                super::Zone::parse(name).map_err(|e| ConfigError::at(origin, "timezone", e))?
+            }
+        };
         for (key, dir) in [
             ("postgres.pgdata", &config.postgres.pgdata),
             ("postgres.bin-dir", &config.postgres.bin_dir),
+            ("state-dir", &config.state_dir),
+            ("lock-dir", &config.lock_dir),
         ] {
             if let Some(dir) = dir
                 && !dir.is_absolute()
@@ -138,7 +146,17 @@ impl Settings {
             bin_dir: config.postgres.bin_dir,
             compression,
             wal_archive: config.wal.archive,
-            retention: Retention::resolve(&config.retention, origin)?,
+            retention: Retention::resolve(&config.retention, origin, timezone)?,
+            timezone,
+            state_dir: config
+                .state_dir
+                .unwrap_or_else(|| PathBuf::from(super::DEFAULT_STATE_DIR)),
+            lock_dir: config
+                .lock_dir
+                .unwrap_or_else(|| PathBuf::from(super::DEFAULT_LOCK_DIR)),
+            jobs: config.job,
+            schedule: config.schedule,
+            notify: config.notify,
             failover: config.failover,
             sync: config.sync,
             drill: config.drill.resolve(origin)?,

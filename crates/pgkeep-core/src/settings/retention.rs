@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, Local, NaiveDate, Utc};
+use super::Zone;
 use serde::{Deserialize, Serialize};
 
 use super::duration::{format_duration, parse_duration};
@@ -44,41 +44,6 @@ pub struct RetentionPolicyConfig {
     pub keep_within: Option<String>,
     /// Never keep fewer than this many (default 1, at least 1).
     pub min_keep: Option<u32>,
-}
-
-/// The time zone in which days, weeks and months begin for the retention rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RetentionZone {
-    /// The local zone of the machine `expire` runs on (`TZ`, else /etc/localtime).
-    #[default]
-    Local,
-    /// A named IANA zone.
-    Named(chrono_tz::Tz),
-}
-
-impl RetentionZone {
-    /// The calendar day `t` falls on in this zone.
-    pub fn date_of(&self, t: DateTime<Utc>) -> NaiveDate {
-        match self {
-            RetentionZone::Local => t.with_timezone(&Local).date_naive(),
-            RetentionZone::Named(tz) => t.with_timezone(tz).date_naive(),
-        }
-    }
-}
-
-impl fmt::Display for RetentionZone {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RetentionZone::Local => f.write_str("local"),
-            RetentionZone::Named(tz) => f.write_str(tz.name()),
-        }
-    }
-}
-
-impl Serialize for RetentionZone {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
 }
 
 /// One backup kind's retention policy. A backup that any rule keeps is kept.
@@ -165,7 +130,7 @@ impl Serialize for RetentionPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retention {
     /// Where days, weeks and months begin.
-    pub time_zone: RetentionZone,
+    pub time_zone: Zone,
     /// Leftovers of interrupted runs younger than this are left alone.
     pub leftover_grace: Duration,
     /// How long a lease lives without renewal.
@@ -188,7 +153,7 @@ const MAX_LEASE_TTL: Duration = Duration::from_secs(86_400);
 impl Default for Retention {
     fn default() -> Self {
         Retention {
-            time_zone: RetentionZone::Local,
+            time_zone: Zone::Local,
             leftover_grace: DEFAULT_GRACE,
             lease_ttl: DEFAULT_LEASE_TTL,
             logical: None,
@@ -202,17 +167,13 @@ impl Retention {
     pub(crate) fn resolve(
         config: &RetentionConfig,
         origin: &str,
+        default_zone: Zone,
     ) -> Result<Retention, ConfigError> {
         let time_zone = match &config.time_zone {
-            None => RetentionZone::Local,
-            Some(name) => name.parse().map(RetentionZone::Named).map_err(|_| {
-                ConfigError::invalid(
-                    origin,
-                    "retention.time-zone",
-                    format!("`{name}` is not an IANA time zone name"),
-                    "write a name such as Europe/Belgrade, America/New_York or UTC (`timedatectl list-timezones` lists them), or leave it out for the local zone",
-                )
-            })?,
+            None => default_zone,
+            Some(name) => {
+                Zone::parse(name).map_err(|e| ConfigError::at(origin, "retention.time-zone", e))?
+            }
         };
         let duration = |key: &str, value: &Option<String>, default: Duration| match value {
             None => Ok(default),
