@@ -264,7 +264,7 @@ mod tests {
 
     fn resolve(text: &str) -> Result<Retention, String> {
         let config = Config::parse(text, "f.toml").map_err(|e| e.to_string())?;
-        Retention::resolve(&config.retention, "f.toml").map_err(|e| e.to_string())
+        Retention::resolve(&config.retention, "f.toml", Zone::Local).map_err(|e| e.to_string())
     }
 
     #[test]
