@@ -18,6 +18,13 @@ pub async fn expire(ctx: &Ctx, confirm: bool, grace: Option<&str>) -> anyhow::Re
         .transpose()
         .map_err(|problem| usage(format!("--grace: {problem}")))?;
     let repo = ctx.repo().await?;
+    // A confirmed expire waits for running backups, and no backup starts until it is done.
+    let _lock = match confirm {
+        true => Some(
+            pgkeep_core::lock_work(&ctx.settings, "expire", &pgkeep_core::Interrupt::new()).await?,
+        ),
+        false => None,
+    };
     let plan = pgkeep_core::plan_expire(&ctx.settings, &repo, &ExpireOptions { grace }).await?;
     if !confirm {
         let json = serde_json::json!({ "plan": plan, "confirmed": false, "deleted": null });

@@ -344,6 +344,35 @@ pub enum Error {
     #[error(transparent)]
     Drill(#[from] DrillError),
 
+    /// Another run holds the lock this one needs (one backup of a cluster at a time; expire waits
+    /// for backups), and it did not let go within the lock wait.
+    #[error(
+        "{what} did not start: {holder} still holds the lock {} after {waited}\n  fix: let that run finish (or stop it), then run this again; raise [schedule] lock-wait to wait longer",
+        path.display()
+    )]
+    Busy {
+        /// What could not start (`backup physical`, `expire`).
+        what: String,
+        /// Who holds the lock, as it wrote itself down (`pid 4242: backup logical since …`).
+        holder: String,
+        /// How long this run waited, as text (`30m`).
+        waited: String,
+        /// The lock file.
+        path: std::path::PathBuf,
+    },
+
+    /// The lock file cannot be created or locked.
+    #[error(
+        "cannot take the lock {}: {source}\n  fix: make lock-dir a directory this user may create files in (default /run/lock), or set lock-dir in the configuration",
+        path.display()
+    )]
+    Lock {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+
     /// The run was interrupted ([`Interrupt`](crate::Interrupt): SIGTERM, SIGINT).
     #[error("interrupted by {reason}\n  fix: run the command again when it can run to its end")]
     Interrupted {

@@ -33,6 +33,11 @@ impl Interrupt {
         self.token.is_cancelled()
     }
 
+    /// Completes once [`Interrupt::interrupt`] has been called.
+    pub async fn fired(&self) {
+        self.token.cancelled().await;
+    }
+
     /// Why it fired, once it has.
     pub fn reason(&self) -> Option<&str> {
         self.reason.get().map(String::as_str)

@@ -242,6 +242,8 @@ pub async fn backup_logical(
     options: &LogicalBackupOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<Manifest, Error> {
+    // One backup of the cluster at a time; expire waits for it (held until the manifest is in).
+    let _lock = crate::lock::lock_work(settings, "backup logical", &options.interrupt).await?;
     let client = pg::connect(&settings.conninfo, None).await?;
     let server = pg::server_info(&client, &settings.conninfo).await?;
     wal::ensure_identity(repo, &server.system_identifier, server.major).await?;

@@ -262,6 +262,8 @@ pub async fn backup_physical(
     options: &PhysicalBackupOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<Manifest, Error> {
+    // One backup of the cluster at a time; expire waits for it (held until the manifest is in).
+    let _lock = crate::lock::lock_work(settings, "backup physical", &options.interrupt).await?;
     let conninfo = &settings.conninfo;
     let client = pg::connect(conninfo, None).await?;
     let server = pg::server_info(&client, conninfo).await?;

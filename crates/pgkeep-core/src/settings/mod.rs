@@ -169,6 +169,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Where backups and expire take their locks.
     pub lock_dir: PathBuf,
+    /// `[schedule] lock-wait`: how long a backup or expire waits for another run's lock.
+    pub lock_wait: std::time::Duration,
     /// `[[job]]` as written; `pgkeep-scheduler` validates it.
     pub jobs: Vec<JobConfig>,
     /// `[schedule]` as written; `pgkeep-scheduler` validates it.
@@ -179,6 +181,8 @@ pub struct Settings {
 
 /// Where the scheduler's state lives unless `state-dir` says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/pgkeep";
+/// How long a run waits for a lock unless `[schedule] lock-wait` says otherwise.
+pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 /// Where locks live unless `lock-dir` says otherwise.
 pub const DEFAULT_LOCK_DIR: &str = "/run/lock";
 
@@ -214,6 +218,7 @@ impl Settings {
             timezone: Zone::Local,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),
+            lock_wait: DEFAULT_LOCK_WAIT,
             jobs: Vec::new(),
             schedule: ScheduleConfig::default(),
             notify: NotifyConfig::default(),

@@ -154,6 +154,11 @@ impl Settings {
             lock_dir: config
                 .lock_dir
                 .unwrap_or_else(|| PathBuf::from(super::DEFAULT_LOCK_DIR)),
+            lock_wait: match &config.schedule.lock_wait {
+                None => super::DEFAULT_LOCK_WAIT,
+                Some(text) => super::parse_duration(text)
+                    .map_err(|e| ConfigError::at(origin, "schedule.lock-wait", e))?,
+            },
             jobs: config.job,
             schedule: config.schedule,
             notify: config.notify,
