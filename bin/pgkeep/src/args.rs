@@ -118,6 +118,13 @@ pub enum Command {
     /// Restore: a database or the roles from a logical backup (--db, --globals), or a data directory
     /// to a point in time from a physical backup and the WAL archive (--pgdata).
     Restore(RestoreArgs),
+    /// One screen: the newest backup of each kind and its age, the recoverable window, the
+    /// archiver, the last drill, the jobs' next runs and every active alert. Exits 1 while an
+    /// alert is active or the repository cannot be read.
+    Status,
+    /// The scheduled jobs ([[job]]): list them, run one now, or run the daemon.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// The two-server master/standby pair: status, switchover, promote, rejoin.
     #[command(subcommand)]
     Failover(FailoverCommand),
@@ -139,6 +146,22 @@ pub enum Command {
         /// Where to write it (%p).
         dest: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Each job with its next 5 runs in its time zone, its last run, outcome and duration.
+    List,
+    /// Run one job now, with the same locks, hooks, history and notifications as the daemon;
+    /// exits 1 when the run fails.
+    Once {
+        /// The job's name.
+        job: String,
+    },
+    /// The daemon: runs the jobs on their schedules and watches for overdue backups and stuck
+    /// archiving. SIGTERM/SIGINT stop it (running jobs get [schedule] stop-grace), SIGHUP reloads
+    /// the configuration.
+    Run,
 }
 
 #[derive(Debug, Subcommand)]

@@ -40,7 +40,7 @@ impl Ctx {
     }
 
     /// Prints a warning on stderr, unless `-q` (an empty text prints nothing).
-    fn warn(&self, text: &str) {
+    pub(crate) fn warn(&self, text: &str) {
         if !self.quiet && !text.is_empty() {
             self.progress.clear();
             eprint!("{text}");

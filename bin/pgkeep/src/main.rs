@@ -10,6 +10,7 @@ mod exit;
 mod interrupted;
 mod output;
 mod progress;
+mod scheduling;
 mod upkeep;
 
 use std::process::ExitCode;
@@ -20,7 +21,7 @@ use pgkeep_core::{
     Interrupt, LogicalBackupOptions, Overrides, PhysicalBackupOptions, Settings, VerifySelection,
 };
 
-use crate::args::{BackupCommand, Cli, Command, FailoverCommand, SyncCommand};
+use crate::args::{BackupCommand, Cli, Command, FailoverCommand, ScheduleCommand, SyncCommand};
 use crate::commands::Ctx;
 
 fn init_logging(cli: &Cli) {
@@ -28,6 +29,8 @@ fn init_logging(cli: &Cli) {
         "error"
     } else {
         match cli.verbose {
+            // The daemon logs what it runs; a one-off command only what went wrong.
+            0 if matches!(cli.command, Command::Schedule(ScheduleCommand::Run)) => "info",
             0 => "warn",
             1 => "info",
             2 => "debug",
@@ -61,11 +64,12 @@ fn error_text(error: &anyhow::Error) -> String {
 }
 
 async fn run(cli: Cli, interrupt: Interrupt) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&Overrides {
+    let overrides = Overrides {
         config: cli.config.clone(),
         repo: cli.repo.clone(),
         cluster: cli.cluster.clone(),
-    })?;
+    };
+    let settings = Settings::load(&overrides)?;
     let ctx = Ctx {
         settings,
         json: cli.json,
@@ -141,6 +145,14 @@ async fn run(cli: Cli, interrupt: Interrupt) -> anyhow::Result<ExitCode> {
             reclone,
             node,
         }) => commands::rejoin(&ctx, &target, reclone, node.as_deref()).await,
+        Command::Status => scheduling::status(&ctx).await,
+        Command::Schedule(ScheduleCommand::List) => scheduling::list(&ctx).await,
+        Command::Schedule(ScheduleCommand::Once { job }) => {
+            scheduling::once(&ctx, &job, &interrupt).await
+        }
+        Command::Schedule(ScheduleCommand::Run) => {
+            scheduling::run(&ctx, overrides, interrupt).await
+        }
         Command::Sync(SyncCommand::Files { node, dry_run }) => {
             commands::sync_files(&ctx, node.as_deref(), dry_run).await
         }
@@ -183,7 +195,7 @@ fn main() -> ExitCode {
     // Backups, logical restores and drills clean up after themselves (what they wrote, a database
     // they created, a throwaway cluster); every other command is simply dropped.
     let stops_itself = match &cli.command {
-        Command::Backup(_) | Command::Drill { .. } => true,
+        Command::Backup(_) | Command::Drill { .. } | Command::Schedule(_) => true,
         Command::Restore(args) => args.pgdata.is_none() && args.db.is_some(),
         _ => false,
     };

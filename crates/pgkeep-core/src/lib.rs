@@ -165,7 +165,7 @@ pub use settings::{
     FailoverConfig, InvalidValue, JobConfig, NodeConfig, NotifyConfig, OverdueConfig, Overrides,
     PostgresConfig, RepoLocation, RepositoryConfig, Retention, RetentionConfig, RetentionPolicy,
     RetentionPolicyConfig, S3Config, S3Settings, ScheduleConfig, Settings, SyncConfig, WalConfig,
-    Zone, parse_duration, validate_cluster_name,
+    Zone, format_duration, parse_duration, validate_cluster_name,
 };
 pub use storage::{
     ByteReader, FileError, LocalStorage, ObjectMeta, PutMode, S3Storage, Storage, StorageError,

@@ -6,6 +6,7 @@ mod drill;
 mod failover;
 mod restore;
 mod retention;
+mod schedule;
 
 pub use backups::{backup_summary, info, list_json, list_table, verify_report, wal_report};
 pub use check::check_report;
@@ -16,6 +17,7 @@ pub use restore::{
     switched_wal,
 };
 pub use retention::{expire_done, expire_plan, pinned, unpinned};
+pub use schedule::{job_listing, job_run, status};
 
 fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()

@@ -69,7 +69,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, InvalidValue> {
 }
 
 /// A duration as [`parse_duration`] reads it, in days and smaller units (`14d`, `1d12h`, `0s`).
-pub(crate) fn format_duration(duration: Duration) -> String {
+pub fn format_duration(duration: Duration) -> String {
     let mut left = duration.as_secs();
     if left == 0 {
         return "0s".into();

@@ -23,7 +23,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use drill::{DrillConfig, DrillSettings};
-pub(crate) use duration::format_duration;
+pub use duration::format_duration;
 pub use duration::parse_duration;
 pub use error::{ConfigError, InvalidValue};
 pub use file::{
