@@ -233,7 +233,9 @@ run-before = "sleep 30"
 
 #[test]
 fn overlapping_runs_wait_then_fail_naming_the_holder_and_wal_push_never_waits() {
+    // Everything as the servers' user: wal-push (archive_command) shares the repository.
     let dir = tempfile::tempdir().unwrap();
+    PgCluster::chown_for_server(dir.path());
     let repo = Repo::local();
     let pg = archiving_cluster(&repo);
     pg.psql("CREATE DATABASE shop");
@@ -247,8 +249,14 @@ db = ["shop"]
 run-before = "sleep 4"
 "#;
     let config = write_config(dir.path(), &(head(dir.path(), &hook) + jobs));
+    PgCluster::chown_for_server(&config);
+    let as_server = || {
+        let mut cmd = repo::pgkeep_as_server(&pg, &repo, dir.path());
+        cmd.arg("--config").arg(&config);
+        cmd
+    };
     let once = || {
-        let mut cmd = pgkeep_with(&pg, &repo, &config);
+        let mut cmd = as_server();
         cmd.args(["schedule", "once", "dump"]);
         cmd
     };
@@ -277,7 +285,7 @@ run-before = "sleep 4"
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let by_hand = run(pgkeep_with(&pg, &repo, &config).args(["backup", "logical", "--db", "shop"]));
+    let by_hand = run(as_server().args(["backup", "logical", "--db", "shop"]));
     assert_eq!(by_hand.status.code(), Some(1), "{}", stderr(&by_hand));
     assert!(
         stderr(&by_hand).contains("backup logical did not start"),
@@ -288,7 +296,7 @@ run-before = "sleep 4"
     switch_and_wait(|sql| pg.psql(sql));
     let mut holder = holder;
     holder.wait().unwrap();
-    ok(pgkeep_with(&pg, &repo, &config).args(["backup", "logical", "--db", "shop"]));
+    ok(as_server().args(["backup", "logical", "--db", "shop"]));
 }
 
 #[test]

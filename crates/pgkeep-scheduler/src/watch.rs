@@ -183,32 +183,34 @@ pub fn conditions(
     now: DateTime<Utc>,
 ) -> Vec<Condition> {
     let mut out = Vec::new();
-    if facts.repository_error.is_none() {
-        for (kind, max_age) in &watch.overdue {
-            let word = kind_word(*kind);
-            let summary = match facts.newest(*kind) {
-                None => Some(format!(
-                    "no {word} backup exists (limit {})",
-                    show(*max_age)
-                )),
-                Some(n) => {
-                    let age = age(now, n.finished_at);
-                    (age > *max_age).then(|| {
-                        format!(
-                            "no successful {word} backup for {} (limit {}); the newest is {}",
-                            show(age),
-                            show(*max_age),
-                            n.id
-                        )
-                    })
-                }
-            };
-            if let Some(summary) = summary {
-                out.push(Condition {
-                    key: format!("overdue:{word}"),
-                    summary,
-                });
+    for (kind, max_age) in &watch.overdue {
+        let word = kind_word(*kind);
+        let summary = match (&facts.repository_error, facts.newest(*kind)) {
+            (Some(e), _) => Some(format!(
+                "no {word} backup can be found: the repository cannot be read: {}",
+                e.lines().next().unwrap_or_default()
+            )),
+            (None, None) => Some(format!(
+                "no {word} backup exists (limit {})",
+                show(*max_age)
+            )),
+            (None, Some(n)) => {
+                let age = age(now, n.finished_at);
+                (age > *max_age).then(|| {
+                    format!(
+                        "no successful {word} backup for {} (limit {}); the newest is {}",
+                        show(age),
+                        show(*max_age),
+                        n.id
+                    )
+                })
             }
+        };
+        if let Some(summary) = summary {
+            out.push(Condition {
+                key: format!("overdue:{word}"),
+                summary,
+            });
         }
     }
     if let (Some(max_age), Ok(a)) = (watch.archiving, &facts.archiver) {
