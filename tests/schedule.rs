@@ -342,3 +342,44 @@ fn a_failing_archive_command_raises_archiving_stuck_and_its_fix_clears_it() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(30), Some(0), "{}", daemon.log());
 }
+
+#[test]
+fn a_missed_run_is_caught_up_once_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::local();
+    let pg = PgCluster::start();
+    let hook = Webhook::start();
+    // Every minute, so that the newest slot is always less than a minute old; catch-up 1h.
+    let jobs =
+        "\n[[job]]\nname = \"check\"\nschedule = \"* * * * *\"\naction = \"verify\"\nwal = true\n";
+    let text = head(dir.path(), &hook).replace("catch-up = \"0s\"", "catch-up = \"1h\"") + jobs;
+    let config = write_config(dir.path(), &text);
+    let state_dir = dir.path().join("state");
+    let triggers = || -> Vec<String> {
+        state(&state_dir)["runs"]["check"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|r| r["trigger"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Both starts within one minute, so that the second has no newer slot to catch up.
+    while chrono::Timelike::second(&chrono::Utc::now()) > 30 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let mut daemon = Daemon::start(pgkeep_with(&pg, &repo, &config), dir.path().join("e.log"));
+    wait_for(20, "the caught-up run", || {
+        triggers().first().is_some_and(|t| t == "catch-up")
+    });
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(30), Some(0), "{}", daemon.log());
+    // Its slot has a run now: a restart catches nothing up (a scheduled run may still come).
+    let mut daemon = Daemon::start(pgkeep_with(&pg, &repo, &config), dir.path().join("f.log"));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(30), Some(0), "{}", daemon.log());
+    let caught = triggers().iter().filter(|t| *t == "catch-up").count();
+    assert_eq!(caught, 1, "{:?}", triggers());
+}
