@@ -113,26 +113,7 @@ async fn daemon(
             }
         }
         let now = Utc::now();
-        let due: Vec<String> = next
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in due {
-            if let Some(job) = cur.jobs.get(&name) {
-                next.insert(
-                    name.clone(),
-                    job.schedule
-                        .next_after(now)
-                        .unwrap_or(DateTime::<Utc>::MAX_UTC),
-                );
-            }
-            if running.contains_key(&name) {
-                tracing::warn!("job {name}: skipped a run, the previous one still runs");
-                continue;
-            }
-            start(&cur, &name, Trigger::Schedule, &mut running, &mut tasks);
-        }
+        start_due(&cur, &mut next, now, &mut running, &mut tasks);
         if now >= next_check {
             check(&cur.settings, &cur.jobs).await;
             next_check = now + cur.jobs.settings.check_interval;
@@ -140,6 +121,36 @@ async fn daemon(
     };
     stop(&cur, running, tasks, stop_reason).await;
     Ok(())
+}
+
+/// Starts the jobs that are due at `now` and moves their next run on; a job still running skips
+/// this slot.
+fn start_due(
+    cur: &Loaded,
+    next: &mut HashMap<String, DateTime<Utc>>,
+    now: DateTime<Utc>,
+    running: &mut HashMap<String, Interrupt>,
+    tasks: &mut JoinSet<String>,
+) {
+    let due: Vec<String> = next
+        .iter()
+        .filter(|(_, t)| **t <= now)
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in due {
+        if let Some(job) = cur.jobs.get(&name) {
+            let later = job
+                .schedule
+                .next_after(now)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            next.insert(name.clone(), later);
+        }
+        if running.contains_key(&name) {
+            tracing::warn!("job {name}: skipped a run, the previous one still runs");
+            continue;
+        }
+        start(cur, &name, Trigger::Schedule, running, tasks);
+    }
 }
 
 fn next_runs(jobs: &Jobs, now: DateTime<Utc>) -> HashMap<String, DateTime<Utc>> {

@@ -66,96 +66,97 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// One gauge family: its HELP and TYPE lines and its samples; nothing when it has none.
+fn family(out: &mut String, name: &str, help: &str, samples: Vec<(String, f64)>) {
+    if samples.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
 /// Renders the text exposition format.
 pub fn render(m: &Metrics) -> String {
     let mut out = String::new();
-    let mut family = |name: &str, help: &str, samples: Vec<(String, f64)>| {
-        if samples.is_empty() {
-            return;
-        }
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{{{labels}}} {value}");
-        }
-    };
     let job = |j: &JobMetrics| format!("job=\"{}\"", label(&j.job));
+    let per_job = |value: &dyn Fn(&JobMetrics) -> Option<f64>| -> Vec<(String, f64)> {
+        m.jobs
+            .iter()
+            .filter_map(|j| Some((job(j), value(j)?)))
+            .collect()
+    };
     family(
+        &mut out,
         "pgkeep_job_last_success_timestamp_seconds",
         "When the job's newest successful run ended (Unix time).",
-        m.jobs
-            .iter()
-            .filter_map(|j| Some((job(j), j.last_success?.timestamp() as f64)))
-            .collect(),
+        per_job(&|j| Some(j.last_success?.timestamp() as f64)),
     );
     family(
+        &mut out,
         "pgkeep_job_last_duration_seconds",
         "How long the job's newest run took.",
-        m.jobs
-            .iter()
-            .filter_map(|j| Some((job(j), j.last_duration?.as_secs_f64())))
-            .collect(),
+        per_job(&|j| Some(j.last_duration?.as_secs_f64())),
     );
     family(
+        &mut out,
         "pgkeep_job_last_bytes",
         "Bytes the job's newest run stored or read.",
-        m.jobs
-            .iter()
-            .filter_map(|j| Some((job(j), j.last_bytes? as f64)))
-            .collect(),
+        per_job(&|j| Some(j.last_bytes? as f64)),
     );
+    let outcomes = m.jobs.iter().filter_map(|j| {
+        let outcome = label(j.last_outcome.as_deref()?);
+        Some((format!("{},outcome=\"{outcome}\"", job(j)), 1.0))
+    });
     family(
+        &mut out,
         "pgkeep_job_last_outcome",
         "1 for how the job's newest run ended.",
-        m.jobs
-            .iter()
-            .filter_map(|j| {
-                Some((
-                    format!(
-                        "{},outcome=\"{}\"",
-                        job(j),
-                        label(j.last_outcome.as_deref()?)
-                    ),
-                    1.0,
-                ))
-            })
-            .collect(),
+        outcomes.collect(),
     );
-    let c = &m.cluster;
+    render_cluster(&mut out, &m.cluster);
+    out
+}
+
+fn render_cluster(out: &mut String, c: &ClusterMetrics) {
     let cluster = format!("cluster=\"{}\"", label(&c.cluster));
+    let ages = c.newest_backup_age.iter().map(|(kind, age)| {
+        (
+            format!("{cluster},kind=\"{}\"", label(kind)),
+            age.as_secs_f64(),
+        )
+    });
     family(
+        out,
         "pgkeep_backup_newest_age_seconds",
         "Age of the newest backup of each kind.",
-        c.newest_backup_age
-            .iter()
-            .map(|(kind, age)| {
-                (
-                    format!("{cluster},kind=\"{}\"", label(kind)),
-                    age.as_secs_f64(),
-                )
-            })
-            .collect(),
+        ages.collect(),
     );
     let one = |value: Option<Duration>| {
         value
             .map(|v| vec![(cluster.clone(), v.as_secs_f64())])
             .unwrap_or_default()
     };
-    family(
-        "pgkeep_archive_lag_seconds",
-        "Age of the newest archived WAL segment.",
-        one(c.archive_lag),
-    );
-    family(
-        "pgkeep_drill_last_rto_seconds",
-        "The last restore drill's recovery time.",
-        one(c.last_drill_rto),
-    );
-    family(
-        "pgkeep_drill_last_rpo_seconds",
-        "The last restore drill's recovery point.",
-        one(c.last_drill_rpo),
-    );
-    out
+    for (name, help, value) in [
+        (
+            "pgkeep_archive_lag_seconds",
+            "Age of the newest archived WAL segment.",
+            c.archive_lag,
+        ),
+        (
+            "pgkeep_drill_last_rto_seconds",
+            "The last restore drill's recovery time.",
+            c.last_drill_rto,
+        ),
+        (
+            "pgkeep_drill_last_rpo_seconds",
+            "The last restore drill's recovery point.",
+            c.last_drill_rpo,
+        ),
+    ] {
+        family(out, name, help, one(value));
+    }
 }
 
 /// Writes the file atomically, mode 0644.

@@ -101,6 +101,13 @@ pub fn status(s: &Status, zone: Zone) -> String {
             _ => out.push_str("recoverable: no point-in-time window\n"),
         }
     }
+    archiver_line(&mut out, s, zone);
+    drill_line(&mut out, s, zone);
+    jobs_and_alerts(&mut out, s, zone);
+    out
+}
+
+fn archiver_line(out: &mut String, s: &Status, zone: Zone) {
     match &s.facts.archiver {
         Ok(a) => {
             let _ = writeln!(
@@ -120,6 +127,9 @@ pub fn status(s: &Status, zone: Zone) -> String {
             let _ = writeln!(out, "archiver: cannot be read: {e}");
         }
     }
+}
+
+fn drill_line(out: &mut String, s: &Status, zone: Zone) {
     match &s.facts.last_drill {
         Some(d) => {
             let _ = writeln!(
@@ -137,6 +147,9 @@ pub fn status(s: &Status, zone: Zone) -> String {
         }
         None => out.push_str("last drill: none\n"),
     }
+}
+
+fn jobs_and_alerts(out: &mut String, s: &Status, zone: Zone) {
     for j in &s.jobs {
         let _ = writeln!(
             out,
@@ -161,5 +174,4 @@ pub fn status(s: &Status, zone: Zone) -> String {
             }
         }
     }
-    out
 }
