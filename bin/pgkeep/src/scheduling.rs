@@ -85,11 +85,13 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `status`: exit 1 while an alert is active or the repository cannot be read.
+/// `status`: exit 1 while an alert is active, a condition holds or the repository cannot be read.
 pub async fn status(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let jobs = jobs(ctx)?;
     let status = pgkeep_scheduler::status(&ctx.settings, &jobs).await?;
-    let ok = status.alerts.is_empty() && status.facts.repository_error.is_none();
+    let ok = status.alerts.is_empty()
+        && status.holding.is_empty()
+        && status.facts.repository_error.is_none();
     ctx.print(&status, || output::status(&status, ctx.settings.timezone))?;
     Ok(match ok {
         true => ExitCode::SUCCESS,

@@ -135,8 +135,8 @@ pub use logical::GlobalsOptions;
 // Writing PostgreSQL's configuration (the failover crate writes restore_command with them).
 pub use pg::{
     ConnInfo, ConnInfoError, DEFAULT_PORT, DEFAULT_SEGMENT_SIZE, DEFAULT_SOCKET_DIR, Lsn,
-    PasswordSource, PgError, ServerInfo, TimeError, WalFile, connect, parse_time, parse_time_in,
-    segment_name, server_info,
+    PasswordSource, PgError, ServerInfo, TimeError, UnknownZone, WalFile, connect, parse_time,
+    parse_time_in, segment_name, server_info,
 };
 pub use pg::{command_percent, conf_quote};
 pub use physical::{PhysicalBackupOptions, backup_physical};

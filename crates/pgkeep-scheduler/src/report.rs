@@ -9,7 +9,7 @@ use crate::error::SchedulerError;
 use crate::history::{ActiveAlert, Run, StateFile};
 use crate::job::Jobs;
 use crate::metrics::{ClusterMetrics, JobMetrics, Metrics};
-use crate::watch::{ClusterFacts, age, kind_word};
+use crate::watch::{ClusterFacts, Condition, age, kind_word};
 
 /// How many next runs `schedule list` shows.
 pub const NEXT_RUNS: usize = 5;
@@ -69,8 +69,11 @@ pub struct Status {
     pub facts: ClusterFacts,
     /// The jobs with their next and last runs.
     pub jobs: Vec<JobListing>,
-    /// The alerts that are active, by key.
+    /// The alerts the daemon raised and that have not cleared, by key.
     pub alerts: std::collections::BTreeMap<String, ActiveAlert>,
+    /// The conditions that hold now, read afresh (the same the daemon alerts on): without a
+    /// daemon, from cron, this is where they show.
+    pub holding: Vec<Condition>,
     /// When this was read.
     pub at: DateTime<Utc>,
 }
@@ -80,7 +83,9 @@ pub async fn status(settings: &Settings, jobs: &Jobs) -> Result<Status, Schedule
     let now = Utc::now();
     let facts = crate::watch::cluster_facts(settings).await;
     let state = StateFile::new(&settings.state_dir, jobs.settings.history_runs).read()?;
+    let holding = crate::watch::conditions(&facts, &jobs.settings, now);
     Ok(Status {
+        holding,
         facts,
         jobs: job_listing(settings, jobs, now)?,
         alerts: state.alerts,

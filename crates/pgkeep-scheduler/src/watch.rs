@@ -168,7 +168,7 @@ fn epoch(seconds: Option<f64>) -> Option<DateTime<Utc>> {
 }
 
 /// A condition the daemon alerts on while it holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Condition {
     /// Its key: `overdue:logical`, `overdue:physical`, `archiving-stuck`.
     pub key: String,

@@ -161,17 +161,18 @@ fn jobs_and_alerts(out: &mut String, s: &Status, zone: Zone) {
                 .map_or_else(|| "never run".into(), last_line)
         );
     }
-    match s.alerts.is_empty() {
-        true => out.push_str("alerts: none\n"),
-        false => {
-            for (key, a) in &s.alerts {
-                let _ = writeln!(
-                    out,
-                    "ALERT {key} since {}: {}",
-                    zone.show(a.since),
-                    a.summary
-                );
-            }
-        }
+    for (key, a) in &s.alerts {
+        let _ = writeln!(
+            out,
+            "ALERT {key} since {}: {}",
+            zone.show(a.since),
+            a.summary
+        );
+    }
+    for c in s.holding.iter().filter(|c| !s.alerts.contains_key(&c.key)) {
+        let _ = writeln!(out, "ALERT {} (now): {}", c.key, c.summary);
+    }
+    if s.alerts.is_empty() && s.holding.is_empty() {
+        out.push_str("alerts: none\n");
     }
 }

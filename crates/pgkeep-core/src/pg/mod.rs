@@ -11,6 +11,7 @@ mod lsn;
 mod quote;
 mod time;
 mod walname;
+mod zone;
 
 pub use client::{PgError, ServerInfo, connect, server_info};
 pub(crate) use client::{UTC_TEXT, parse_utc_text, query_error, query_time};
@@ -24,3 +25,4 @@ pub(crate) use quote::{quote_ident, quote_literal};
 pub use time::{TimeError, parse_time, parse_time_in};
 pub(crate) use time::{utc_micros, utc_millis};
 pub use walname::{DEFAULT_SEGMENT_SIZE, WalFile, segment_name};
+pub use zone::{UnknownZone, Zone};

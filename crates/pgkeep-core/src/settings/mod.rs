@@ -17,11 +17,11 @@ mod jobs;
 mod location;
 mod resolve;
 mod retention;
-mod zone;
 
 use std::fmt;
 use std::path::PathBuf;
 
+pub use crate::pg::Zone;
 pub use drill::{DrillConfig, DrillSettings};
 pub use duration::format_duration;
 pub use duration::parse_duration;
@@ -34,7 +34,6 @@ pub use jobs::{ArchivingConfig, JobConfig, NotifyConfig, OverdueConfig, Schedule
 pub use location::RepoLocation;
 pub use resolve::validate_cluster_name;
 pub use retention::{Retention, RetentionConfig, RetentionPolicy, RetentionPolicyConfig};
-pub use zone::Zone;
 
 use crate::pg::ConnInfo;
 

@@ -97,9 +97,8 @@ impl Settings {
 
         let timezone = match &config.timezone {
             None => super::Zone::Local,
-            Some(name) => {
-                super::Zone::parse(name).map_err(|e| ConfigError::at(origin, "timezone", e))?
-            }
+            Some(name) => super::Zone::parse(name)
+                .map_err(|e| ConfigError::invalid(origin, "timezone", e.problem, e.fix))?,
         };
         for (key, dir) in [
             ("postgres.pgdata", &config.postgres.pgdata),

@@ -171,9 +171,9 @@ impl Retention {
     ) -> Result<Retention, ConfigError> {
         let time_zone = match &config.time_zone {
             None => default_zone,
-            Some(name) => {
-                Zone::parse(name).map_err(|e| ConfigError::at(origin, "retention.time-zone", e))?
-            }
+            Some(name) => Zone::parse(name).map_err(|e| {
+                ConfigError::invalid(origin, "retention.time-zone", e.problem, e.fix)
+            })?,
         };
         let duration = |key: &str, value: &Option<String>, default: Duration| match value {
             None => Ok(default),

@@ -7,7 +7,15 @@ use std::fmt;
 use chrono::{DateTime, Local, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde::Serialize;
 
-use super::InvalidValue;
+/// A name that is no IANA time zone: what is wrong and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{problem}\n  fix: {fix}")]
+pub struct UnknownZone {
+    /// What is wrong.
+    pub problem: String,
+    /// What to do.
+    pub fix: String,
+}
 
 /// A time zone: the machine's own, or a named IANA zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -21,12 +29,10 @@ pub enum Zone {
 
 impl Zone {
     /// Reads an IANA name such as `Europe/Belgrade`; the error names the fix.
-    pub fn parse(name: &str) -> Result<Zone, InvalidValue> {
-        name.parse().map(Zone::Named).map_err(|_| {
-            InvalidValue::new(
-                format!("`{name}` is not an IANA time zone name"),
-                "write a name such as Europe/Belgrade, America/New_York or UTC (`timedatectl list-timezones` lists them), or leave it out for the local zone",
-            )
+    pub fn parse(name: &str) -> Result<Zone, UnknownZone> {
+        name.parse().map(Zone::Named).map_err(|_| UnknownZone {
+            problem: format!("`{name}` is not an IANA time zone name"),
+            fix: "write a name such as Europe/Belgrade, America/New_York or UTC (`timedatectl list-timezones` lists them), or leave it out for the local zone".into(),
         })
     }
 
