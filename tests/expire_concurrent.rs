@@ -148,21 +148,50 @@ fn shop() -> (Repo, PgCluster, tempfile::TempDir, std::path::PathBuf) {
         "CREATE TABLE items (n int); INSERT INTO items VALUES (1)",
     );
     let dir = tempfile::tempdir().unwrap();
-    let config = config_file(
-        dir.path(),
-        &format!("[retention]\nlease-ttl = \"{TTL_SECS}s\"\n[retention.logical]\nkeep-last = 1\n"),
-    );
+    let config = config_file(dir.path(), &shop_config(dir.path(), "locks"));
     (repo, pg, dir, config)
+}
+
+/// `keep-last 1`, leases of [`TTL_SECS`], a lock wait of 1s, and the work locks in `dir/locks`.
+fn shop_config(dir: &Path, locks: &str) -> String {
+    format!(
+        "lock-dir = \"{}/{locks}\"\n[schedule]\nlock-wait = \"1s\"\n[retention]\nlease-ttl = \"{TTL_SECS}s\"\n[retention.logical]\nkeep-last = 1\n",
+        dir.display()
+    )
+}
+
+/// The same configuration as on another machine that shares the repository: its own work
+/// locks, so that only the backups' leases keep its expire away from them.
+fn elsewhere(dir: &Path) -> std::path::PathBuf {
+    let other = dir.join("elsewhere");
+    std::fs::create_dir_all(&other).unwrap();
+    config_file(&other, &shop_config(dir, "elsewhere-locks"))
 }
 
 #[test]
 fn expire_leaves_a_running_backup_alone_and_removes_a_killed_runs_leftovers() {
-    let (repo, pg, _dir, config) = shop();
+    let (repo, pg, dir, here) = shop();
     let root = repo.root().unwrap();
+    let config = elsewhere(dir.path());
 
     // A backup waits on the lock: its directory holds the globals and no manifest.
     let session = lock(&pg);
-    let running = start_backup(&pg, &repo, &config);
+    let running = start_backup(&pg, &repo, &here);
+    // Here, expire --confirm waits for the backup's work lock (1s), then gives up naming it.
+    std::thread::sleep(Duration::from_millis(500));
+    let waited = pgkeep(&pg, &repo)
+        .arg("--config")
+        .arg(&here)
+        .args(["expire", "--confirm"])
+        .output()
+        .unwrap();
+    assert_eq!(waited.status.code(), Some(1), "{}", stderr(&waited));
+    assert!(
+        stderr(&waited).contains("expire did not start"),
+        "{}",
+        stderr(&waited)
+    );
+    // On another machine sharing the repository, the backup's lease protects it.
     let plan = &expire(&pg, &repo, &config, &["--confirm", "--grace", "0s"])["plan"];
     let lease = &plan["live_leases"][0];
     assert_eq!(lease["purpose"], "backup-logical", "{plan:#}");
@@ -196,7 +225,7 @@ fn expire_leaves_a_running_backup_alone_and_removes_a_killed_runs_leftovers() {
 
     // A backup killed midway: its lease protects its directory until it expires by time.
     let session = lock(&pg);
-    let mut killed = start_backup(&pg, &repo, &config);
+    let mut killed = start_backup(&pg, &repo, &here);
     let plan = &expire(&pg, &repo, &config, &[])["plan"];
     let lease = &plan["live_leases"][0];
     let dead = lease["backup"].as_str().unwrap().to_string();
