@@ -18,7 +18,9 @@ fn jobs(ctx: &Ctx) -> anyhow::Result<Jobs> {
 pub async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let jobs = jobs(ctx)?;
     let listing = pgkeep_scheduler::job_listing(&ctx.settings, &jobs, chrono::Utc::now())?;
-    ctx.print(&listing, || output::job_listing(&listing))?;
+    ctx.print(&listing, || {
+        output::job_listing(&listing, ctx.settings.timezone)
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -41,7 +43,9 @@ pub async fn once(ctx: &Ctx, name: &str, interrupt: &Interrupt) -> anyhow::Resul
     let finished =
         pgkeep_scheduler::run_job(&ctx.settings, &jobs, job, Trigger::Once, interrupt).await?;
     let ok = finished.run.outcome == Outcome::Succeeded;
-    ctx.report(ok, &finished.run, || output::job_run(name, &finished.run))?;
+    ctx.report(ok, &finished.run, || {
+        output::job_run(name, &finished.run, ctx.settings.timezone)
+    })?;
     for problem in &finished.notify_problems {
         ctx.warn(&format!("warning: notification failed: {problem}\n"));
     }

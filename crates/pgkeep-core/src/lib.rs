@@ -124,7 +124,7 @@ pub use error::{
     RetentionError, SegmentProblem, WalError,
 };
 pub use exec::{Interrupt, ProcessError, ToolError, ToolInfo, shell_quote};
-pub use lock::{WorkLock, lock_work, work_lock_path};
+pub use lock::{Acquired, LockFile, WorkLock, lock_work, work_lock_path};
 pub use logical::{
     BackupChoice, GlobalsReport, LogicalBackupOptions, LogicalRestoreOptions, LogicalRestorePlan,
     LogicalRestoreReport, backup_logical, plan_logical_restore, restore_globals, restore_logical,

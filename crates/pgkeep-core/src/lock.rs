@@ -18,17 +18,89 @@ use crate::{Error, RepoLocation};
 /// How often a waiting run tries the lock again.
 const RETRY: Duration = Duration::from_millis(250);
 
-/// A held work lock; dropping it lets go.
+/// An `flock` held on a file that names its holder (`pid 4242: backup physical since …`);
+/// dropping it lets go, and so does the kernel when the holder dies.
 #[derive(Debug)]
-pub struct WorkLock {
+pub struct LockFile {
     _file: File,
     path: PathBuf,
 }
 
-impl WorkLock {
+/// The held work lock of a cluster.
+pub type WorkLock = LockFile;
+
+/// What waiting for a lock came to.
+#[derive(Debug)]
+pub enum Acquired {
+    /// The lock is held.
+    Held(LockFile),
+    /// Another holder kept it for the whole wait; what it wrote of itself.
+    Busy {
+        /// The holder's note, or `another run`.
+        holder: String,
+    },
+    /// The interrupt fired while waiting; its reason.
+    Interrupted(String),
+}
+
+impl LockFile {
+    /// Opens (creating it and its directory) the lock file `path` and waits up to `wait` for an
+    /// exclusive `flock`, or until `interrupt` fires; once held, writes `pid N: {what} since …`
+    /// into it for whoever waits next. A file another user created is opened read-only, which is
+    /// enough for `flock` (root's cron and the postgres daemon share one file) and only costs
+    /// the note.
+    pub async fn acquire(
+        path: &Path,
+        what: &str,
+        wait: Duration,
+        interrupt: &Interrupt,
+    ) -> std::io::Result<Acquired> {
+        let mut file = open(path)?;
+        let started = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if started.elapsed() < wait => {
+                    tracing::info!("{what}: waiting for the lock {}", path.display());
+                    tokio::select! {
+                        () = tokio::time::sleep(RETRY) => {}
+                        () = interrupt.fired() => {
+                            let reason = interrupt.reason().unwrap_or("an interrupt");
+                            return Ok(Acquired::Interrupted(reason.to_string()));
+                        }
+                    }
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Ok(Acquired::Busy {
+                        holder: holder(&mut file),
+                    });
+                }
+                Err(TryLockError::Error(e)) => return Err(e),
+            }
+        }
+        let note = format!(
+            "pid {}: {what} since {}",
+            std::process::id(),
+            chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+        );
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(note.as_bytes()));
+        Ok(Acquired::Held(LockFile {
+            _file: file,
+            path: path.to_path_buf(),
+        }))
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether someone holds the lock at `path` now (false when there is no such file).
+    pub fn is_held(path: &Path) -> bool {
+        File::open(path).is_ok_and(|f| matches!(f.try_lock(), Err(TryLockError::WouldBlock)))
     }
 }
 
@@ -56,52 +128,23 @@ pub async fn lock_work(
     interrupt: &Interrupt,
 ) -> Result<WorkLock, Error> {
     let path = work_lock_path(settings);
-    let mut file = open(&path)?;
-    let started = Instant::now();
-    loop {
-        match file.try_lock() {
-            Ok(()) => break,
-            Err(TryLockError::WouldBlock) if started.elapsed() < settings.lock_wait => {
-                tracing::info!("{what}: waiting for the lock {}", path.display());
-                tokio::select! {
-                    () = tokio::time::sleep(RETRY) => {}
-                    () = interrupt.fired() => {
-                        return Err(Error::Interrupted {
-                            reason: interrupt.reason().unwrap_or("an interrupt").to_string(),
-                        });
-                    }
-                }
-            }
-            Err(TryLockError::WouldBlock) => {
-                return Err(Error::Busy {
-                    what: what.to_string(),
-                    holder: holder(&mut file),
-                    waited: format_duration(settings.lock_wait),
-                    path,
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(lock_failed(&path, e)),
-        }
+    match LockFile::acquire(&path, what, settings.lock_wait, interrupt).await {
+        Ok(Acquired::Held(lock)) => Ok(lock),
+        Ok(Acquired::Busy { holder }) => Err(Error::Busy {
+            what: what.to_string(),
+            holder,
+            waited: format_duration(settings.lock_wait),
+            path,
+        }),
+        Ok(Acquired::Interrupted(reason)) => Err(Error::Interrupted { reason }),
+        Err(source) => Err(Error::Lock { path, source }),
     }
-    // Who holds it, for whoever waits; a file another user created is read-only here, and that
-    // only costs the note.
-    let note = format!(
-        "pid {}: {what} since {}",
-        std::process::id(),
-        chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
-    );
-    let _ = file
-        .set_len(0)
-        .and_then(|()| file.rewind())
-        .and_then(|()| file.write_all(note.as_bytes()));
-    Ok(WorkLock { _file: file, path })
 }
 
-/// Opens (creating) the lock file: read-write when this user may, else read-only, which is
-/// enough for `flock` (root's cron and the postgres daemon share one file).
-fn open(path: &Path) -> Result<File, Error> {
+/// Opens (creating) the lock file: read-write when this user may, else read-only.
+fn open(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| lock_failed(path, e))?;
+        std::fs::create_dir_all(dir)?;
     }
     OpenOptions::new()
         .read(true)
@@ -114,7 +157,6 @@ fn open(path: &Path) -> Result<File, Error> {
             std::io::ErrorKind::PermissionDenied => File::open(path),
             _ => Err(e),
         })
-        .map_err(|e| lock_failed(path, e))
 }
 
 fn holder(file: &mut File) -> String {
@@ -123,13 +165,6 @@ fn holder(file: &mut File) -> String {
     match text.trim() {
         "" => "another run".to_string(),
         note => note.chars().take(200).collect(),
-    }
-}
-
-fn lock_failed(path: &Path, source: std::io::Error) -> Error {
-    Error::Lock {
-        path: path.to_path_buf(),
-        source,
     }
 }
 

@@ -2,13 +2,11 @@
 //! lock (one run of a job at a time, across processes), the run recorded before it starts and
 //! after it ends, the hooks, the timeout, and the notification.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
-use pgkeep_core::{Interrupt, Settings};
+use pgkeep_core::{Acquired, Interrupt, LockFile, Settings};
 
 use crate::action::Done;
 use crate::error::RunError;
@@ -217,72 +215,33 @@ async fn hook(
 }
 
 /// The job's own lock, held for the whole run.
-async fn lock_job(settings: &Settings, job: &Job, interrupt: &Interrupt) -> Result<File, RunError> {
+async fn lock_job(
+    settings: &Settings,
+    job: &Job,
+    interrupt: &Interrupt,
+) -> Result<LockFile, RunError> {
     let path = job_lock_path(&settings.state_dir, &job.name);
-    let state_error = |source| crate::error::SchedulerError::State {
-        action: "cannot lock",
-        path: path.clone(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(state_error)?;
-    }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(state_error)?;
-    let started = Instant::now();
-    loop {
-        match file.try_lock() {
-            Ok(()) => break,
-            Err(TryLockError::WouldBlock) if started.elapsed() < job.lock_wait => {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
-                    () = interrupt.fired() => {
-                        return Err(RunError::Interrupted {
-                            reason: interrupt.reason().unwrap_or("an interrupt").to_string(),
-                        });
-                    }
-                }
-            }
-            Err(TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file
-                    .rewind()
-                    .and_then(|()| file.read_to_string(&mut holder));
-                return Err(RunError::JobBusy {
-                    job: job.name.clone(),
-                    holder: match holder.trim() {
-                        "" => "another run".into(),
-                        h => h.to_string(),
-                    },
-                    waited: pgkeep_core::format_duration(job.lock_wait),
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(state_error(e).into()),
+    let what = format!("job {}", job.name);
+    match LockFile::acquire(&path, &what, job.lock_wait, interrupt).await {
+        Ok(Acquired::Held(lock)) => Ok(lock),
+        Ok(Acquired::Busy { holder }) => Err(RunError::JobBusy {
+            job: job.name.clone(),
+            holder,
+            waited: pgkeep_core::format_duration(job.lock_wait),
+        }),
+        Ok(Acquired::Interrupted(reason)) => Err(RunError::Interrupted { reason }),
+        Err(source) => Err(crate::error::SchedulerError::State {
+            action: "cannot lock",
+            path,
+            source,
         }
+        .into()),
     }
-    let note = format!(
-        "pid {} since {}",
-        std::process::id(),
-        Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
-    );
-    let _ = file
-        .set_len(0)
-        .and_then(|()| file.rewind())
-        .and_then(|()| file.write_all(note.as_bytes()));
-    Ok(file)
 }
 
 /// Whether a run of `name` holds its lock now (another process's run that is still going).
 pub(crate) fn job_is_running(state_dir: &Path, name: &str) -> bool {
-    let Ok(file) = File::open(job_lock_path(state_dir, name)) else {
-        return false;
-    };
-    matches!(file.try_lock(), Err(TryLockError::WouldBlock))
+    LockFile::is_held(&job_lock_path(state_dir, name))
 }
 
 async fn notify(settings: &Settings, jobs: &Jobs, job: &Job, run: &Run, ok: bool) -> Vec<String> {

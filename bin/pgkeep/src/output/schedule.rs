@@ -6,8 +6,6 @@ use chrono::Utc;
 use pgkeep_core::{BackupKind, Zone};
 use pgkeep_scheduler::{JobListing, Run, Status};
 
-use super::when;
-
 fn took(run: &Run) -> String {
     run.duration().map_or_else(
         || "-".into(),
@@ -15,11 +13,11 @@ fn took(run: &Run) -> String {
     )
 }
 
-fn last_line(run: &Run) -> String {
+fn last_line(run: &Run, zone: Zone) -> String {
     let mut text = format!(
         "{} at {} (took {})",
         run.outcome.as_str(),
-        when(&run.started),
+        zone.show(run.started),
         took(run)
     );
     if let Some(error) = &run.error {
@@ -29,8 +27,8 @@ fn last_line(run: &Run) -> String {
     text
 }
 
-/// `schedule list`.
-pub fn job_listing(jobs: &[JobListing]) -> String {
+/// `schedule list`; the last runs shown in `zone` (the top-level `timezone`).
+pub fn job_listing(jobs: &[JobListing], zone: Zone) -> String {
     if jobs.is_empty() {
         return "no jobs are configured: add [[job]] sections (see docs/scheduling.md)\n".into();
     }
@@ -44,7 +42,7 @@ pub fn job_listing(jobs: &[JobListing]) -> String {
         let _ = writeln!(out, "  next: {}", j.next_local.join(", "));
         match &j.last {
             Some(run) => {
-                let _ = writeln!(out, "  last: {}", last_line(run));
+                let _ = writeln!(out, "  last: {}", last_line(run, zone));
             }
             None => out.push_str("  last: never run\n"),
         }
@@ -53,8 +51,8 @@ pub fn job_listing(jobs: &[JobListing]) -> String {
 }
 
 /// `schedule once JOB`.
-pub fn job_run(name: &str, run: &Run) -> String {
-    let mut out = format!("job {name}: {}", last_line(run));
+pub fn job_run(name: &str, run: &Run, zone: Zone) -> String {
+    let mut out = format!("job {name}: {}", last_line(run, zone));
     if let Some(summary) = &run.summary {
         let _ = write!(out, "\n  {summary}");
     }
@@ -158,7 +156,7 @@ fn jobs_and_alerts(out: &mut String, s: &Status, zone: Zone) {
             j.next_local.first().map_or("never", String::as_str),
             j.last
                 .as_ref()
-                .map_or_else(|| "never run".into(), last_line)
+                .map_or_else(|| "never run".into(), |r| last_line(r, zone))
         );
     }
     for (key, a) in &s.alerts {
