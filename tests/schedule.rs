@@ -383,3 +383,58 @@ fn a_missed_run_is_caught_up_once_at_start_up() {
     let caught = triggers().iter().filter(|t| *t == "catch-up").count();
     assert_eq!(caught, 1, "{:?}", triggers());
 }
+
+#[test]
+fn a_run_past_its_timeout_is_stopped_recorded_and_leaves_no_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::local();
+    let pg = PgCluster::start();
+    pg.psql("CREATE DATABASE shop");
+    pg.psql_db("shop", "CREATE TABLE items (n int)");
+    let hook = Webhook::start();
+    let jobs = "\n[[job]]\nname = \"dump\"\nschedule = \"@daily\"\naction = \"backup logical\"\ndb = [\"shop\"]\ntimeout = \"2s\"\n";
+    let config = write_config(dir.path(), &(head(dir.path(), &hook) + jobs));
+    // pg_dump waits on a table another session holds: the run cannot end before its timeout.
+    let mut session = Command::new(pg.bin_dir().join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "shop",
+            "-p",
+        ])
+        .arg(pg.port().to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        session.stdin.as_mut().unwrap(),
+        b"BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE;\n",
+    )
+    .unwrap();
+    wait_for(10, "the table lock", || {
+        pg.psql("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted AND relation IS NOT NULL") != "0"
+    });
+    let out = run(pgkeep_with(&pg, &repo, &config).args(["schedule", "once", "dump"]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stopped after the job's timeout (2s)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(outcomes(&dir.path().join("state"), "dump"), ["timed-out"]);
+    assert!(hook.got("job-failed", "dump"), "{:?}", hook.bodies());
+    session.kill().unwrap();
+    let _ = session.wait();
+    // Nothing half-made counts as a backup, and nothing of it is left behind.
+    let listed = json(&run(
+        pgkeep_with(&pg, &repo, &config).args(["--json", "list"])
+    ));
+    assert_eq!(listed["backups"], serde_json::json!([]), "{listed}");
+    assert_eq!(listed["leftovers"], serde_json::json!([]), "{listed}");
+}

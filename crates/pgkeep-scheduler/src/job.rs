@@ -180,6 +180,15 @@ fn job(
         .as_deref()
         .map(|t| duration(origin, &key("timeout"), Some(t), Duration::ZERO))
         .transpose()?;
+    if timeout.is_some_and(|t| t < Duration::from_secs(1)) {
+        return Err(invalid(
+            origin,
+            key("timeout"),
+            "a timeout under 1s would stop every run at once".into(),
+            "give the longest a run may take, e.g. `4h`, or leave `timeout` out for no limit"
+                .into(),
+        ));
+    }
     Ok(Job {
         lock_wait: duration(
             origin,

@@ -98,6 +98,11 @@ fn each_mistake_names_the_job_the_key_and_the_fix() {
             "job.nightly.timeout",
             "soon",
         ),
+        (
+            JOB.to_string() + "timeout = \"0s\"\n",
+            "job.nightly.timeout",
+            "leave `timeout` out",
+        ),
         (JOB.to_string() + JOB, "job.nightly.name", "own name"),
         (JOB.replace("name = \"nightly\"\n", ""), "job[0]", "name ="),
         (JOB.replace("nightly", "night ly"), "job[0].name", "letters"),
