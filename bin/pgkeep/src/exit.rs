@@ -42,6 +42,13 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
                 Some(pgkeep_failover::FailoverError::Config { .. })
             )
             || matches!(
+                cause.downcast_ref::<pgkeep_scheduler::SchedulerError>(),
+                Some(
+                    pgkeep_scheduler::SchedulerError::Config(_)
+                        | pgkeep_scheduler::SchedulerError::NoSuchJob { .. }
+                )
+            )
+            || matches!(
                 cause.downcast_ref::<pgkeep_core::Error>(),
                 Some(pgkeep_core::Error::Config(_) | pgkeep_core::Error::NoRepository)
             )
