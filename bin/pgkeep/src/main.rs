@@ -78,36 +78,7 @@ async fn run(cli: Cli, interrupt: Interrupt) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Check => commands::check(&ctx).await,
-        Command::Backup(BackupCommand::Logical {
-            databases,
-            all,
-            globals,
-            jobs,
-            exclude_table,
-            schema_only,
-        }) => {
-            let options = LogicalBackupOptions {
-                databases,
-                all,
-                globals,
-                jobs: usize::from(jobs),
-                exclude_tables: exclude_table,
-                schema_only,
-                interrupt,
-            };
-            commands::backup_logical(&ctx, options).await
-        }
-        Command::Backup(BackupCommand::Physical {
-            from_standby,
-            wal_timeout,
-        }) => {
-            let options = PhysicalBackupOptions {
-                from_standby,
-                wal_timeout: std::time::Duration::from_secs(wal_timeout),
-                interrupt,
-            };
-            commands::backup_physical(&ctx, options).await
-        }
+        Command::Backup(backup) => backup_command(&ctx, backup, interrupt).await,
         Command::List => commands::list(&ctx).await,
         Command::RepairIdentity => commands::repair_identity(&ctx).await,
         Command::AcceptFork { timeline } => commands::accept_fork(&ctx, timeline).await,
@@ -161,6 +132,46 @@ async fn run(cli: Cli, interrupt: Interrupt) -> anyhow::Result<ExitCode> {
         Command::Unpin { id } => upkeep::unpin(&ctx, &id).await,
         Command::WalPush { path } => commands::wal_push(&ctx, &path).await,
         Command::WalFetch { name, dest } => commands::wal_fetch(&ctx, &name, &dest).await,
+    }
+}
+
+/// `backup logical` and `backup physical`: the flags as the library's options.
+async fn backup_command(
+    ctx: &Ctx,
+    backup: BackupCommand,
+    interrupt: Interrupt,
+) -> anyhow::Result<ExitCode> {
+    match backup {
+        BackupCommand::Logical {
+            databases,
+            all,
+            globals,
+            jobs,
+            exclude_table,
+            schema_only,
+        } => {
+            let options = LogicalBackupOptions {
+                databases,
+                all,
+                globals,
+                jobs: usize::from(jobs),
+                exclude_tables: exclude_table,
+                schema_only,
+                interrupt,
+            };
+            commands::backup_logical(ctx, options).await
+        }
+        BackupCommand::Physical {
+            from_standby,
+            wal_timeout,
+        } => {
+            let options = PhysicalBackupOptions {
+                from_standby,
+                wal_timeout: std::time::Duration::from_secs(wal_timeout),
+                interrupt,
+            };
+            commands::backup_physical(ctx, options).await
+        }
     }
 }
 

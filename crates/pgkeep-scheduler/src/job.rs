@@ -124,25 +124,7 @@ fn job(
     settings: &Settings,
     origin: &str,
 ) -> Result<Job, ConfigError> {
-    let name = match raw.name.as_deref() {
-        Some(n) if valid_name(n) => n.to_string(),
-        Some(n) => {
-            return Err(invalid(
-                origin,
-                format!("job[{index}].name"),
-                format!("`{n}` is not a usable job name"),
-                "use 1 to 64 letters, digits, `-`, `_` or `.` (it names the job's lock, history and metrics)".into(),
-            ));
-        }
-        None => {
-            return Err(invalid(
-                origin,
-                format!("job[{index}]"),
-                "the job has no name".into(),
-                "add `name = \"nightly-dump\"`".into(),
-            ));
-        }
-    };
+    let name = job_name(raw, index, origin)?;
     let key = |k: &str| format!("job.{name}.{k}");
     let zone = match raw.timezone.as_deref() {
         None => settings.timezone,
@@ -204,6 +186,29 @@ fn job(
         run_after: raw.run_after.clone(),
         run_failed: raw.run_failed.clone(),
     })
+}
+
+/// The job's name, checked: it names the job's lock file, history and metrics.
+fn job_name(raw: &JobConfig, index: usize, origin: &str) -> Result<String, ConfigError> {
+    match raw.name.as_deref() {
+        Some(n) if valid_name(n) => Ok(n.to_string()),
+        Some(n) => {
+            Err(invalid(
+                origin,
+                format!("job[{index}].name"),
+                format!("`{n}` is not a usable job name"),
+                "use 1 to 64 letters, digits, `-`, `_` or `.` (it names the job's lock, history and metrics)".into(),
+            ))
+        }
+        None => {
+            Err(invalid(
+                origin,
+                format!("job[{index}]"),
+                "the job has no name".into(),
+                "add `name = \"nightly-dump\"`".into(),
+            ))
+        }
+    }
 }
 
 fn valid_name(name: &str) -> bool {
