@@ -4,6 +4,7 @@
 //! collector never reads half a file.
 
 use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -166,7 +167,10 @@ pub fn write_textfile(path: &Path, m: &Metrics) -> Result<(), MetricsError> {
             path: path.to_path_buf(),
             source,
         },
-    )
+    )?;
+    // Readable by the collector whatever the umask (the service's is 0077).
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -152,3 +152,34 @@ fn jobs_with_zone() -> Jobs {
     ))
     .unwrap()
 }
+
+#[test]
+fn the_deploy_files_run_the_example_jobs_and_the_daemon() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let example = std::fs::read_to_string(format!("{root}/config/pgkeep.example.toml")).unwrap();
+    let jobs = jobs(&example).unwrap();
+    let cron = std::fs::read_to_string(format!("{root}/deploy/pgkeep.cron")).unwrap();
+    let named: Vec<&str> = cron
+        .lines()
+        .filter_map(|l| l.split_once("schedule once ").map(|(_, job)| job.trim()))
+        .filter(|job| !job.contains(' '))
+        .collect();
+    assert!(named.len() >= 5, "{named:?}");
+    for job in named {
+        assert!(
+            jobs.get(job).is_some(),
+            "deploy/pgkeep.cron runs `{job}`, which the example lacks"
+        );
+    }
+    // Installing the file runs nothing until a line is uncommented.
+    assert!(
+        cron.lines()
+            .all(|l| l.trim().is_empty() || l.starts_with('#') || l.contains('='))
+    );
+    let unit = std::fs::read_to_string(format!("{root}/deploy/pgkeep-scheduler.service")).unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/bin/pgkeep -v schedule run"),
+        "{unit}"
+    );
+    assert!(unit.contains("User=postgres") && unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+}
