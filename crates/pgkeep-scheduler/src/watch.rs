@@ -214,8 +214,9 @@ pub fn conditions(
         }
     }
     if let (Some(max_age), Ok(a)) = (watch.archiving, &facts.archiver) {
+        // A server that has archived nothing yet (just started) is not stale: only failing.
         let stale = a.waiting.unwrap_or(0) > 0
-            && a.last_archived_time.is_none_or(|t| age(now, t) > max_age);
+            && a.last_archived_time.is_some_and(|t| age(now, t) > max_age);
         if a.failing() {
             out.push(Condition {
                 key: "archiving-stuck".into(),
@@ -254,4 +255,78 @@ pub(crate) fn age(now: DateTime<Utc>, t: DateTime<Utc>) -> Duration {
 
 fn show(d: Duration) -> String {
     pgkeep_core::format_duration(Duration::from_secs(d.as_secs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch() -> SchedulerSettings {
+        SchedulerSettings {
+            catch_up: Duration::ZERO,
+            stop_grace: Duration::ZERO,
+            check_interval: Duration::from_secs(1),
+            history_runs: 1,
+            metrics_file: None,
+            overdue: Vec::new(),
+            archiving: Some(Duration::from_secs(3600)),
+            notifier: crate::notify::Notifier::default(),
+        }
+    }
+
+    fn facts(archiver: Archiver) -> ClusterFacts {
+        ClusterFacts {
+            cluster: "main".into(),
+            newest: Vec::new(),
+            damaged: 0,
+            window: None,
+            last_drill: None,
+            repository_error: None,
+            archiver: Ok(archiver),
+        }
+    }
+
+    #[test]
+    fn archiving_is_stuck_when_failing_or_stale_but_not_before_its_first_segment() {
+        let now = Utc::now();
+        let keys = |a: Archiver| -> Vec<String> {
+            conditions(&facts(a), &watch(), now)
+                .into_iter()
+                .map(|c| c.key)
+                .collect()
+        };
+        let fresh = Archiver {
+            waiting: Some(1),
+            ..Archiver::default()
+        };
+        assert!(keys(fresh).is_empty());
+        let failing = Archiver {
+            failed_count: 3,
+            last_failed_time: Some(now),
+            waiting: Some(1),
+            ..Archiver::default()
+        };
+        assert_eq!(keys(failing), ["archiving-stuck"]);
+        let stale = Archiver {
+            last_archived_time: Some(now - chrono::TimeDelta::hours(2)),
+            waiting: Some(4),
+            ..Archiver::default()
+        };
+        assert_eq!(keys(stale.clone()), ["archiving-stuck"]);
+        let idle = Archiver {
+            waiting: Some(0),
+            ..stale
+        };
+        assert!(
+            keys(idle).is_empty(),
+            "nothing waits: a quiet server, not a stuck archiver"
+        );
+        let recovered = Archiver {
+            last_failed_time: Some(now - chrono::TimeDelta::minutes(5)),
+            last_archived_time: Some(now),
+            failed_count: 3,
+            ..Archiver::default()
+        };
+        assert!(keys(recovered).is_empty());
+    }
 }
