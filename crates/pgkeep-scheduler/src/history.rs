@@ -189,9 +189,12 @@ impl StateFile {
             Err(e) => {
                 // A damaged state must not stop the backups: it is kept aside, and the history
                 // and alerts start afresh.
-                let aside = self
-                    .path
-                    .with_extension(format!("damaged-{}", Utc::now().format("%Y%m%dT%H%M%S")));
+                // Never over an earlier damaged copy: the time to the nanosecond and the pid.
+                let aside = self.path.with_extension(format!(
+                    "damaged-{}-{}",
+                    Utc::now().format("%Y%m%dT%H%M%S%.9f"),
+                    std::process::id()
+                ));
                 tracing::error!(
                     "the scheduler's state file {} is damaged ({e}); it was moved to {} and the history starts afresh",
                     self.path.display(),

@@ -197,7 +197,7 @@ fn job_name(raw: &JobConfig, index: usize, origin: &str) -> Result<String, Confi
                 origin,
                 format!("job[{index}].name"),
                 format!("`{n}` is not a usable job name"),
-                "use 1 to 64 letters, digits, `-`, `_` or `.` (it names the job's lock, history and metrics)".into(),
+                "use 1 to 64 letters, digits, `-`, `_` or `.`, not starting with `.` (it names the job's lock, history and metrics)".into(),
             ))
         }
         None => {
@@ -213,6 +213,7 @@ fn job_name(raw: &JobConfig, index: usize, origin: &str) -> Result<String, Confi
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
+        && !name.starts_with('.')
         && name.len() <= 64
         && name
             .bytes()

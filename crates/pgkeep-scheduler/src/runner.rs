@@ -124,15 +124,21 @@ fn finish(run: &mut Run, result: &Result<Done, RunError>) {
 
 /// The hooks and the action, within the timeout.
 async fn attempt(settings: &Settings, job: &Job, interrupt: &Interrupt) -> Result<Done, RunError> {
-    if let Some(command) = &job.run_before {
-        hook("run-before", command, job, None).await?;
-    }
     let mut settings = settings.clone();
     settings.lock_wait = job.lock_wait;
     // The action's own interrupt: fired by the daemon's stop or by the timeout.
     let stop = Interrupt::new();
-    let action = job.action.run(&settings, &stop);
-    tokio::pin!(action);
+    // The run-before hook counts against the timeout and stops with the daemon too; until the
+    // action has begun, stopping is dropping (the hook's shell is killed).
+    let began = std::cell::Cell::new(false);
+    let work = async {
+        if let Some(command) = &job.run_before {
+            hook("run-before", command, job, None).await?;
+        }
+        began.set(true);
+        job.action.run(&settings, &stop).await
+    };
+    tokio::pin!(work);
     let deadline = job.timeout.map(|t| tokio::time::Instant::now() + t);
     let until_deadline = async move {
         match deadline {
@@ -141,17 +147,21 @@ async fn attempt(settings: &Settings, job: &Job, interrupt: &Interrupt) -> Resul
         }
     };
     let result = tokio::select! {
-        r = &mut action => r,
+        r = &mut work => r,
         () = until_deadline => {
             let after = pgkeep_core::format_duration(job.timeout.unwrap_or_default());
             stop.interrupt(format!("the job's timeout ({after})"));
-            let _ = tokio::time::timeout(CLEANUP, &mut action).await;
+            if began.get() {
+                let _ = tokio::time::timeout(CLEANUP, &mut work).await;
+            }
             Err(RunError::TimedOut { after })
         }
         () = interrupt.fired() => {
             let reason = interrupt.reason().unwrap_or("an interrupt").to_string();
             stop.interrupt(reason.clone());
-            let _ = tokio::time::timeout(CLEANUP, &mut action).await;
+            if began.get() {
+                let _ = tokio::time::timeout(CLEANUP, &mut work).await;
+            }
             Err(RunError::Interrupted { reason })
         }
     };

@@ -313,6 +313,14 @@ impl Schedule {
 
     /// The first run strictly after `t`.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Mostly no daylight saving change is near: the first match after `t` is the answer.
+        let first = self
+            .matching_after(self.zone.local(t))
+            .find_map(|naive| self.instants(naive).into_iter().find(|i| *i > t))?;
+        let offset = |x: DateTime<Utc>| self.zone.local(x) - x.naive_utc();
+        if offset(t - SHIFT) == offset(first + SHIFT) {
+            return Some(first);
+        }
         // Around a change the wall clock is not monotonic: start before it and take the least.
         let start = self.zone.local(t) - SHIFT;
         let mut best: Option<DateTime<Utc>> = None;

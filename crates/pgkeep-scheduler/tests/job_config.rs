@@ -107,6 +107,11 @@ fn each_mistake_names_the_job_the_key_and_the_fix() {
         (JOB.replace("name = \"nightly\"\n", ""), "job[0]", "name ="),
         (JOB.replace("nightly", "night ly"), "job[0].name", "letters"),
         (
+            JOB.replace("\"nightly\"", "\"..\""),
+            "job[0].name",
+            "not starting with",
+        ),
+        (
             JOB.replace("backup logical", "drill")
                 .replace("all = true", "target = \"soon\""),
             "job.nightly.target",

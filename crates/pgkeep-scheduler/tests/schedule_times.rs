@@ -213,6 +213,20 @@ fn the_fall_back_day_runs_a_repeated_time_once_but_every_hour_schedules_in_both_
 }
 
 #[test]
+fn a_per_second_schedule_catches_up_six_hours_quickly() {
+    let s = Schedule::parse("*/2 * * * * *", zone("Europe/Belgrade")).unwrap();
+    let started = std::time::Instant::now();
+    let now = utc("2026-12-02T10:00:01Z");
+    let slot = s.latest_between(now - chrono::TimeDelta::hours(6), now);
+    assert_eq!(slot, Some(utc("2026-12-02T10:00:00Z")));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn latest_between_finds_the_missed_slot() {
     let s = Schedule::parse("30 2 * * *", zone("UTC")).unwrap();
     let slot = s.latest_between(utc("2026-12-02T00:00:00Z"), utc("2026-12-02T10:00:00Z"));
