@@ -123,7 +123,7 @@ pub use error::{
     BackupCleanup, Damage, DrillError, Error, ExpireReport, LogicalError, PhysicalError, PitrError,
     RetentionError, SegmentProblem, WalError,
 };
-pub use exec::{Interrupt, ProcessError, ToolError, ToolInfo, shell_quote};
+pub use exec::{Interrupt, ProcessError, ToolError, ToolInfo, host_name, shell_quote};
 pub use lock::{Acquired, LockFile, WorkLock, lock_work, work_lock_path};
 pub use logical::{
     BackupChoice, GlobalsReport, LogicalBackupOptions, LogicalRestoreOptions, LogicalRestorePlan,

@@ -19,7 +19,7 @@ pub fn transitions(
     now: DateTime<Utc>,
 ) -> Result<Vec<Notification>, SchedulerError> {
     let state = StateFile::new(&settings.state_dir, jobs.settings.history_runs);
-    let host = crate::notify::hostname();
+    let host = pgkeep_core::host_name();
     let note = |event: Event, key: &str, summary: String| Notification {
         event,
         job: None,

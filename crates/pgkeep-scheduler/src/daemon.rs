@@ -250,7 +250,7 @@ pub async fn reap_dead_runs(settings: &Settings, jobs: &Jobs) -> Result<(), Sche
                 job: Some(name.clone()),
                 alert: None,
                 cluster: settings.cluster.clone(),
-                host: crate::notify::hostname(),
+                host: pgkeep_core::host_name(),
                 at: now,
                 summary: format!("job {name} died"),
                 detail: run.error.clone(),

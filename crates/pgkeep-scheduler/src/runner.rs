@@ -267,7 +267,7 @@ async fn notify(settings: &Settings, jobs: &Jobs, job: &Job, run: &Run, ok: bool
         job: Some(job.name.clone()),
         alert: None,
         cluster: settings.cluster.clone(),
-        host: crate::notify::hostname(),
+        host: pgkeep_core::host_name(),
         at: Utc::now(),
         summary: match ok {
             true => format!(

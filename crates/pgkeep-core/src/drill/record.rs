@@ -227,7 +227,7 @@ impl DrillRecord {
             rto_seconds: None,
             rpo_seconds: None,
             checks: Vec::new(),
-            host: host_name(),
+            host: crate::exec::host_name(),
             pgkeep: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
@@ -236,15 +236,6 @@ impl DrillRecord {
     pub fn passed(&self) -> bool {
         self.outcome == DrillOutcome::Passed
     }
-}
-
-/// This host's name, as the kernel has it.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// The key prefix of backup `id`'s drill records.

@@ -18,4 +18,5 @@ pub use shell::shell_quote;
 pub(crate) use tar::tar_extract;
 pub(crate) use tools::{CLIENT_TOOLS, fitting_tool, inspect, located, misfit};
 pub use tools::{ToolError, ToolInfo};
+pub use user::host_name;
 pub(crate) use user::{chown_tree, euid, lookup_user};

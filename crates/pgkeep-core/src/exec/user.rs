@@ -1,7 +1,21 @@
-//! Operating system users: who runs pgkeep, and handing restored files to the user PostgreSQL runs
-//! as.
+//! Operating system users and host: who runs pgkeep, on which machine, and handing restored files
+//! to the user PostgreSQL runs as.
 
 use std::path::Path;
+
+/// This machine's name (/proc/sys/kernel/hostname, else /etc/hostname, else `unknown`), for
+/// lease and drill records and notifications.
+pub fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|path| {
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
 
 /// The effective user id of this process, from /proc.
 pub(crate) fn euid() -> Option<u32> {

@@ -186,19 +186,6 @@ pub(crate) async fn read_leases(
     Ok((held, unreadable))
 }
 
-/// This host's name, for lease records.
-fn host_name() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|path| {
-            std::fs::read_to_string(path)
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// A lease held by this process: renewed in the background until [`LeaseGuard::release`]. A
 /// guard dropped without release (its future dropped by an interrupt) stops renewing and deletes
 /// the lease if it still can; otherwise the lease expires.
@@ -226,7 +213,7 @@ impl LeaseGuard {
         let lease = Lease {
             purpose,
             backup: backup.map(str::to_string),
-            host: host_name(),
+            host: crate::exec::host_name(),
             pid: std::process::id(),
             started_at: now,
             renewed_at: now,
@@ -301,7 +288,7 @@ pub(crate) async fn leave(
     let lease = Lease {
         purpose,
         backup: Some(id.to_string()),
-        host: host_name(),
+        host: crate::exec::host_name(),
         pid: std::process::id(),
         started_at: now,
         renewed_at: now,
