@@ -346,3 +346,199 @@ async fn run_command(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    use tokio::net::TcpListener;
+
+    fn note() -> Notification {
+        Notification {
+            event: Event::JobFailed,
+            job: Some("nightly".into()),
+            alert: None,
+            cluster: "main".into(),
+            host: "db1".into(),
+            at: Utc::now(),
+            summary: "job nightly failed".into(),
+            detail: Some("pg_dump: error".into()),
+        }
+    }
+
+    fn notifier(url: &str, attempts: u32, timeout: &str) -> Notifier {
+        let config = NotifyConfig {
+            webhook: Some(url.into()),
+            webhook_timeout: Some(timeout.into()),
+            webhook_attempts: Some(attempts),
+            ..NotifyConfig::default()
+        };
+        let mut n = Notifier::from_config(&config, "f.toml").unwrap();
+        if let Some(w) = &mut n.webhook {
+            w.backoff = Duration::from_millis(50);
+        }
+        n
+    }
+
+    /// A listener answering each request with the next status of `statuses` (`0`: no answer);
+    /// returns its URL and the bodies it got.
+    async fn listener(
+        statuses: Vec<u16>,
+    ) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/services/T0/SECRET", l.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            for status in statuses {
+                let (stream, _) = l.accept().await.unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).await.unwrap();
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).await.unwrap();
+                tx.send(String::from_utf8(body).unwrap()).unwrap();
+                if status == 0 {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    continue;
+                }
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                reader
+                    .into_inner()
+                    .write_all(answer.as_bytes())
+                    .await
+                    .unwrap();
+            }
+        });
+        (url, rx)
+    }
+
+    #[tokio::test]
+    async fn a_server_error_is_retried_and_the_body_carries_a_text_line() {
+        let (url, mut bodies) = listener(vec![500, 200]).await;
+        assert!(notifier(&url, 3, "2s").send(&note()).await.is_empty());
+        let first: serde_json::Value = serde_json::from_str(&bodies.recv().await.unwrap()).unwrap();
+        assert_eq!(first["event"], "job-failed");
+        assert_eq!(first["job"], "nightly");
+        assert_eq!(
+            first["text"],
+            "[pgkeep db1/main] job nightly failed\npg_dump: error"
+        );
+        assert!(bodies.recv().await.is_some(), "retried");
+    }
+
+    #[tokio::test]
+    async fn a_client_error_is_not_retried_and_the_secret_path_is_not_shown() {
+        let (url, mut bodies) = listener(vec![400, 200]).await;
+        let errors = notifier(&url, 3, "2s").send(&note()).await;
+        let e = errors[0].to_string();
+        assert!(e.contains("400") && e.contains("after 1 attempt(s)"), "{e}");
+        assert!(!e.contains("SECRET"), "{e}");
+        bodies.recv().await.unwrap();
+        assert!(bodies.try_recv().is_err(), "not retried");
+    }
+
+    #[tokio::test]
+    async fn no_answer_times_out_and_a_closed_port_fails_after_every_attempt() {
+        let (url, _bodies) = listener(vec![0, 0]).await;
+        let started = std::time::Instant::now();
+        let e = notifier(&url, 2, "1s").send(&note()).await[0].to_string();
+        assert!(
+            e.contains("no answer within 1s") && e.contains("after 2 attempt(s)"),
+            "{e}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", closed.local_addr().unwrap());
+        drop(closed);
+        let e = notifier(&url, 2, "1s").send(&note()).await[0].to_string();
+        assert!(
+            e.contains("cannot send") && e.contains("after 2 attempt(s)"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_command_gets_the_body_and_the_environment_and_its_failure_is_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("got");
+        let command = format!(
+            "cat > {0}; echo \"$PGKEEP_EVENT|$PGKEEP_JOB|$PGKEEP_SUMMARY\" >> {0}",
+            out.display()
+        );
+        let n = Notifier::from_config(
+            &NotifyConfig {
+                command: Some(command),
+                ..NotifyConfig::default()
+            },
+            "f.toml",
+        )
+        .unwrap();
+        assert!(n.send(&note()).await.is_empty());
+        let got = std::fs::read_to_string(&out).unwrap();
+        assert!(got.contains("\"summary\":\"job nightly failed\""), "{got}");
+        assert!(
+            got.ends_with("job-failed|nightly|job nightly failed\n"),
+            "{got}"
+        );
+        let failing = "echo mail server down >&2; exit 3".to_string();
+        let n = Notifier::from_config(
+            &NotifyConfig {
+                command: Some(failing),
+                ..NotifyConfig::default()
+            },
+            "f.toml",
+        )
+        .unwrap();
+        let e = n.send(&note()).await[0].to_string();
+        assert!(
+            e.contains("exit status: 3") && e.contains("mail server down"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn notify_settings_are_checked() {
+        for (config, key) in [
+            (
+                NotifyConfig {
+                    webhook: Some("ftp://x/y".into()),
+                    ..NotifyConfig::default()
+                },
+                "notify.webhook",
+            ),
+            (
+                NotifyConfig {
+                    webhook_timeout: Some("1h".into()),
+                    ..NotifyConfig::default()
+                },
+                "notify.webhook-timeout",
+            ),
+            (
+                NotifyConfig {
+                    webhook_attempts: Some(0),
+                    ..NotifyConfig::default()
+                },
+                "notify.webhook-attempts",
+            ),
+        ] {
+            let e = Notifier::from_config(&config, "f.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("`{key}`")) && e.contains("fix: "),
+                "{e}"
+            );
+        }
+    }
+}
