@@ -172,6 +172,22 @@ impl StateFile {
         Ok(out)
     }
 
+    /// Records `run` of `job`: replaces the record of the same run (same start and pid), else
+    /// adds it as the newest.
+    pub fn record(&self, job: &str, run: &Run) -> Result<(), SchedulerError> {
+        self.update(|s| {
+            let runs = s.runs.entry(job.to_string()).or_default();
+            match runs
+                .iter_mut()
+                .rev()
+                .find(|r| r.started == run.started && r.pid == run.pid)
+            {
+                Some(r) => *r = run.clone(),
+                None => runs.push(run.clone()),
+            }
+        })
+    }
+
     fn read_unlocked(&self) -> Result<State, SchedulerError> {
         let bytes = match std::fs::read(&self.path) {
             Ok(bytes) => bytes,

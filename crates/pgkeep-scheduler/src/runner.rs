@@ -43,9 +43,8 @@ pub async fn run_job(
     interrupt: &Interrupt,
 ) -> Result<Finished, RunError> {
     let state = StateFile::new(&settings.state_dir, jobs.settings.history_runs);
-    let started = Utc::now();
     let mut run = Run {
-        started,
+        started: Utc::now(),
         ended: None,
         outcome: Outcome::Running,
         error: None,
@@ -60,37 +59,17 @@ pub async fn run_job(
         // Held (bound, not `_`) until the run's end is recorded: a free lock with a run recorded
         // as running means its process died.
         Ok(_held) => {
-            state.update(|s| {
-                s.runs
-                    .entry(job.name.clone())
-                    .or_default()
-                    .push(run.clone())
-            })?;
+            state.record(&job.name, &run)?;
             let result = attempt(settings, job, interrupt).await;
             finish(&mut run, &result);
-            state.update(|s| {
-                let runs = s.runs.entry(job.name.clone()).or_default();
-                match runs
-                    .iter_mut()
-                    .rev()
-                    .find(|r| r.started == started && r.pid == run.pid)
-                {
-                    Some(r) => *r = run.clone(),
-                    None => runs.push(run.clone()),
-                }
-            })?;
+            state.record(&job.name, &run)?;
             result
         }
         Err(e) => {
             // Not started: recorded as a failure of its own, beside the run that holds the lock.
             let result = Err(e);
             finish(&mut run, &result);
-            state.update(|s| {
-                s.runs
-                    .entry(job.name.clone())
-                    .or_default()
-                    .push(run.clone())
-            })?;
+            state.record(&job.name, &run)?;
             result
         }
     };
