@@ -243,7 +243,6 @@ pub async fn reap_dead_runs(settings: &Settings, jobs: &Jobs) -> Result<(), Sche
     for (name, run) in dead {
         tracing::error!("job {name}: {}", run.error.as_deref().unwrap_or_default());
         send(
-            settings,
             jobs,
             Notification {
                 event: Event::JobFailed,
@@ -261,7 +260,7 @@ pub async fn reap_dead_runs(settings: &Settings, jobs: &Jobs) -> Result<(), Sche
     Ok(())
 }
 
-async fn send(_settings: &Settings, jobs: &Jobs, n: Notification) {
+async fn send(jobs: &Jobs, n: Notification) {
     for e in jobs.settings.notifier.send(&n).await {
         tracing::error!("notification failed: {e}");
     }
@@ -275,7 +274,7 @@ async fn check(settings: &Settings, jobs: &Jobs) {
         Ok(notes) => {
             for n in notes {
                 tracing::warn!("{}", n.summary);
-                send(settings, jobs, n).await;
+                send(jobs, n).await;
             }
         }
         Err(e) => tracing::error!("alerts: {e}"),

@@ -6,7 +6,7 @@ use pgkeep_core::{BackupKind, Settings};
 use serde::Serialize;
 
 use crate::error::SchedulerError;
-use crate::history::{ActiveAlert, Run, StateFile};
+use crate::history::{ActiveAlert, Run, State, StateFile};
 use crate::job::Jobs;
 use crate::metrics::{ClusterMetrics, JobMetrics, Metrics};
 use crate::watch::{ClusterFacts, Condition, age, kind_word};
@@ -42,8 +42,11 @@ pub fn job_listing(
     now: DateTime<Utc>,
 ) -> Result<Vec<JobListing>, SchedulerError> {
     let state = StateFile::new(&settings.state_dir, jobs.settings.history_runs).read()?;
-    Ok(jobs
-        .jobs
+    Ok(listing(jobs, &state, now))
+}
+
+fn listing(jobs: &Jobs, state: &State, now: DateTime<Utc>) -> Vec<JobListing> {
+    jobs.jobs
         .iter()
         .map(|j| {
             let next = j.schedule.upcoming(now, NEXT_RUNS);
@@ -59,7 +62,7 @@ pub fn job_listing(
                 last_success: state.last_success(&j.name).map(|r| r.started),
             }
         })
-        .collect())
+        .collect()
 }
 
 /// `pgkeep status`: one screen for a person.
@@ -87,7 +90,7 @@ pub async fn status(settings: &Settings, jobs: &Jobs) -> Result<Status, Schedule
     Ok(Status {
         holding,
         facts,
-        jobs: job_listing(settings, jobs, now)?,
+        jobs: listing(jobs, &state, now),
         alerts: state.alerts,
         at: now,
     })
