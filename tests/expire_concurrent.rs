@@ -11,78 +11,24 @@ mod expire_helpers;
 #[allow(dead_code)] // shared by several test files, each uses part of it
 #[path = "common/repo.rs"]
 mod repo;
+#[allow(dead_code)] // shared by several test files, each uses part of it
+#[path = "common/table_lock.rs"]
+mod table_lock;
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::{Child, Stdio};
+use std::time::{Duration, SystemTime};
 
 use common::{json, stderr};
 use expire_helpers::{config_file, pgkeep_in, server_home};
 use repo::{Repo, archiving_cluster, ok, pgkeep};
+use table_lock::{lock, locks, unlock, wait_for};
 
 use pgkeep_testkit::PgCluster;
 use serde_json::Value;
 
 /// The lease lifetime the tests configure: renewed every 0.8 s.
 const TTL_SECS: u64 = 4;
-
-/// Polls `done` every 100 ms for up to a minute.
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A session holding an ACCESS EXCLUSIVE lock on `shop.items` until [`unlock`].
-fn lock(pg: &PgCluster) -> Child {
-    let mut session = Command::new(pg.bin_dir().join("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "shop",
-            "-p",
-        ])
-        .arg(pg.port().to_string())
-        .env_remove("PGHOST")
-        .env_remove("PGPORT")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdin = session.stdin.as_mut().unwrap();
-    stdin
-        .write_all(b"BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE;\n")
-        .unwrap();
-    stdin.flush().unwrap();
-    wait_for("the lock", || locks(pg, "l.granted") == "1");
-    session
-}
-
-fn unlock(mut session: Child) {
-    let mut stdin = session.stdin.take().unwrap();
-    stdin.write_all(b"COMMIT;\n").unwrap();
-    drop(stdin);
-    session.wait().unwrap();
-}
-
-/// How many locks on `shop.items` match `condition`.
-fn locks(pg: &PgCluster, condition: &str) -> String {
-    pg.psql_db(
-        "shop",
-        &format!(
-            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-              WHERE c.relname = 'items' AND {condition}"
-        ),
-    )
-}
 
 /// `backup logical --db shop --globals`, started in another process; returns once its pg_dump
 /// waits on the lock (the globals are stored by then).

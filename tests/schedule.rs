@@ -13,6 +13,9 @@ mod repo;
 #[allow(dead_code)] // shared by several test files, each uses part of it
 #[path = "common/schedule.rs"]
 mod schedule;
+#[allow(dead_code)] // shared by several test files, each uses part of it
+#[path = "common/table_lock.rs"]
+mod table_lock;
 
 use std::path::Path;
 use std::process::Command;
@@ -395,31 +398,7 @@ fn a_run_past_its_timeout_is_stopped_recorded_and_leaves_no_backup() {
     let jobs = "\n[[job]]\nname = \"dump\"\nschedule = \"@daily\"\naction = \"backup logical\"\ndb = [\"shop\"]\ntimeout = \"2s\"\n";
     let config = write_config(dir.path(), &(head(dir.path(), &hook) + jobs));
     // pg_dump waits on a table another session holds: the run cannot end before its timeout.
-    let mut session = Command::new(pg.bin_dir().join("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "shop",
-            "-p",
-        ])
-        .arg(pg.port().to_string())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        session.stdin.as_mut().unwrap(),
-        b"BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE;\n",
-    )
-    .unwrap();
-    wait_for(10, "the table lock", || {
-        pg.psql("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted AND relation IS NOT NULL") != "0"
-    });
+    let session = table_lock::lock(&pg);
     let out = run(pgkeep_with(&pg, &repo, &config).args(["schedule", "once", "dump"]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
@@ -429,8 +408,7 @@ fn a_run_past_its_timeout_is_stopped_recorded_and_leaves_no_backup() {
     );
     assert_eq!(outcomes(&dir.path().join("state"), "dump"), ["timed-out"]);
     assert!(hook.got("job-failed", "dump"), "{:?}", hook.bodies());
-    session.kill().unwrap();
-    let _ = session.wait();
+    table_lock::unlock(session);
     // Nothing half-made counts as a backup, and nothing of it is left behind.
     let listed = json(&run(
         pgkeep_with(&pg, &repo, &config).args(["--json", "list"])
