@@ -5,9 +5,36 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+/// The end of `pgkeep --help` and of `man pgkeep`.
+const AFTER_LONG_HELP: &str = "\
+Files:
+  /etc/pgkeep/pgkeep.toml  the configuration (every key documented in it), when neither --config
+                           nor PGKEEP_CONFIG is given and ./pgkeep.toml does not exist
+  /var/lib/pgkeep          the scheduler's history and alert state (state-dir)
+  /run/lock                the work locks shared by the daemon, cron and runs by hand (lock-dir)
+
+Exit codes:
+  0    success
+  1    the command failed; stderr says what, why and the fix
+  2    invalid flags or configuration; nothing was done
+  3    `check` found a problem
+  130, 143  interrupted by SIGINT or SIGTERM; what the command wrote was removed
+  wal-fetch: 1 only for \"no such file\", 200 for every other failure
+
+Environment: PGKEEP_CONFIG, PGKEEP_REPO, PGKEEP_CLUSTER (as the flags), PGKEEP_LOG (a tracing
+filter such as debug), and libpq's PGHOST, PGPORT, PGUSER, PGPASSFILE, ... for the connection.
+
+Documentation: /usr/share/doc/pgkeep (cli.md, scheduling.md), and `pgkeep help COMMAND`.";
+
 /// PostgreSQL backup, restore and failover.
 #[derive(Debug, Parser)]
-#[command(name = "pgkeep", version, about, propagate_version = true)]
+#[command(
+    name = "pgkeep",
+    version,
+    about,
+    after_long_help = AFTER_LONG_HELP,
+    propagate_version = true
+)]
 pub struct Cli {
     /// Configuration file [default: ./pgkeep.toml, then /etc/pgkeep/pgkeep.toml].
     #[arg(long, global = true, env = "PGKEEP_CONFIG", value_name = "FILE")]
@@ -145,6 +172,13 @@ pub enum Command {
         name: String,
         /// Where to write it (%p).
         dest: PathBuf,
+    },
+    /// Packaging: write the man pages (DIR/man1) and the bash, zsh and fish completions
+    /// (DIR/completions) generated from these definitions; bin/package calls it for the .deb.
+    #[command(hide = true)]
+    Manual {
+        /// The directory to write into (created when missing).
+        dir: PathBuf,
     },
 }
 

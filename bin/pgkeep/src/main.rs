@@ -8,6 +8,7 @@ mod commands;
 mod drills;
 mod exit;
 mod interrupted;
+mod manual;
 mod output;
 mod progress;
 mod scheduling;
@@ -69,6 +70,10 @@ async fn run(cli: Cli, interrupt: Interrupt) -> anyhow::Result<ExitCode> {
         repo: cli.repo.clone(),
         cluster: cli.cluster.clone(),
     };
+    if let Command::Manual { dir } = &cli.command {
+        // Packaging works on the command line alone: no configuration is read.
+        return manual::write(dir);
+    }
     let settings = Settings::load(&overrides)?;
     let ctx = Ctx {
         settings,
@@ -132,6 +137,7 @@ async fn run(cli: Cli, interrupt: Interrupt) -> anyhow::Result<ExitCode> {
         Command::Unpin { id } => upkeep::unpin(&ctx, &id).await,
         Command::WalPush { path } => commands::wal_push(&ctx, &path).await,
         Command::WalFetch { name, dest } => commands::wal_fetch(&ctx, &name, &dest).await,
+        Command::Manual { .. } => unreachable!("written before the settings are read"),
     }
 }
 

@@ -145,17 +145,19 @@ impl StateFile {
         &self.path
     }
 
-    /// Reads the state (empty when there is no file yet).
+    /// Reads the state (empty when there is no file yet, or a damaged one: the next update
+    /// moves that aside). Takes no lock and creates nothing, so that `status` or `schedule list`
+    /// run by another user (root) leaves no file the daemon's user cannot open; writes replace
+    /// the file atomically, so a reader sees the old state or the new one.
     pub fn read(&self) -> Result<State, SchedulerError> {
-        let _lock = self.lock()?;
-        self.read_unlocked()
+        self.read_unlocked(false)
     }
 
     /// Changes the state with `change` under the lock and writes it durably; returns what
     /// `change` returned.
     pub fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> Result<T, SchedulerError> {
         let _lock = self.lock()?;
-        let mut state = self.read_unlocked()?;
+        let mut state = self.read_unlocked(true)?;
         let out = change(&mut state);
         for runs in state.runs.values_mut() {
             let extra = runs.len().saturating_sub(self.keep);
@@ -188,7 +190,9 @@ impl StateFile {
         })
     }
 
-    fn read_unlocked(&self) -> Result<State, SchedulerError> {
+    /// The state in the file; a damaged one is moved aside when `move_aside` (under the lock),
+    /// else only reported.
+    fn read_unlocked(&self, move_aside: bool) -> Result<State, SchedulerError> {
         let bytes = match std::fs::read(&self.path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
@@ -202,6 +206,13 @@ impl StateFile {
         };
         match serde_json::from_slice(&bytes) {
             Ok(state) => Ok(state),
+            Err(e) if !move_aside => {
+                tracing::warn!(
+                    "the scheduler's state file {} is damaged ({e}); shown as empty until the next run moves it aside",
+                    self.path.display()
+                );
+                Ok(State::default())
+            }
             Err(e) => {
                 // A damaged state must not stop the backups: it is kept aside, and the history
                 // and alerts start afresh.
@@ -236,13 +247,16 @@ impl StateFile {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(failed)?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(failed)?;
+        // flock needs no write access: a lock file another user created (0644) still serves.
+        let file = match File::open(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path),
+            opened => opened,
+        }
+        .map_err(failed)?;
         file.lock().map_err(failed)?;
         Ok(file)
     }
@@ -298,6 +312,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = StateFile::new(dir.path(), 3);
         std::fs::write(file.path(), b"{ not json").unwrap();
+        // A read shows it as empty and leaves it; the next update moves it aside.
+        assert_eq!(file.read().unwrap(), State::default());
+        assert_eq!(std::fs::read(file.path()).unwrap(), b"{ not json");
+        file.update(|_| ()).unwrap();
         assert_eq!(file.read().unwrap(), State::default());
         let aside: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -306,5 +324,16 @@ mod tests {
             .collect();
         assert_eq!(aside.len(), 1);
         assert_eq!(std::fs::read(aside[0].path()).unwrap(), b"{ not json");
+    }
+
+    #[test]
+    fn reading_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::new(&dir.path().join("state"), 3);
+        assert_eq!(file.read().unwrap(), State::default());
+        assert!(
+            !dir.path().join("state").exists(),
+            "a read created the state dir"
+        );
     }
 }
