@@ -291,7 +291,23 @@ pub enum BackupCommand {
         /// Seconds to wait for the backup's last WAL segment to be archived.
         #[arg(long, default_value_t = 300, value_name = "SECS")]
         wal_timeout: u64,
+        /// local: read the data directory here, with [backup] jobs parallel workers (pgkeep on
+        /// the database host, a primary); stream: pg_basebackup through the server (a remote
+        /// host or a standby); auto: local when the server's data directory is readable here.
+        #[arg(long, value_enum, default_value_t = CliBackupMode::Auto, value_name = "MODE")]
+        mode: CliBackupMode,
     },
+}
+
+/// `backup physical --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CliBackupMode {
+    /// Local when the data directory is readable here, else stream.
+    Auto,
+    /// pgkeep reads the data directory itself.
+    Local,
+    /// pg_basebackup.
+    Stream,
 }
 
 #[derive(Debug, Args)]

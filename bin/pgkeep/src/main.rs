@@ -19,10 +19,13 @@ use std::sync::Arc;
 
 use clap::Parser;
 use pgkeep_core::{
-    Interrupt, LogicalBackupOptions, Overrides, PhysicalBackupOptions, Settings, VerifySelection,
+    BackupMode, Interrupt, LogicalBackupOptions, Overrides, PhysicalBackupOptions, Settings,
+    VerifySelection,
 };
 
-use crate::args::{BackupCommand, Cli, Command, FailoverCommand, ScheduleCommand, SyncCommand};
+use crate::args::{
+    BackupCommand, Cli, CliBackupMode, Command, FailoverCommand, ScheduleCommand, SyncCommand,
+};
 use crate::commands::Ctx;
 
 fn init_logging(cli: &Cli) {
@@ -170,11 +173,17 @@ async fn backup_command(
         BackupCommand::Physical {
             from_standby,
             wal_timeout,
+            mode,
         } => {
             let options = PhysicalBackupOptions {
                 from_standby,
                 wal_timeout: std::time::Duration::from_secs(wal_timeout),
                 interrupt,
+                mode: match mode {
+                    CliBackupMode::Auto => BackupMode::Auto,
+                    CliBackupMode::Local => BackupMode::Local,
+                    CliBackupMode::Stream => BackupMode::Stream,
+                },
             };
             commands::backup_physical(ctx, options).await
         }

@@ -139,7 +139,7 @@ pub use pg::{
     parse_time_in, segment_name, server_info,
 };
 pub use pg::{command_percent, conf_quote};
-pub use physical::{PhysicalBackupOptions, backup_physical};
+pub use physical::{BackupMode, PhysicalBackupOptions, backup_physical};
 pub use pitr::{
     PhysicalRestoreOptions, PhysicalRestorePlan, PhysicalRestoreReport, PhysicalRestoreRequest,
     RECOVERY_LEASE, RecoveryTarget, RecoveryWindow, RestoreState, SwitchedWal, TargetAction,
@@ -147,8 +147,8 @@ pub use pitr::{
     restore_physical, switch_wal,
 };
 pub use repo::catalog::{
-    BackupKind, ConfigFile, DatabaseInfo, LogicalOptions, Manifest, ManifestObject, ObjectFormat,
-    ObjectRole, PhysicalInfo, find_backup,
+    BackupKind, BaseMode, ConfigFile, DatabaseInfo, LogicalOptions, Manifest, ManifestObject,
+    ObjectFormat, ObjectRole, PhysicalInfo, find_backup,
 };
 pub use repo::lease::{HeldLease, Lease, LeasePurpose, UnreadableLease};
 pub use repo::scan::{Catalog, DamagedBackup, Leftover, LeftoverKind, read_catalog};

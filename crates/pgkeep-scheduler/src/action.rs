@@ -300,6 +300,7 @@ impl Action {
                     from_standby: *from_standby,
                     wal_timeout: *wal_timeout,
                     interrupt: interrupt.clone(),
+                    mode: pgkeep_core::BackupMode::Auto,
                 };
                 let manifest =
                     pgkeep_core::backup_physical(settings, repo, &options, progress).await?;

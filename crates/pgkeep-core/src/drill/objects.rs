@@ -11,12 +11,16 @@ use crate::stream;
 /// How many damaged objects the check's problem names.
 const NAMED: usize = 5;
 
-/// Whether a drill's restore reads the objects of `role`: the base tar, the dumps and the
-/// globals.
+/// Whether a drill's restore reads the objects of `role`: the base (tar, or file list and
+/// bundles), the dumps and the globals.
 fn read_by_restore(role: ObjectRole) -> bool {
     matches!(
         role,
-        ObjectRole::Base | ObjectRole::Database | ObjectRole::Globals
+        ObjectRole::Base
+            | ObjectRole::FileList
+            | ObjectRole::Files
+            | ObjectRole::Database
+            | ObjectRole::Globals
     )
 }
 

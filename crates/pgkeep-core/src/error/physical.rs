@@ -70,4 +70,19 @@ pub enum PhysicalError {
         /// Whether the backup was taken from a standby.
         from_standby: bool,
     },
+
+    /// `--mode local` was asked for a server whose data directory this process cannot read.
+    #[error(
+        "--mode local reads the data directory itself, but {reason}\n  fix: run pgkeep on the database host as the server's OS user (postgres), set [postgres] pgdata if the server reports another path, or use --mode stream"
+    )]
+    LocalUnavailable {
+        /// Why: the path and what went wrong.
+        reason: String,
+    },
+
+    /// `--mode local` with `--from-standby`.
+    #[error(
+        "--mode local backs up a primary; a standby is backed up with pg_basebackup\n  fix: use --mode stream (or leave --mode out) with --from-standby"
+    )]
+    LocalFromStandby,
 }

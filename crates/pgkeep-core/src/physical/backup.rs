@@ -10,17 +10,18 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::config_files::store_outside_config;
+use super::local::{BackupMode, take_local};
 use crate::error::{Error, PhysicalError};
 use crate::exec::{self, BlockingStdout, Interrupt, ToolInfo};
 use crate::pg::{self, ConnInfo, Lsn, ServerInfo, UTC_TEXT, query_error, segment_name};
 use crate::repo::catalog::{
-    self, BackupKind, Manifest, ManifestObject, ObjectFormat, ObjectRole, PhysicalInfo,
+    self, BackupKind, BaseMode, Manifest, ManifestObject, ObjectFormat, ObjectRole, PhysicalInfo,
 };
 use crate::repo::lease::{LeaseGuard, LeasePurpose};
 use crate::repo::{BackupWrites, Repository};
 use crate::settings::Settings;
 use crate::storage::PutMode;
-use crate::stream::{self, Progress, ProgressReader, StoredObject, TarWatch};
+use crate::stream::{self, Progress, ProgressReader, TarWatch};
 use crate::wal;
 
 /// Options of `backup physical`.
@@ -33,17 +34,20 @@ pub struct PhysicalBackupOptions {
     /// Stops the backup from outside (SIGTERM): pg_basebackup is killed and what the backup
     /// wrote is removed, as for any failure.
     pub interrupt: Interrupt,
+    /// Read the data directory directly (local), through pg_basebackup (stream), or whichever
+    /// fits (auto, the default).
+    pub mode: BackupMode,
 }
 
 /// Values of `backup_label`.
-fn label_value<'a>(label: &'a str, key: &str) -> Option<&'a str> {
+pub(super) fn label_value<'a>(label: &'a str, key: &str) -> Option<&'a str> {
     label
         .lines()
         .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(": ")))
 }
 
 /// One `WAL-Ranges` entry of a `backup_manifest`: timeline, start, end.
-type WalRange = (u32, Lsn, Lsn);
+pub(super) type WalRange = (u32, Lsn, Lsn);
 
 /// `WAL-Ranges` and `Manifest-Checksum` of a `backup_manifest` (or of its tail).
 fn manifest_facts(text: &str) -> Option<(Vec<WalRange>, Option<String>)> {
@@ -124,16 +128,17 @@ async fn check_server(
     Ok(segment_size.unsigned_abs())
 }
 
-/// What pg_basebackup's stream showed as it went by.
-struct BaseTaken {
-    stored: StoredObject,
-    seconds: f64,
-    label: String,
-    /// PostgreSQL's `backup_manifest`, unless it was too large to keep whole.
-    pg_manifest: Option<Vec<u8>>,
-    ranges: Vec<WalRange>,
-    manifest_checksum: Option<String>,
-    stop_time: chrono::DateTime<Utc>,
+/// What taking the base backup stored and learnt, in either mode.
+pub(crate) struct BaseTaken {
+    /// The base's objects: pg_basebackup's tar, or the file list and the bundles.
+    pub(super) objects: Vec<ManifestObject>,
+    pub(super) label: String,
+    /// PostgreSQL's `backup_manifest` (stream mode), unless it was too large to keep whole.
+    pub(super) pg_manifest: Option<Vec<u8>>,
+    pub(super) ranges: Vec<WalRange>,
+    pub(super) manifest_checksum: Option<String>,
+    pub(super) stop_time: chrono::DateTime<Utc>,
+    pub(super) mode: BaseMode,
 }
 
 /// Runs pg_basebackup into `<prefix>base.tar.zst`, watching its tar stream for `backup_label` and
@@ -205,13 +210,21 @@ async fn take_base(
     let (ranges, manifest_checksum) = manifest_facts(&String::from_utf8_lossy(&pg_manifest.bytes))
         .ok_or_else(|| missing("WAL-Ranges in backup_manifest"))?;
     Ok(BaseTaken {
-        stored,
-        seconds,
+        objects: vec![ManifestObject {
+            role: ObjectRole::Base,
+            database: None,
+            format: ObjectFormat::Tar,
+            database_info: None,
+            seconds,
+            path: None,
+            stored,
+        }],
         label,
         pg_manifest: (!pg_manifest.truncated).then_some(pg_manifest.bytes),
         ranges,
         manifest_checksum,
         stop_time,
+        mode: BaseMode::Stream,
     })
 }
 
@@ -247,6 +260,7 @@ fn physical_info(
         stop_time: base.stop_time,
         wal_segment_size: segment_size,
         from_standby,
+        mode: base.mode,
         backup_label: base.label.clone(),
         backup_manifest_checksum: base.manifest_checksum.clone(),
     })
@@ -271,6 +285,14 @@ pub async fn backup_physical(
     wal::ensure_identity(repo, &server.system_identifier, server.major).await?;
     let tool =
         exec::fitting_tool(settings.bin_dir.as_deref(), "pg_basebackup", server.major).await?;
+    let local = super::local::choose(
+        settings,
+        &client,
+        &server,
+        options.mode,
+        options.from_standby,
+    )
+    .await?;
 
     // Before the id is reserved: whatever `expire` sees of this backup, it sees the lease too.
     let lease = LeaseGuard::take(
@@ -288,7 +310,12 @@ pub async fn backup_physical(
             return Err(writes.undo(e).await);
         }
         let taken = async {
-            let base = take_base(settings, writes.repo(), &client, &tool, &id, &progress).await?;
+            let base = match &local {
+                Some(pgdata) => {
+                    take_local(settings, writes.repo(), &client, pgdata, &id, &progress).await?
+                }
+                None => take_base(settings, writes.repo(), &client, &tool, &id, &progress).await?,
+            };
             let info = physical_info(&base, segment_size, options.from_standby)?;
             wait_archived(writes.repo(), &info.stop_segment, options, &progress).await?;
             let objects = store_after_base(settings, writes.repo(), &client, &id, base).await?;
@@ -335,15 +362,7 @@ async fn store_after_base(
     base: BaseTaken,
 ) -> Result<Vec<ManifestObject>, Error> {
     let prefix = catalog::backup_prefix(repo, id);
-    let mut objects = vec![ManifestObject {
-        role: ObjectRole::Base,
-        database: None,
-        format: ObjectFormat::Tar,
-        database_info: None,
-        seconds: base.seconds,
-        path: None,
-        stored: base.stored,
-    }];
+    let mut objects = base.objects;
     if let Some(bytes) = base.pg_manifest {
         let stored = stream::store_object(
             repo.storage(),

@@ -324,7 +324,7 @@ async fn plan_from(
         wal_segments: chain.len(),
         pgdata: request.pgdata.clone(),
         window,
-        size: chosen.base().map_or(0, |b| b.stored.size),
+        size: chosen.base_size().unwrap_or(0),
         force: request.force,
         skipped,
         manifest: chosen,

@@ -15,6 +15,7 @@ use super::plan::{PhysicalRestorePlan, check_target_dir, entries};
 use super::recovery::{recovery_settings, restore_command};
 use super::start::start_and_wait;
 use super::target::{RecoveryTarget, TargetAction};
+use super::unpack::{is_local, unpack};
 use crate::error::{Error, PitrError};
 use crate::exec::{self, chown_tree, euid, lookup_user};
 use crate::pg::Lsn;
@@ -201,11 +202,36 @@ fn check_startable(dir: &Path) -> Result<(), Error> {
 
 /// Extracts the plan's base backup into its directory.
 async fn extract(
+    settings: &Settings,
     repo: &Repository,
     plan: &PhysicalRestorePlan,
     progress: &Arc<dyn Progress>,
 ) -> Result<(), Error> {
     let dir = &plan.pgdata;
+    if is_local(&plan.manifest) {
+        let item = format!("restore {}", plan.backup);
+        progress.start(&item);
+        unpack(
+            repo,
+            &plan.manifest,
+            dir,
+            settings.backup_jobs,
+            progress,
+            &item,
+        )
+        .await?;
+        progress.finish(&item);
+        // A local-mode backup keeps backup_label in its manifest (pg_backup_stop returned it).
+        let label = plan
+            .manifest
+            .physical
+            .as_ref()
+            .map(|p| p.backup_label.as_str());
+        return write_private(
+            &dir.join("backup_label"),
+            label.unwrap_or_default().as_bytes(),
+        );
+    }
     let base = plan
         .manifest
         .base()
@@ -337,7 +363,7 @@ async fn restore_leased(
     let created = !dir.exists();
     prepare_dir(dir, plan.force)?;
     let made = async {
-        extract(repo, plan, &progress).await?;
+        extract(settings, repo, plan, &progress).await?;
         let notes = restore_config(repo, &plan.manifest, dir).await?;
         write_recovery(settings, repo, plan, options)?;
         if let Some((uid, gid)) = owner {

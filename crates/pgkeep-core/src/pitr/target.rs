@@ -328,6 +328,7 @@ mod tests {
                 stop_time: at(stop),
                 wal_segment_size: 16 << 20,
                 from_standby: false,
+                mode: crate::repo::catalog::BaseMode::Stream,
                 backup_label: String::new(),
                 backup_manifest_checksum: None,
             }),

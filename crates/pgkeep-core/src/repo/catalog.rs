@@ -73,6 +73,12 @@ pub enum ObjectRole {
     /// A configuration file kept outside the data directory (Debian's /etc/postgresql/...), which
     /// pg_basebackup does not copy: `postgresql.conf`, `pg_hba.conf` or `pg_ident.conf`.
     Config,
+    /// A local-mode physical backup's list of the data directory's entries and where each
+    /// file's chunks are stored.
+    FileList,
+    /// A bundle of a local-mode physical backup: chunks of the data directory's files, each its
+    /// own zstd frame, one after the other.
+    Files,
 }
 
 /// A configuration file kept from outside the data directory.
@@ -127,6 +133,8 @@ pub enum ObjectFormat {
     Json,
     /// A configuration file, as it was on the server.
     Config(ConfigFile),
+    /// Chunks of files one after the other (a local-mode bundle), located by the file list.
+    Chunks,
 }
 
 impl ObjectFormat {
@@ -136,6 +144,7 @@ impl ObjectFormat {
             ObjectFormat::Sql => "sql",
             ObjectFormat::Tar => "tar",
             ObjectFormat::Json => "json",
+            ObjectFormat::Chunks => "chunks",
             ObjectFormat::Config(file) => file.file_name(),
         }
     }
@@ -155,6 +164,7 @@ impl<'de> Deserialize<'de> for ObjectFormat {
             ObjectFormat::Sql,
             ObjectFormat::Tar,
             ObjectFormat::Json,
+            ObjectFormat::Chunks,
         ]
         .into_iter()
         .chain(ConfigFile::ALL.map(ObjectFormat::Config))
@@ -210,6 +220,27 @@ pub struct LogicalOptions {
     pub exclude_tables: Vec<String>,
 }
 
+/// How a physical backup read the data directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaseMode {
+    /// pg_basebackup's tar stream through the server's walsender (a remote host or a standby).
+    #[default]
+    Stream,
+    /// pgkeep read the files itself, on the database host, between `pg_backup_start` and
+    /// `pg_backup_stop`, with parallel workers.
+    Local,
+}
+
+impl std::fmt::Display for BaseMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BaseMode::Stream => "stream",
+            BaseMode::Local => "local",
+        })
+    }
+}
+
 /// The WAL facts of a physical backup: what recovery from it needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhysicalInfo {
@@ -231,6 +262,9 @@ pub struct PhysicalInfo {
     pub wal_segment_size: u64,
     /// Taken from a standby.
     pub from_standby: bool,
+    /// How the data directory was read (absent in manifests written before local mode: stream).
+    #[serde(default)]
+    pub mode: BaseMode,
     /// The `backup_label` PostgreSQL wrote.
     pub backup_label: String,
     /// The `Manifest-Checksum` of PostgreSQL's `backup_manifest`.
@@ -352,6 +386,24 @@ impl Manifest {
     /// The base tar of a physical backup.
     pub fn base(&self) -> Option<&ManifestObject> {
         self.objects.iter().find(|o| o.role == ObjectRole::Base)
+    }
+
+    /// The size of the data directory a physical backup holds: its base tar's, or the sum of its
+    /// bundles' (local mode); `None` when it holds neither.
+    pub fn base_size(&self) -> Option<u64> {
+        if let Some(base) = self.base() {
+            return Some(base.stored.size);
+        }
+        self.objects
+            .iter()
+            .any(|o| o.role == ObjectRole::FileList)
+            .then(|| {
+                self.objects
+                    .iter()
+                    .filter(|o| o.role == ObjectRole::Files)
+                    .map(|o| o.stored.size)
+                    .sum()
+            })
     }
 
     /// Seconds from start to finish.
@@ -493,7 +545,7 @@ fn shape_problem(manifest: &Manifest, prefix: &str) -> Option<String> {
         return Some("lists no object".into());
     }
     match manifest.kind {
-        BackupKind::Physical if manifest.physical.is_none() || manifest.base().is_none() => {
+        BackupKind::Physical if manifest.physical.is_none() || manifest.base_size().is_none() => {
             return Some("says physical but has no WAL facts or no data directory object".into());
         }
         BackupKind::Logical if manifest.physical.is_some() => {

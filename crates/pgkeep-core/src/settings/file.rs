@@ -30,6 +30,8 @@ pub struct Config {
     pub postgres: PostgresConfig,
     /// Compression of everything written to the repository.
     pub compression: CompressionConfig,
+    /// Physical backups and restores.
+    pub backup: BackupConfig,
     /// WAL archiving.
     pub wal: WalConfig,
     /// The two-server failover scheme (read by `pgkeep-failover`).
@@ -128,6 +130,15 @@ pub struct CompressionConfig {
     pub level: Option<i32>,
     /// zstd worker threads; 0 means one per CPU (default 0).
     pub threads: Option<u32>,
+}
+
+/// `[backup]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Parallel workers of a local-mode physical backup and of a physical restore: each reads,
+    /// compresses and checksums files on its own (default: the number of CPUs).
+    pub jobs: Option<u32>,
 }
 
 /// `[wal]`

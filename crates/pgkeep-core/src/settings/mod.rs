@@ -152,6 +152,9 @@ pub struct Settings {
     pub bin_dir: Option<PathBuf>,
     /// Compression for everything stored.
     pub compression: Compression,
+    /// `[backup] jobs`: parallel workers of a local-mode physical backup and of a physical
+    /// restore (at least 1).
+    pub backup_jobs: usize,
     /// Whether WAL archiving through pgkeep is expected.
     pub wal_archive: bool,
     /// `[failover]` as written; `pgkeep-failover` validates it.
@@ -176,6 +179,11 @@ pub struct Settings {
     pub schedule: ScheduleConfig,
     /// `[notify]` as written; `pgkeep-scheduler` validates it.
     pub notify: NotifyConfig,
+}
+
+/// The default of `[backup] jobs`: the number of CPUs this process may use.
+pub(crate) fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Where the scheduler's state lives unless `state-dir` says otherwise.
@@ -209,6 +217,7 @@ impl Settings {
             pgdata: None,
             bin_dir: None,
             compression: Compression::default(),
+            backup_jobs: default_jobs(),
             wal_archive: false,
             failover: FailoverConfig::default(),
             sync: SyncConfig::default(),

@@ -144,6 +144,10 @@ impl Settings {
             pgdata: config.postgres.pgdata,
             bin_dir: config.postgres.bin_dir,
             compression,
+            backup_jobs: match config.backup.jobs {
+                None => super::default_jobs(),
+                jobs => in_range(origin, "backup.jobs", jobs, 1..=256, 1)? as usize,
+            },
             wal_archive: config.wal.archive,
             retention: Retention::resolve(&config.retention, origin, timezone)?,
             timezone,

@@ -1,0 +1,316 @@
+//! Restoring a local-mode base backup, with no tar process in between: the file list read, its
+//! directories, links and (empty) files created, then `jobs` workers that each take the next
+//! bundle, fetch it, check its stored sha256, decode its frames (each with zstd's checksum) and
+//! write every chunk at its place in its file, checking the bundle's decoded sha256 and size at its
+//! end. The files and directories are made durable once at the end, with one `syncfs`.
+//!
+//! Every listed path is checked to stay inside the target directory before anything is created.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use sha2::{Digest, Sha256};
+use tokio::runtime::Handle;
+
+use crate::error::{Error, PitrError};
+use crate::physical::local::list::{Chunk, FileList, LIST_VERSION, ListedKind, is_clean_path};
+use crate::repo::Repository;
+use crate::repo::catalog::{Manifest, ObjectRole};
+use crate::storage::FileError;
+use crate::stream::{self, Progress, StoredObject};
+
+/// Where one chunk goes: the file (by its index in the list) and the chunk.
+type Place = (usize, Chunk);
+
+/// What the workers share.
+struct Shared {
+    /// The backup's id, for messages.
+    id: String,
+    dir: PathBuf,
+    paths: Vec<String>,
+    bundles: Vec<StoredObject>,
+    /// The chunks of each bundle, in frame order.
+    places: Vec<Vec<Place>>,
+    next: AtomicUsize,
+    stop: AtomicBool,
+    repo: Repository,
+    handle: Handle,
+    progress: Arc<dyn Progress>,
+    item: String,
+}
+
+/// Whether `manifest` is a local-mode backup (it has a file list).
+pub(crate) fn is_local(manifest: &Manifest) -> bool {
+    manifest
+        .objects
+        .iter()
+        .any(|o| o.role == ObjectRole::FileList)
+}
+
+/// A backup whose file list or bundle is damaged or foreign.
+fn unusable(id: &str, key: &str, problem: String) -> Error {
+    Error::UnusableBackup {
+        id: id.to_string(),
+        key: key.to_string(),
+        problem,
+    }
+}
+
+/// Reads the backup's file list and the bundles it names, each with its manifest entry.
+async fn read_list(
+    repo: &Repository,
+    manifest: &Manifest,
+) -> Result<(FileList, Vec<StoredObject>), Error> {
+    let object = manifest
+        .objects
+        .iter()
+        .find(|o| o.role == ObjectRole::FileList)
+        .ok_or_else(|| PitrError::NoBaseObject {
+            backup: manifest.id.clone(),
+        })?;
+    let mut json = Vec::new();
+    stream::fetch_object(repo.storage(), &object.stored, &mut json).await?;
+    let key = &object.stored.key;
+    let bad_list = |key: &str, problem| unusable(&manifest.id, key, problem);
+    let list: FileList = serde_json::from_slice(&json)
+        .map_err(|e| bad_list(key, format!("the file list cannot be read: {e}")))?;
+    if list.version != LIST_VERSION {
+        return Err(bad_list(
+            key,
+            format!(
+                "file list version {} is not {LIST_VERSION}: restore it with the pgkeep that wrote it",
+                list.version
+            ),
+        ));
+    }
+    let by_key: HashMap<&str, &StoredObject> = manifest
+        .objects
+        .iter()
+        .filter(|o| o.role == ObjectRole::Files)
+        .map(|o| (o.stored.key.as_str(), &o.stored))
+        .collect();
+    let bundles = list
+        .bundles
+        .iter()
+        .map(|b| {
+            by_key
+                .get(b.as_str())
+                .map(|&o| o.clone())
+                .ok_or_else(|| bad_list(key, format!("bundle {b} is not in the manifest")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((list, bundles))
+}
+
+/// Creates the list's directories, links and empty files below `dir`; the chunks of each bundle.
+fn lay_out(dir: &Path, list: &FileList, id: &str, key: &str) -> Result<Vec<Vec<Place>>, Error> {
+    let bad_list = |key: &str, problem| unusable(id, key, problem);
+    let mut places: Vec<Vec<Place>> = vec![Vec::new(); list.bundles.len()];
+    for (i, entry) in list.entries.iter().enumerate() {
+        if !is_clean_path(&entry.path) {
+            return Err(bad_list(
+                key,
+                format!("the path {:?} leaves the data directory", entry.path),
+            ));
+        }
+        let path = dir.join(&entry.path);
+        let cannot = |e| FileError::new("cannot create", &path, e);
+        let mode = std::fs::Permissions::from_mode(entry.mode & 0o7777);
+        match &entry.kind {
+            ListedKind::Dir => {
+                std::fs::create_dir(&path).map_err(cannot)?;
+                std::fs::set_permissions(&path, mode).map_err(cannot)?;
+            }
+            ListedKind::Link { target } => {
+                std::os::unix::fs::symlink(target, &path).map_err(cannot)?
+            }
+            ListedKind::File { chunks, .. } => {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(entry.mode & 0o7777)
+                    .open(&path)
+                    .map_err(cannot)?;
+                std::fs::set_permissions(&path, mode).map_err(cannot)?;
+                for chunk in chunks {
+                    let bundle = places.get_mut(chunk.bundle()).ok_or_else(|| {
+                        bad_list(
+                            key,
+                            format!(
+                                "{} names bundle {} of {}",
+                                entry.path,
+                                chunk.bundle(),
+                                list.bundles.len()
+                            ),
+                        )
+                    })?;
+                    bundle.push((i, *chunk));
+                }
+            }
+        }
+    }
+    for bundle in &mut places {
+        bundle.sort_by_key(|(_, c)| c.frame().start);
+    }
+    Ok(places)
+}
+
+/// Restores a local-mode base backup into the empty directory `dir` with `jobs` workers.
+pub(crate) async fn unpack(
+    repo: &Repository,
+    manifest: &Manifest,
+    dir: &Path,
+    jobs: usize,
+    progress: &Arc<dyn Progress>,
+    item: &str,
+) -> Result<(), Error> {
+    let (list, bundles) = read_list(repo, manifest).await?;
+    let list_key = format!(
+        "{}files.json.zst",
+        crate::repo::catalog::backup_prefix(repo, &manifest.id)
+    );
+    let places = lay_out(dir, &list, &manifest.id, &list_key)?;
+    let shared = Arc::new(Shared {
+        id: manifest.id.clone(),
+        dir: dir.to_path_buf(),
+        paths: list.entries.into_iter().map(|e| e.path).collect(),
+        bundles,
+        places,
+        next: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+        repo: repo.clone(),
+        handle: Handle::current(),
+        progress: progress.clone(),
+        item: item.to_string(),
+    });
+    struct StopOnDrop(Arc<Shared>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.stop.store(true, Ordering::SeqCst);
+        }
+    }
+    let _stop = StopOnDrop(shared.clone());
+    let handles: Vec<_> = (0..jobs.clamp(1, shared.bundles.len().max(1)))
+        .map(|_| {
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || {
+                let result = worker(&shared);
+                if result.is_err() {
+                    shared.stop.store(true, Ordering::SeqCst);
+                }
+                result
+            })
+        })
+        .collect();
+    let mut first = None;
+    for handle in handles {
+        match handle.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first.get_or_insert(e);
+            }
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+    if let Some(e) = first {
+        return Err(e);
+    }
+    let sync_dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let handle =
+            File::open(&sync_dir).map_err(|e| FileError::new("cannot open", &sync_dir, e))?;
+        rustix::fs::syncfs(&handle)
+            .map_err(|e| FileError::new("cannot sync the file system of", &sync_dir, e.into()))
+    })
+    .await
+    .expect("syncfs does not panic")?;
+    Ok(())
+}
+
+/// One worker: bundles until there are none or the restore stops.
+fn worker(shared: &Shared) -> Result<(), Error> {
+    let mut decompressor = zstd::bulk::Decompressor::new().map_err(|source| Error::Compress {
+        key: shared.item.clone(),
+        source,
+    })?;
+    let mut raw = Vec::new();
+    let mut open: Option<(usize, File)> = None;
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let i = shared.next.fetch_add(1, Ordering::SeqCst);
+        let Some(bundle) = shared.bundles.get(i) else {
+            return Ok(());
+        };
+        let stored = shared
+            .handle
+            .block_on(shared.repo.storage().get_bytes(&bundle.key))?;
+        let stored_sha256 = hex::encode(Sha256::digest(&stored));
+        if stored.len() as u64 != bundle.stored_size || stored_sha256 != bundle.stored_sha256 {
+            return Err(Error::ChecksumMismatch {
+                key: bundle.key.clone(),
+                expected: bundle.stored_sha256.clone(),
+                actual: stored_sha256,
+                expected_size: bundle.stored_size,
+                actual_size: stored.len() as u64,
+            });
+        }
+        let mut decoded = Sha256::new();
+        let mut size = 0u64;
+        for &(file, chunk) in &shared.places[i] {
+            let damaged = |problem: String| {
+                let at = format!("the chunk of {} at {}", shared.paths[file], chunk.offset());
+                unusable(&shared.id, &bundle.key, format!("{at} {problem}"))
+            };
+            let frame = stored
+                .get(chunk.frame())
+                .ok_or_else(|| damaged("lies outside its bundle".into()))?;
+            raw.clear();
+            raw.reserve(chunk.size() as usize);
+            decompressor
+                .decompress_to_buffer(frame, &mut raw)
+                .map_err(|e| damaged(format!("cannot be decompressed ({e})")))?;
+            decoded.update(&raw);
+            size += raw.len() as u64;
+            write_at(shared, &mut open, file, &raw, chunk.offset())?;
+            shared.progress.advance(&shared.item, raw.len() as u64);
+        }
+        let decoded = hex::encode(decoded.finalize());
+        if size != bundle.size || decoded != bundle.sha256 {
+            return Err(Error::ChecksumMismatch {
+                key: bundle.key.clone(),
+                expected: bundle.sha256.clone(),
+                actual: decoded,
+                expected_size: bundle.size,
+                actual_size: size,
+            });
+        }
+    }
+}
+
+/// Writes `bytes` at `offset` of the list's file `file`, keeping the last file open.
+fn write_at(
+    shared: &Shared,
+    open: &mut Option<(usize, File)>,
+    file: usize,
+    bytes: &[u8],
+    offset: u64,
+) -> Result<(), Error> {
+    let path = shared.dir.join(&shared.paths[file]);
+    if open.as_ref().is_none_or(|(f, _)| *f != file) {
+        let handle = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| FileError::new("cannot open", &path, e))?;
+        *open = Some((file, handle));
+    }
+    let handle = &open.as_ref().expect("opened above").1;
+    handle
+        .write_all_at(bytes, offset)
+        .map_err(|e| FileError::new("cannot write", &path, e).into())
+}
