@@ -648,7 +648,7 @@ RJ_SRV=$(r pg_restore-j2 .server_cpu_s)
 RS_SRV=$(r pg_restore-serial .server_cpu_s)
 RATIO_RAW=$(calc "%.0f" "$RAW / $PK")
 read -r SPREAD_MIN SPREAD_MAX < <(jq -sr '[group_by(.name)[] | select(length > 1 and (.[0] | has("wall_s")))
-    | (map(.wall_s) | max / min - 1) * 100] | "\(min | round) \(max | round)"' "$RESULTS")
+    | (map(.wall_s) | max / min - 1) * 100] | "\((min // 0) | round) \((max // 0) | round)"' "$RESULTS")
 STRACE_NOTE=
 if [ -n "$LSEEK_PIPE" ]; then
     STRACE_NOTE=" Under \`strace -c -f\`, \`pg_restore -j2\` of a pgbench scale-1 database (100 000
@@ -675,7 +675,7 @@ else
     DATA_TEXT="**The archive compresses ${RATIO_RAW}:1** with zstd -3 ($(mb "$RAW") MB into $(mb "$PK") MB): pgbench's accounts rows
 are mostly a blank \`filler\` column, while the \`blobs\` table's 200 random bytes a row do not
 compress at all (its md5 text, hexadecimal, about 2:1)"
-    TABLES_TEXT="this database has two large tables (\`pgbench_accounts\` and \`blobs\`), which \`-j2\` loads at once"
+    TABLES_TEXT="This database has two large tables (\`pgbench_accounts\` and \`blobs\`), which \`-j2\` loads at once"
 fi
 if awk -v a="$PB_SRV" -v w="$PB" 'BEGIN {exit !(a >= 0.8 * w)}'; then
     SERVER_TEXT="The backup is bound by the server: the backend running \`COPY ... TO STDOUT\` used $PB_SRV s of CPU in

@@ -406,7 +406,7 @@ use_repos() {
     for tool in $TOOLS; do
         case $tool in
             pgkeep) for mode in $MODES; do PHASE_TOOLS+=("pgkeep@$mode"); done ;;
-            pipe) [ "$PHASE" = file ] && PHASE_TOOLS+=("pipe@") ;;
+            pipe) if [ "$PHASE" = file ]; then PHASE_TOOLS+=("pipe@"); fi ;;
             *) PHASE_TOOLS+=("$tool@") ;;
         esac
     done
@@ -660,56 +660,6 @@ rotated() { # rotated ROUND: this phase's tools in this round's order
         printf '%s\n' "${PHASE_TOOLS[$(((i + $1 - 1) % n))]}"
     done
 }
-for phase in $REPOS; do
-    if [ "$phase" = s3 ]; then
-        start_s3
-        use_repos s3
-        archive_into s3
-    fi
-    for kind in backup restore; do
-        for run in $(seq "$RUNS"); do
-            order=$(rotated "$run" | paste -sd' ')
-            log "${kind}s into the $PHASE repositories, round $run of $RUNS: $order"
-            for entry in $order; do
-                "${kind}_${entry%%@*}" "${entry#*@}"
-            done
-        done
-    done
-done
-run=0
-
-# ---------------------------------------------------------------------------------------------
-# Beyond the timings, on the local repository: pgkeep's view of it, a verification, and one
-# restored copy started for real (recovery through pgkeep wal-fetch up to the end of the last
-# backup). The archive_command stays the last phase's: the local archive keeps no gap.
-use_repos file
-PK_LIST=
-PK_VERIFY_WAL=
-PK_START_OUT=
-PK_START_RC=
-PK_START_COUNTS=
-if want pgkeep; then
-    log "pgkeep list, verify --wal, verify ID"
-    PK_LIST=$("$PGKEEP" --config "$WORK/pgkeep.toml" list 2>&1 || true)
-    PK_VERIFY_WAL=$(as_pg "$PGKEEP" --config "$WORK/pgkeep.toml" verify --wal 2>&1; echo "(exit $?)") || true
-    if [ -n "$PK_LAST_ID" ]; then
-        timed pgkeep-verify "$PGKEEP" --config "$WORK/pgkeep.toml" verify "$PK_LAST_ID"
-    fi
-    log "pgkeep restore --immediate --start (recovery through wal-fetch, untimed)"
-    PORT2=$(free_port $((PORT + 1)))
-    STARTED_DIRS+=("$R/started")
-    set +e
-    PK_START_OUT=$(as_pg "$PGKEEP" --config "$WORK/pgkeep.toml" restore --pgdata "$R/started" --immediate --start --port "$PORT2" 2>&1)
-    PK_START_RC=$?
-    set -e
-    if [ "$PK_START_RC" = 0 ]; then
-        PK_START_COUNTS=$(PGPORT=$PORT2 dataset_counts bench 2>&1 || true)
-    fi
-    as_pg "$PGBIN/pg_ctl" -D "$R/started" -m fast -w stop >/dev/null 2>&1 || true
-    record -n --arg out "$PK_START_OUT" --arg rc "$PK_START_RC" --arg counts "$PK_START_COUNTS" \
-        '{name: "pgkeep-restore-start", exit: $rc, counts: $counts, output: $out}'
-    rm -rf "$R/started"
-fi
 # How pgkeep moves the bytes between itself and its children: one more stream-mode backup and, if
 # its restores run tar, one more restore under strace (untimed), counting pgkeep's reads from
 # pg_basebackup's pipe and its writes into tar's. io_stats FILE CALL prints "calls bytes eagain"
@@ -736,31 +686,90 @@ io_stats() {
         END { best = ""; for (k in b) if (best == "" || b[k] > b[best]) best = k
               if (best != "") printf "%d %d %d\n", n[best], b[best], again[best] + 0 }' "$1"
 }
-# Stream mode: `--mode stream`, or a pgkeep without --mode (its one way is pg_basebackup).
-STREAM_ARGS=()
-STREAM_ROW=
-case " $MODES " in
-    *" stream "*) STREAM_ARGS=(--mode stream); STREAM_ROW=pgkeep-stream ;;
-    " default ") [ -z "$HAS_MODE" ] && STREAM_ROW=pgkeep ;;
-esac
-RESTORE_TAR=$(jq -sr '[.[] | select((.name | test("^pgkeep.*-restore$")) and any(.processes[]?; .comm == "tar"))] | length' "$RESULTS")
-if want pgkeep && [ -n "$STREAM_ROW" ] && command -v strace >/dev/null; then
-    log "strace: pgkeep's reads from pg_basebackup (and writes into tar) (one more backup and restore, untimed)"
-    as_pg strace -f -qq -e trace=read,write,execve -o "$WORK/tmp/backup.strace" \
-        "$PGKEEP" --config "$WORK/pgkeep.toml" -q backup physical "${STREAM_ARGS[@]}" >/dev/null
-    STRACE_READS=$(io_stats "$WORK/tmp/backup.strace" read)
-    STRACE_WRITES=
-    if [ "$RESTORE_TAR" -gt 0 ]; then
-        as_pg strace -f -qq -e trace=read,write,execve -o "$WORK/tmp/restore.strace" \
-            "$PGKEEP" --config "$WORK/pgkeep.toml" -q restore --pgdata "$R/strace" --immediate >/dev/null
-        STRACE_WRITES=$(io_stats "$WORK/tmp/restore.strace" write)
+# beyond_timings and strace_io run after the local phase (its archive_command still set, so the
+# local archive has no gap and a backup's last segment reaches it). beyond_timings: pgkeep's view
+# of the local repository, a verification, and one restored copy started for real (recovery
+# through pgkeep wal-fetch up to the end of the last backup).
+beyond_timings() {
+    PK_LIST=
+    PK_VERIFY_WAL=
+    PK_START_OUT=
+    PK_START_RC=
+    PK_START_COUNTS=
+    if want pgkeep; then
+        log "pgkeep list, verify --wal, verify ID"
+        PK_LIST=$("$PGKEEP" --config "$WORK/pgkeep.toml" list 2>&1 || true)
+        PK_VERIFY_WAL=$(as_pg "$PGKEEP" --config "$WORK/pgkeep.toml" verify --wal 2>&1; echo "(exit $?)") || true
+        if [ -n "$PK_LAST_ID" ]; then
+            timed pgkeep-verify "$PGKEEP" --config "$WORK/pgkeep.toml" verify "$PK_LAST_ID"
+        fi
+        log "pgkeep restore --immediate --start (recovery through wal-fetch, untimed)"
+        PORT2=$(free_port $((PORT + 1)))
+        STARTED_DIRS+=("$R/started")
+        set +e
+        PK_START_OUT=$(as_pg "$PGKEEP" --config "$WORK/pgkeep.toml" restore --pgdata "$R/started" --immediate --start --port "$PORT2" 2>&1)
+        PK_START_RC=$?
+        set -e
+        if [ "$PK_START_RC" = 0 ]; then
+            PK_START_COUNTS=$(PGPORT=$PORT2 dataset_counts bench 2>&1 || true)
+        fi
+        as_pg "$PGBIN/pg_ctl" -D "$R/started" -m fast -w stop >/dev/null 2>&1 || true
+        record -n --arg out "$PK_START_OUT" --arg rc "$PK_START_RC" --arg counts "$PK_START_COUNTS" \
+            '{name: "pgkeep-restore-start", exit: $rc, counts: $counts, output: $out}'
+        rm -rf "$R/started"
     fi
-    rm -rf "$R/strace" "$WORK"/tmp/*.strace
-    read -r sr_n sr_b sr_e <<<"${STRACE_READS:-0 0 0}"
-    read -r sw_n sw_b sw_e <<<"${STRACE_WRITES:-0 0 0}"
-    record -n --argjson rn "$sr_n" --argjson rb "$sr_b" --argjson re "$sr_e" --argjson wn "$sw_n" --argjson wb "$sw_b" --argjson we "$sw_e" \
-        '{name: "strace-io", backup_reads: $rn, backup_read_bytes: $rb, backup_read_eagain: $re, restore_writes: $wn, restore_write_bytes: $wb, restore_write_eagain: $we}'
-fi
+}
+# strace_io: the strace counts (above) of one more stream-mode backup and restore.
+strace_io() {
+    # Stream mode: `--mode stream`, or a pgkeep without --mode (its one way is pg_basebackup).
+    STREAM_ARGS=()
+    STREAM_ROW=
+    case " $MODES " in
+        *" stream "*) STREAM_ARGS=(--mode stream); STREAM_ROW=pgkeep-stream ;;
+        " default ") [ -z "$HAS_MODE" ] && STREAM_ROW=pgkeep ;;
+    esac
+    RESTORE_TAR=$(jq -sr '[.[] | select((.name | test("^pgkeep.*-restore$")) and any(.processes[]?; .comm == "tar"))] | length' "$RESULTS")
+    if want pgkeep && [ -n "$STREAM_ROW" ] && command -v strace >/dev/null; then
+        log "strace: pgkeep's reads from pg_basebackup (and writes into tar) (one more backup and restore, untimed)"
+        as_pg strace -f -qq -e trace=read,write,execve -o "$WORK/tmp/backup.strace" \
+            "$PGKEEP" --config "$WORK/pgkeep.toml" -q backup physical "${STREAM_ARGS[@]}" >/dev/null
+        STRACE_READS=$(io_stats "$WORK/tmp/backup.strace" read)
+        STRACE_WRITES=
+        if [ "$RESTORE_TAR" -gt 0 ]; then
+            as_pg strace -f -qq -e trace=read,write,execve -o "$WORK/tmp/restore.strace" \
+                "$PGKEEP" --config "$WORK/pgkeep.toml" -q restore --pgdata "$R/strace" --immediate >/dev/null
+            STRACE_WRITES=$(io_stats "$WORK/tmp/restore.strace" write)
+        fi
+        rm -rf "$R/strace" "$WORK"/tmp/*.strace
+        read -r sr_n sr_b sr_e <<<"${STRACE_READS:-0 0 0}"
+        read -r sw_n sw_b sw_e <<<"${STRACE_WRITES:-0 0 0}"
+        record -n --argjson rn "$sr_n" --argjson rb "$sr_b" --argjson re "$sr_e" --argjson wn "$sw_n" --argjson wb "$sw_b" --argjson we "$sw_e" \
+            '{name: "strace-io", backup_reads: $rn, backup_read_bytes: $rb, backup_read_eagain: $re, restore_writes: $wn, restore_write_bytes: $wb, restore_write_eagain: $we}'
+    fi
+}
+
+for phase in $REPOS; do
+    if [ "$phase" = s3 ]; then
+        start_s3
+        use_repos s3
+        archive_into s3
+    fi
+    for kind in backup restore; do
+        for run in $(seq "$RUNS"); do
+            order=$(rotated "$run" | paste -sd' ')
+            log "${kind}s into the $PHASE repositories, round $run of $RUNS: $order"
+            for entry in $order; do
+                "${kind}_${entry%%@*}" "${entry#*@}"
+            done
+        done
+    done
+    run=0
+    if [ "$phase" = file ]; then
+        beyond_timings
+        strace_io
+    fi
+done
+
 ARCHIVE_FAILURES=$(grep -c 'archive command failed' "$WORK/sock/server.log" || true)
 ARCHIVER=$(sql "SELECT format('%s archived, %s failed', archived_count, failed_count) FROM pg_stat_archiver")
 GARAGE_HWM=
@@ -888,19 +897,43 @@ raw_lines() {
 # explain NAME: where the median run's CPU went, one line.
 explain() {
     has "$1" || return 0
-    local w m s
+    local w m s lbl
     w=$(r "$1" .wall_s); m=$(r "$1" .machine_busy_s); s=$(r "$1" .server_cpu_s)
-    echo "- $(label "$1")${2:-}: $w s; the machine was busy $m CPU-seconds ($(calc "%.2f" "$m / $w") of the $NPROC cores), the PostgreSQL server $s of them$(r "$1" 'if .garage_cpu_s > 0 or .tls_proxy_cpu_s > 0 then ", Garage \(.garage_cpu_s), the TLS proxy \(.tls_proxy_cpu_s)" else "" end'); by process: $(r "$1" '[.processes | group_by(.comm)[] | select(.[0].comm != "runuser") | "\(.[0].comm) \(map(.cpu_s) | add * 100 | round / 100)"] | join(", ")'); busiest thread $(r "$1" '.threads | split(", ")[0] // "–"') s."
+    lbl=$(label "$1")
+    echo "- ${lbl//\\|/|}${2:-}: $w s; the machine was busy $m CPU-seconds ($(calc "%.2f" "$m / $w") of the $NPROC cores), the PostgreSQL server $s of them$(r "$1" 'if .garage_cpu_s > 0 or .tls_proxy_cpu_s > 0 then ", Garage \(.garage_cpu_s), the TLS proxy \(.tls_proxy_cpu_s)" else "" end'); by process: $(r "$1" '[.processes | group_by(.comm)[] | select(.[0].comm != "runuser") | "\(.[0].comm) \(map(.cpu_s) | add * 100 | round / 100)"] | join(", ")'); busiest thread $(r "$1" '.threads | split(", ")[0] // "–"') s."
 }
 
+# commands_block: the measured commands, as run (paths relative to $WORK).
+commands_block() {
+    local m
+    echo "# backups; each round runs them in turn, the order rotated by one each round"
+    for m in $MODES; do
+        if [ "$m" = default ]; then
+            echo "pgkeep --config pgkeep.toml --json backup physical"
+        else
+            echo "pgkeep --config pgkeep.toml --json backup physical --mode $m"
+        fi
+    done
+    if want pgkeep; then echo "#   pgkeep.toml: [compression] level = 1, threads = 2; [repository] url = \"file://\$WORK/pgkeep-repo\""; fi
+    if want pgbackrest; then echo "pgbackrest --config=pgbackrest.conf --stanza=bench --type=full backup"; fi
+    if want pipe; then echo "bash -c 'pg_basebackup -Ft -D - -X fetch --checkpoint=fast | zstd -q -1 -T2 > base.tar.zst'"; fi
+    echo "# restores of each row's last backup, rotated the same way; each directory is checked, then removed"
+    if want pgkeep; then echo "pgkeep --config pgkeep.toml restore --pgdata \$WORK/restore/pgkeep --backup ID     # absent directory; not started"; fi
+    if want pgbackrest; then echo "pgbackrest --config=pgbackrest.conf --stanza=bench --pg1-path=\$WORK/restore/pgbackrest restore   # empty directory (mkdir -m 700 untimed)"; fi
+    if want pipe; then echo "bash -c 'mkdir -m 700 DIR && zstd -q -dc base.tar.zst | tar -xf - -C DIR'"; fi
+    if [[ $REPOS == *s3* ]]; then
+        echo "# S3, after all of the above: the same pgkeep and pgBackRest commands, with pgkeep-s3.toml"
+        echo "#   (url = \"s3://$PGKEEP_BENCH_BUCKET/physical-pgkeep\", the keys in [repository.s3]) and pgbackrest-s3.conf"
+        echo "#   (repo1-type=s3, repo1-s3-uri-style=path, the TLS proxy's port; the rest as below)"
+    fi
+}
 MODE_LIST=
 for mode in $MODES; do MODE_LIST="$MODE_LIST, \`$mode\`"; done
 MODE_LIST=${MODE_LIST#, }
 PIPE_RATIO=$(ratio_of pipe-backup-size)
 PGBR_RATIO=$(ratio_of pgbackrest-backup-size)
-PK_RATIOS=
-for mode in $MODES; do PK_RATIOS="$PK_RATIOS; pgkeep --mode $mode: $(ratio_of "$(pk_name "$mode")-backup-size")"; done
-PK_RATIOS=${PK_RATIOS#; }
+COMPRESSION="the pipe: $PIPE_RATIO (the tar stream, with the backup's WAL); pgBackRest: $PGBR_RATIO (its files)"
+for mode in $MODES; do COMPRESSION="$COMPRESSION; \`$(pk_name "$mode")\`: $(ratio_of "$(pk_name "$mode")-backup-size")"; done
 PK_USED=
 for mode in $MODES; do
     used=$(last_of "$(pk_name "$mode")-backup-size" '.mode // ""' 2>/dev/null || true)
@@ -941,7 +974,7 @@ DATASET=$DATASET benches/physical.sh   # builds, runs everything (~$((TOTAL_SECO
 | PostgreSQL | $SERVER_VERSION, a throwaway cluster on 127.0.0.1 on the same machine (\`initdb --locale=C.UTF-8\`; \`shared_buffers=1GB\`, \`max_wal_size=4GB\`, \`wal_level=replica\`, \`archive_mode=on\`, fsync on, the rest default) |
 | Tools | $PG_BASEBACKUP_VERSION; ${PGBR_VERSION:-pgBackRest not run}; $ZSTD_CLI; $TAR_VERSION |
 | Dataset | \`DATASET=$DATASET\`: $DATASET_TEXT (${INIT_SECONDS}s to create, then \`VACUUM ANALYZE\`): \`pg_database_size('bench')\` = $DB_BYTES bytes ($DB_PRETTY); $COUNTS; $TABLES; the data directory $(mb "$PGDATA_BYTES") MB of which pg_wal $(mb "$WAL_BYTES") MB (not backed up) |
-| Compression (zstd level 1) | the pipe: $PIPE_RATIO (the tar stream, with the backup's WAL); pgBackRest: $PGBR_RATIO (its files); $PK_RATIOS |
+| Compression (zstd level 1) | $COMPRESSION |
 | S3 | $S3_TEXT |
 
 **WAL archiving.** Each phase has one \`archive_command\` feeding that phase's archives, so that
@@ -964,19 +997,7 @@ archiver, runs \`CHECKPOINT\` and \`sync\`, and waits until the machine is idle 
 The cache is warm: the database was read once by an untimed \`pg_basebackup > /dev/null\`.
 
 \`\`\`sh
-# backups; each round runs them in turn, the order rotated by one each round
-$(for m in $MODES; do
-    if [ "$m" = default ]; then echo "pgkeep --config pgkeep.toml --json backup physical"; else echo "pgkeep --config pgkeep.toml --json backup physical --mode $m"; fi
-done)
-$(want pgkeep && echo "#   pgkeep.toml: [compression] level = 1, threads = 2; [repository] url = \"file://\$WORK/pgkeep-repo\"")
-$(want pgbackrest && echo "pgbackrest --config=pgbackrest.conf --stanza=bench --type=full backup")
-$(want pipe && echo "bash -c 'pg_basebackup -Ft -D - -X fetch --checkpoint=fast | zstd -q -1 -T2 > base.tar.zst'")
-# restores of each row's last backup, rotated the same way; each directory is checked, then removed
-$(want pgkeep && echo "pgkeep --config pgkeep.toml restore --pgdata \$WORK/restore/pgkeep --backup ID     # absent directory; not started")
-$(want pgbackrest && echo "pgbackrest --config=pgbackrest.conf --stanza=bench --pg1-path=\$WORK/restore/pgbackrest restore   # empty directory (mkdir -m 700 untimed)")
-$(want pipe && echo "bash -c 'mkdir -m 700 DIR && zstd -q -dc base.tar.zst | tar -xf - -C DIR'")
-$([[ $REPOS == *s3* ]] && echo "# S3: the same pgkeep and pgBackRest commands with pgkeep-s3.toml (url = \"s3://$PGKEEP_BENCH_BUCKET/physical-pgkeep\", the keys in [repository.s3])")
-$([[ $REPOS == *s3* ]] && echo "#     and pgbackrest-s3.conf (repo1-type=s3, repo1-s3-uri-style=path, the TLS proxy's port; the rest as below)")
+$(commands_block)
 \`\`\`
 
 pgBackRest's configuration: \`repo1-bundle=y\`, \`compress-type=zst\`, \`compress-level=1\`,
@@ -1043,9 +1064,11 @@ medians; "per round" divides round i of pgkeep by round i of pgBackRest. Peak RS
 
 | pgkeep run | goal | measured (medians) | per round | time | peak RSS MiB | under 128 MiB |
 |---|---|---|---|---|---:|---|
-$(goal_rows "")
-$([[ $REPOS == *s3* ]] && goal_rows @s3)
 EOF
+GOALS=$(goal_rows "")
+[[ $REPOS == *s3* ]] && GOALS="$GOALS
+$(goal_rows @s3)"
+if [ -n "${GOALS//$'\n'/}" ]; then echo "$GOALS" | sed '/^$/d'; else echo "| (pgkeep not run) | | | | | | |"; fi
 RAW=$(raw_lines)
 if [ -n "$RAW" ]; then
     cat <<EOF
@@ -1074,6 +1097,7 @@ and each round's ratio. Per median run:
 $(for suf in "" $([[ $REPOS == *s3* ]] && echo @s3); do
     for name in $(names backup "$suf") $(names restore "$suf"); do explain "$name" "${suf:+ (S3)}"; done
 done)
+
 ${STRACE_TEXT}
 
 EOF
