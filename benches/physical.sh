@@ -77,6 +77,7 @@ for tool in $TOOLS; do
     case $tool in pgkeep | pgbackrest | pipe) ;; *) die "TOOLS: unknown tool $tool (pgkeep, pgbackrest, pipe)" ;; esac
 done
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS: a positive integer, not '$RUNS'"
+[ "$RUNS" -ge 3 ] || log "RUNS=$RUNS: fewer than the 3 runs issue 12 asks for; the report will say so"
 
 for tool in cargo jq zstd tar awk flock; do
     command -v "$tool" >/dev/null || die "$tool is required"
@@ -822,6 +823,12 @@ label() {
         *) echo "\`$n\`" ;;
     esac
 }
+# plain_label NAME: the label outside a table (no escaped |).
+plain_label() {
+    local l
+    l=$(label "$1")
+    echo "${l//\\|/|}"
+}
 # names KIND SUF: the result names of KIND (backup or restore) of a phase, in the tables' order.
 names() {
     local m
@@ -890,17 +897,16 @@ raw_lines() {
         for kind in backup restore; do
             n=$(pk_name "$m")-$kind
             has "$n" && has "pipe-$kind" || continue
-            echo "- $(label "$n"): $(calc "%.3f" "$(r "$n" .wall_s) / $(r "pipe-$kind" .wall_s)")× $(label "pipe-$kind") (per round $(pair_ratios "$n" "pipe-$kind"))"
+            echo "- $(plain_label "$n"): $(calc "%.3f" "$(r "$n" .wall_s) / $(r "pipe-$kind" .wall_s)")× $(plain_label "pipe-$kind") (per round $(pair_ratios "$n" "pipe-$kind"))"
         done
     done
 }
 # explain NAME: where the median run's CPU went, one line.
 explain() {
     has "$1" || return 0
-    local w m s lbl
+    local w m s
     w=$(r "$1" .wall_s); m=$(r "$1" .machine_busy_s); s=$(r "$1" .server_cpu_s)
-    lbl=$(label "$1")
-    echo "- ${lbl//\\|/|}${2:-}: $w s; the machine was busy $m CPU-seconds ($(calc "%.2f" "$m / $w") of the $NPROC cores), the PostgreSQL server $s of them$(r "$1" 'if .garage_cpu_s > 0 or .tls_proxy_cpu_s > 0 then ", Garage \(.garage_cpu_s), the TLS proxy \(.tls_proxy_cpu_s)" else "" end'); by process: $(r "$1" '[.processes | group_by(.comm)[] | select(.[0].comm != "runuser") | "\(.[0].comm) \(map(.cpu_s) | add * 100 | round / 100)"] | join(", ")'); busiest thread $(r "$1" '.threads | split(", ")[0] // "–"') s."
+    echo "- $(plain_label "$1")${2:-}: $w s; the machine was busy $m CPU-seconds ($(calc "%.2f" "$m / $w") of the $NPROC cores), the PostgreSQL server $s of them$(r "$1" 'if .garage_cpu_s > 0 or .tls_proxy_cpu_s > 0 then ", Garage \(.garage_cpu_s), the TLS proxy \(.tls_proxy_cpu_s)" else "" end'); by process: $(r "$1" '[.processes | group_by(.comm)[] | select(.[0].comm != "runuser") | "\(.[0].comm) \(map(.cpu_s) | add * 100 | round / 100)"] | join(", ")'); busiest thread $(r "$1" '.threads | split(", ")[0] // "–"') s."
 }
 
 # commands_block: the measured commands, as run (paths relative to $WORK).
@@ -1006,7 +1012,7 @@ local repository (\`repo1-path=\$WORK/pgbackrest/repo\`). Durability differs: pg
 fsync what they store in their repositories, the pipe's \`>\` does not, and \`tar -x\` fsyncs none of
 the files it restores. Each restored directory is checked (\`PG_VERSION\`, \`global/pg_control\`,
 \`backup_label\`, the bench database's directory) before it is removed. The list ran $RUNS times;
-the tables show, per command, the run with the **median** wall time, and list every run's.
+the tables show, per command, the run with the **median** wall time, and list every run's.$([ "$RUNS" -lt 3 ] && printf '\n%s' "**RUNS=$RUNS: fewer than the 3 runs issue 12 asks for; a check of the script, not a result.**")
 ${PK_USED:+Modes pgkeep reported using (its --json output): $PK_USED.}
 
 ### Results
