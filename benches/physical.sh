@@ -26,8 +26,9 @@
 #   OUT=path          the report to write into (default: docs/performance.md of this checkout)
 #   BENCH_DIR=dir     scratch directory (default: $TMPDIR or /tmp); holds the cluster (~1.1 GB of
 #                     data + up to ~4 GB of WAL while it loads), the repositories (local and
-#                     Garage's), the pipe's file and one restored data directory at a time
-#                     (~8 GB at most at the defaults); removed at the end
+#                     Garage's: every backup of the run is kept, ~0.4 GB each for mixed), the
+#                     pipe's file and one restored data directory at a time (~12 GB at most at
+#                     the defaults); removed at the end
 #   PGBIN=dir         PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
 #   PGKEEP_BIN=path   measure this pgkeep binary instead of building target/release/pgkeep
 #   GARAGE_ENV_BIN=path   the benches' garage-env binary instead of building it (S3 rows only)
