@@ -614,7 +614,7 @@ backup_pgkeep() {
     record -n --arg name "$name-size" --argjson run "$run" --arg id "${PK_ID[$name]}" \
         --argjson stored "$(jq '[.. | objects | .stored_size? // empty] | add // 0' "$WORK/out.txt" 2>/dev/null || echo 0)" \
         --argjson original "$(jq '[.. | objects | select(has("stored_size")) | .size? // empty] | add // 0' "$WORK/out.txt" 2>/dev/null || echo 0)" \
-        --arg mode "$(jq -r '.mode // .backup_mode // empty' "$WORK/out.txt" 2>/dev/null || true)" \
+        --arg mode "$(jq -r '.physical.mode // empty' "$WORK/out.txt" 2>/dev/null || true)" \
         '{name: $name, run: $run, id: $id, mode: $mode, stored_bytes: $stored, original_bytes: $original}'
 }
 backup_pgbackrest() {
