@@ -39,6 +39,8 @@ pub enum Action {
         from_standby: bool,
         /// `wal-timeout`: how long to wait for the backup's last WAL segment (default 5m).
         wal_timeout: Duration,
+        /// `mode = "auto" | "local" | "stream"` (default auto).
+        mode: pgkeep_core::BackupMode,
     },
     /// `expire`: the retention policy carried out (as `expire --confirm`).
     Expire {
@@ -119,6 +121,7 @@ struct LogicalOptions {
 struct PhysicalOptions {
     from_standby: bool,
     wal_timeout: Option<String>,
+    mode: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -204,6 +207,7 @@ impl Action {
                     from_standby: o.from_standby,
                     wal_timeout: duration("wal-timeout", o.wal_timeout.as_deref())?
                         .unwrap_or(Duration::from_secs(300)),
+                    mode: backup_mode(o.mode.as_deref())?,
                 }
             }
             "expire" => {
@@ -295,12 +299,13 @@ impl Action {
             Action::BackupPhysical {
                 from_standby,
                 wal_timeout,
+                mode,
             } => {
                 let options = PhysicalBackupOptions {
                     from_standby: *from_standby,
                     wal_timeout: *wal_timeout,
                     interrupt: interrupt.clone(),
-                    mode: pgkeep_core::BackupMode::Auto,
+                    mode: *mode,
                 };
                 let manifest =
                     pgkeep_core::backup_physical(settings, repo, &options, progress).await?;
@@ -337,6 +342,20 @@ impl Action {
             }
             Action::SyncFiles { .. } => unreachable!("sync files needs no repository"),
         }
+    }
+}
+
+fn backup_mode(mode: Option<&str>) -> Result<pgkeep_core::BackupMode, OptionProblem> {
+    use pgkeep_core::BackupMode;
+    match mode {
+        None | Some("auto") => Ok(BackupMode::Auto),
+        Some("local") => Ok(BackupMode::Local),
+        Some("stream") => Ok(BackupMode::Stream),
+        Some(other) => Err((
+            "mode".into(),
+            format!("`{other}` is not a backup mode"),
+            "write `auto`, `local` or `stream`".into(),
+        )),
     }
 }
 

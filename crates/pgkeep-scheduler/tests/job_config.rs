@@ -118,6 +118,12 @@ fn each_mistake_names_the_job_the_key_and_the_fix() {
             "random",
         ),
         (
+            JOB.replace("backup logical", "backup physical")
+                .replace("all = true", "mode = \"fast\""),
+            "job.nightly.mode",
+            "`local` or `stream`",
+        ),
+        (
             format!("timezone = \"Nowhere/Land\"\n{JOB}"),
             "timezone",
             "IANA",
