@@ -231,6 +231,25 @@ pub(crate) async fn unpack(
     Ok(())
 }
 
+/// A bundle being fetched: its number and the task.
+type Fetch = (
+    usize,
+    tokio::task::JoinHandle<Result<Vec<u8>, crate::storage::StorageError>>,
+);
+
+/// Claims the next bundle and starts fetching it; `None` when there are no more.
+fn fetch_next(shared: &Shared) -> Option<Fetch> {
+    let i = shared.next.fetch_add(1, Ordering::SeqCst);
+    let key = shared.bundles.get(i)?.key.clone();
+    let repo = shared.repo.clone();
+    Some((
+        i,
+        shared
+            .handle
+            .spawn(async move { repo.storage().get_bytes(&key).await }),
+    ))
+}
+
 /// One worker: bundles until there are none or the restore stops.
 fn worker(shared: &Shared) -> Result<(), Error> {
     let mut decompressor = zstd::bulk::Decompressor::new().map_err(|source| Error::Compress {
@@ -239,17 +258,21 @@ fn worker(shared: &Shared) -> Result<(), Error> {
     })?;
     let mut raw = Vec::new();
     let mut open: Option<(usize, File)> = None;
+    // Each worker fetches its next bundle while it writes the current one.
+    let mut fetching = fetch_next(shared);
     loop {
+        let Some((i, fetch)) = fetching.take() else {
+            return Ok(());
+        };
         if shared.stop.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let i = shared.next.fetch_add(1, Ordering::SeqCst);
-        let Some(bundle) = shared.bundles.get(i) else {
-            return Ok(());
+        fetching = fetch_next(shared);
+        let bundle = &shared.bundles[i];
+        let stored = match shared.handle.block_on(fetch) {
+            Ok(stored) => stored?,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
         };
-        let stored = shared
-            .handle
-            .block_on(shared.repo.storage().get_bytes(&bundle.key))?;
         let stored_sha256 = hex::encode(Sha256::digest(&stored));
         if stored.len() as u64 != bundle.stored_size || stored_sha256 != bundle.stored_sha256 {
             return Err(Error::ChecksumMismatch {
