@@ -18,25 +18,49 @@ pub type Drills = BTreeMap<String, LastDrills>;
 /// The summary after `backup logical`.
 pub fn backup_summary(m: &Manifest) -> String {
     let mut out = String::new();
-    for o in &m.objects {
+    let line = |out: &mut String, name: &str, size: u64, stored: u64, seconds: f64| {
         let _ = writeln!(
             out,
-            "  {:<24} {:>10} -> {:>10} stored  {:>6.1} s",
-            o.database.as_deref().unwrap_or(match o.role {
-                ObjectRole::Base => "(data directory)",
-                ObjectRole::BackupManifest => "(backup_manifest)",
-                _ => "(globals)",
-            }),
-            bytes(o.stored.size),
-            bytes(o.stored.stored_size),
-            o.seconds
+            "  {name:<24} {:>10} -> {:>10} stored  {seconds:>6.1} s",
+            bytes(size),
+            bytes(stored)
         );
+    };
+    for o in &m.objects {
+        let name = match o.role {
+            ObjectRole::Base => "(data directory)",
+            ObjectRole::BackupManifest => "(backup_manifest)",
+            ObjectRole::FileList => "(file list)",
+            ObjectRole::Config => o.path.as_deref().unwrap_or("(configuration file)"),
+            // A local-mode backup's bundles: one line for all of them, below.
+            ObjectRole::Files => continue,
+            _ => o.database.as_deref().unwrap_or("(globals)"),
+        };
+        line(
+            &mut out,
+            name,
+            o.stored.size,
+            o.stored.stored_size,
+            o.seconds,
+        );
+    }
+    let bundles: Vec<_> = m
+        .objects
+        .iter()
+        .filter(|o| o.role == ObjectRole::Files)
+        .collect();
+    if let Some(first) = bundles.first() {
+        let name = format!("(data directory, {} bundles)", bundles.len());
+        let size = bundles.iter().map(|o| o.stored.size).sum();
+        let stored = bundles.iter().map(|o| o.stored.stored_size).sum();
+        line(&mut out, &name, size, stored, first.seconds);
     }
     if let Some(p) = &m.physical {
         let _ = writeln!(
             out,
-            "backup {}: physical, WAL {} to {} (LSN {} to {}, timeline {}), {} read, {} stored (ratio {}), {:.1} s; restorable from {}",
+            "backup {}: physical ({} mode), WAL {} to {} (LSN {} to {}, timeline {}), {} read, {} stored (ratio {}), {:.1} s; restorable from {}",
             m.id,
+            p.mode,
             p.start_segment,
             p.stop_segment,
             p.start_lsn,
@@ -244,6 +268,9 @@ pub fn info(m: &Manifest) -> String {
         "kind         {}",
         format!("{:?}", m.kind).to_lowercase()
     );
+    if let Some(p) = &m.physical {
+        let _ = writeln!(out, "mode         {}", p.mode);
+    }
     let _ = writeln!(
         out,
         "cluster      {} (system id {})",
