@@ -711,7 +711,8 @@ fn missing_wal_busy_directories_and_tablespaces_are_refused() {
         drop(restored);
     }
 
-    // A cluster with a tablespace outside the data directory is refused, naming it.
+    // In stream mode, a cluster with a tablespace outside the data directory is refused, naming
+    // it (local mode copies tablespaces: tests/physical_local.rs).
     let location = repo.scratch("tablespace");
     fs::create_dir(&location).unwrap();
     PgCluster::chown_for_server(&location);
@@ -719,7 +720,7 @@ fn missing_wal_busy_directories_and_tablespaces_are_refused() {
         "CREATE TABLESPACE extra_space LOCATION '{}'",
         location.display()
     ));
-    let out = run(pgkeep(&pg, &repo).args(["backup", "physical"]));
+    let out = run(pgkeep(&pg, &repo).args(["backup", "physical", "--mode", "stream"]));
     assert!(!out.status.success(), "{}", said(&out));
     assert!(
         stderr(&out).contains("tablespace") && stderr(&out).contains("extra_space"),

@@ -13,6 +13,8 @@ use physical::*;
 use std::fs;
 use std::process::Command;
 
+use pgkeep_testkit::PgCluster;
+
 /// The backup's file list (files.json.zst), decompressed by the zstd program.
 fn file_list(repo: &Repo, id: &str) -> String {
     let path = repo
@@ -117,7 +119,7 @@ fn a_damaged_bundle_fails_restore_and_verify_naming_it_and_leaves_no_target() {
 
 #[test]
 fn local_mode_is_refused_for_a_data_directory_that_is_not_the_servers() {
-    let other = pgkeep_testkit::PgCluster::start();
+    let other = PgCluster::start();
     let repo = Repo::with_config(
         |dir| format!("file://{}/repo", dir.display()),
         &format!(
@@ -141,4 +143,77 @@ fn local_mode_is_refused_for_a_data_directory_that_is_not_the_servers() {
     let out = ok(pgkeep(&pg, &repo).args(["-v", "--json", "backup", "physical"]));
     assert_eq!(json(&out)["physical"]["mode"], "stream");
     assert!(said(&out).contains("stream mode"), "{}", said(&out));
+}
+
+#[test]
+fn tablespaces_are_copied_and_restored_beside_the_data_directory() {
+    let repo = Repo::local();
+    let pg = archiving_cluster(&repo);
+    let location = repo.scratch("space");
+    fs::create_dir(&location).unwrap();
+    PgCluster::chown_for_server(&location);
+    pg.psql(&format!(
+        "CREATE TABLESPACE far LOCATION '{}'",
+        location.display()
+    ));
+    pg.psql("CREATE TABLE placed (g int) TABLESPACE far");
+    pg.psql("CREATE UNLOGGED TABLE placed_scratch (g int) TABLESPACE far");
+    pg.psql("INSERT INTO placed SELECT generate_series(1, 30000)");
+    pg.psql("INSERT INTO placed_scratch SELECT generate_series(1, 30000)");
+    let oid = pg.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'far'");
+    let b = json(&ok(
+        pgkeep(&pg, &repo).args(["--json", "backup", "physical"])
+    ));
+    assert_eq!(b["physical"]["mode"], "local", "{b:#}");
+    let list = file_list(&repo, b["id"].as_str().unwrap());
+    let scratch = pg.psql("SELECT pg_relation_filepath('placed_scratch')");
+    assert!(
+        list.contains(&format!("\"path\":\"{scratch}_init\"")),
+        "{list}"
+    );
+    assert!(!list.contains(&format!("\"path\":\"{scratch}\"")), "{list}");
+    let before: Vec<_> = fs::read_dir(&location)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+
+    pg.psql("INSERT INTO placed SELECT generate_series(30001, 40000)");
+    let last = switch_wal(&pg);
+    wait_archived_pg(&pg, &last);
+    let (restored, _) = restore(&pg, &repo, "restored", &["--latest"]);
+    assert_eq!(restored.psql("SELECT count(*) FROM placed"), "40000");
+    assert_eq!(restored.psql("SELECT count(*) FROM placed_scratch"), "0");
+    // The tablespace is in restored.tablespaces/OID beside the restored data directory, linked
+    // from its pg_tblspc; its old location (the running cluster's) was not touched.
+    let link = repo.scratch("restored").join("pg_tblspc").join(&oid);
+    let place = repo.scratch("restored.tablespaces").join(&oid);
+    assert_eq!(fs::read_link(&link).unwrap(), place);
+    let versions: Vec<_> = fs::read_dir(&place).unwrap().flatten().collect();
+    assert!(
+        versions.len() == 1
+            && versions[0]
+                .file_name()
+                .to_string_lossy()
+                .starts_with("PG_15_"),
+        "{}: {versions:?}",
+        place.display()
+    );
+    let after: Vec<_> = fs::read_dir(&location)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(pg.psql("SELECT count(*) FROM placed"), "40000");
+
+    // A restore whose tablespace directory is taken is refused before anything is written.
+    fs::create_dir(repo.scratch("again.tablespaces")).unwrap();
+    let (code, message) = refused(&pg, &repo, "again", &["--latest"]);
+    assert_eq!(code, 1, "{message}");
+    assert!(
+        message.contains("again.tablespaces already exists"),
+        "{message}"
+    );
+    assert!(!repo.scratch("again").exists());
 }

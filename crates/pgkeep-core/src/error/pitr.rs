@@ -128,6 +128,16 @@ pub enum PitrError {
         user: String,
     },
 
+    /// The directory a restore puts tablespaces in already exists.
+    #[error(
+        "{} already exists: a restore into the directory beside it puts the backup's tablespaces there, and it holds another restore's\n  fix: remove it, restore into another directory, or pass --force to replace it too",
+        dir.display()
+    )]
+    TablespacesInTheWay {
+        /// `<pgdata>.tablespaces`.
+        dir: std::path::PathBuf,
+    },
+
     /// The backup's manifest lists no base object.
     #[error(
         "backup {backup} lists no base object\n  fix: the manifest is damaged; choose another backup with --backup"

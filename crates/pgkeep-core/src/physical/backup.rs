@@ -81,6 +81,7 @@ async fn check_server(
     conninfo: &ConnInfo,
     server: &ServerInfo,
     options: &PhysicalBackupOptions,
+    local: bool,
 ) -> Result<u64, Error> {
     match (server.in_recovery, options.from_standby) {
         (true, false) => {
@@ -114,7 +115,8 @@ async fn check_server(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    if !tablespaces.is_empty() {
+    // Local mode copies tablespaces; pg_basebackup writes only one of them to a stream.
+    if !tablespaces.is_empty() && !local {
         return Err(PhysicalError::Tablespaces { tablespaces }.into());
     }
     let segment_size: i64 = client
@@ -281,10 +283,6 @@ pub async fn backup_physical(
     let conninfo = &settings.conninfo;
     let client = pg::connect(conninfo, None).await?;
     let server = pg::server_info(&client, conninfo).await?;
-    let segment_size = check_server(&client, conninfo, &server, options).await?;
-    wal::ensure_identity(repo, &server.system_identifier, server.major).await?;
-    let tool =
-        exec::fitting_tool(settings.bin_dir.as_deref(), "pg_basebackup", server.major).await?;
     let local = super::local::choose(
         settings,
         &client,
@@ -293,6 +291,10 @@ pub async fn backup_physical(
         options.from_standby,
     )
     .await?;
+    let segment_size = check_server(&client, conninfo, &server, options, local.is_some()).await?;
+    wal::ensure_identity(repo, &server.system_identifier, server.major).await?;
+    let tool =
+        exec::fitting_tool(settings.bin_dir.as_deref(), "pg_basebackup", server.major).await?;
 
     // Before the id is reserved: whatever `expire` sees of this backup, it sees the lease too.
     let lease = LeaseGuard::take(

@@ -15,7 +15,7 @@ use super::plan::{PhysicalRestorePlan, check_target_dir, entries};
 use super::recovery::{recovery_settings, restore_command};
 use super::start::start_and_wait;
 use super::target::{RecoveryTarget, TargetAction};
-use super::unpack::{is_local, unpack};
+use super::unpack::{is_local, tablespace_root, unpack};
 use crate::error::{Error, PitrError};
 use crate::exec::{self, chown_tree, euid, lookup_user};
 use crate::pg::Lsn;
@@ -126,6 +126,17 @@ fn file_owner(owner: Option<&str>) -> Result<Option<(u32, u32)>, Error> {
 /// An empty directory `dir` (mode 0700), emptied first when the plan allows it.
 fn prepare_dir(dir: &Path, force: bool) -> Result<(), Error> {
     check_target_dir(dir, force)?;
+    // A restore's tablespaces live beside the directory: a leftover there is another restore's.
+    let tablespaces = tablespace_root(dir);
+    if tablespaces.exists() {
+        match force {
+            true => std::fs::remove_dir_all(&tablespaces)
+                .map_err(|e| FileError::new("cannot remove", &tablespaces, e))?,
+            false => {
+                return Err(PitrError::TablespacesInTheWay { dir: tablespaces }.into());
+            }
+        }
+    }
     if entries(dir)?.is_some_and(|n| n > 0) {
         for entry in std::fs::read_dir(dir).map_err(|e| FileError::new("cannot read", dir, e))? {
             let path = entry
@@ -160,8 +171,12 @@ fn first_lines(text: &str, n: usize) -> String {
 }
 
 /// Removes what a failed restore wrote: the directory itself when it created it, else its
-/// contents (it was empty, or `--force` emptied it).
+/// contents (it was empty, or `--force` emptied it); and the tablespaces' directory beside it.
 fn undo_target(dir: &Path, created: bool, error: Error) -> Error {
+    let tablespaces = tablespace_root(dir);
+    if tablespaces.exists() {
+        let _ = std::fs::remove_dir_all(&tablespaces);
+    }
     let removed = if created {
         std::fs::remove_dir_all(dir)
     } else {
@@ -367,8 +382,12 @@ async fn restore_leased(
         let notes = restore_config(repo, &plan.manifest, dir).await?;
         write_recovery(settings, repo, plan, options)?;
         if let Some((uid, gid)) = owner {
-            chown_tree(dir, uid, gid)
-                .map_err(|e| FileError::new("cannot change the owner of", dir, e))?;
+            for tree in [dir.clone(), tablespace_root(dir)] {
+                if tree.exists() {
+                    chown_tree(&tree, uid, gid)
+                        .map_err(|e| FileError::new("cannot change the owner of", &tree, e))?;
+                }
+            }
         }
         Ok::<_, Error>(notes)
     };

@@ -5,6 +5,8 @@
 //! end. The files and directories are made durable once at the end, with one `syncfs`.
 //!
 //! Every listed path is checked to stay inside the target directory before anything is created.
+//! Tablespaces go to `<dir>.tablespaces/<oid>` beside it ([`tablespace_root`]), linked from
+//! `pg_tblspc`.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -106,6 +108,43 @@ async fn read_list(
     Ok((list, bundles))
 }
 
+/// Where a restore into `dir` puts the backup's tablespaces: `<dir>.tablespaces/<oid>`, each linked
+/// from `<dir>/pg_tblspc/<oid>` (PostgreSQL accepts only links there). Never the tablespace's old
+/// location, which may belong to the running cluster the backup came from.
+pub(crate) fn tablespace_root(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".tablespaces");
+    dir.with_file_name(name)
+}
+
+/// Whether a listed directory is a tablespace: `pg_tblspc/<oid>`.
+fn tablespace_oid(path: &str) -> Option<&str> {
+    path.strip_prefix("pg_tblspc/")
+        .filter(|oid| !oid.is_empty() && oid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Creates the directory of tablespace `oid` under [`tablespace_root`] and its link.
+fn make_tablespace(
+    dir: &Path,
+    oid: &str,
+    link: &Path,
+    mode: std::fs::Permissions,
+) -> Result<(), Error> {
+    let root = tablespace_root(dir);
+    if !root.exists() {
+        std::fs::create_dir(&root).map_err(|e| FileError::new("cannot create", &root, e))?;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| FileError::new("cannot set the mode of", &root, e))?;
+    }
+    let place = root.join(oid);
+    std::fs::create_dir(&place).map_err(|e| FileError::new("cannot create", &place, e))?;
+    std::fs::set_permissions(&place, mode)
+        .map_err(|e| FileError::new("cannot set the mode of", &place, e))?;
+    std::os::unix::fs::symlink(&place, link)
+        .map_err(|e| FileError::new("cannot create", link, e))?;
+    Ok(())
+}
+
 /// Creates the list's directories, links and empty files below `dir`; the chunks of each bundle.
 fn lay_out(dir: &Path, list: &FileList, id: &str, key: &str) -> Result<Vec<Vec<Place>>, Error> {
     let bad_list = |key: &str, problem| unusable(id, key, problem);
@@ -121,10 +160,13 @@ fn lay_out(dir: &Path, list: &FileList, id: &str, key: &str) -> Result<Vec<Vec<P
         let cannot = |e| FileError::new("cannot create", &path, e);
         let mode = std::fs::Permissions::from_mode(entry.mode & 0o7777);
         match &entry.kind {
-            ListedKind::Dir => {
-                std::fs::create_dir(&path).map_err(cannot)?;
-                std::fs::set_permissions(&path, mode).map_err(cannot)?;
-            }
+            ListedKind::Dir => match tablespace_oid(&entry.path) {
+                Some(oid) => make_tablespace(dir, oid, &path, mode)?,
+                None => {
+                    std::fs::create_dir(&path).map_err(cannot)?;
+                    std::fs::set_permissions(&path, mode).map_err(cannot)?;
+                }
+            },
             ListedKind::Link { target } => {
                 std::os::unix::fs::symlink(target, &path).map_err(cannot)?
             }

@@ -3,7 +3,8 @@
 //! the contents of pg_wal (recovery reads the archive; `pg_wal/archive_status` stays, empty) and of
 //! the directories the server empties or rebuilds at start-up, `postmaster.pid` and friends, the
 //! relation cache init files, temporary files and relations, and the forks of unlogged relations
-//! except their init forks. `global/pg_control` is copied last, after everything else.
+//! except their init forks. Tablespaces (links in pg_tblspc) are copied as the directories they
+//! lead to. `global/pg_control` is copied last, after everything else.
 
 use std::collections::HashSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -105,12 +106,17 @@ fn skipped_in_database(names: &[String]) -> HashSet<String> {
         .collect()
 }
 
-/// Whether `dir` (relative) holds relation files: `base/<oid>` or `global`.
+/// Whether `dir` (relative) holds relation files: `global`, `base/<oid>`, or a tablespace's
+/// `pg_tblspc/<oid>/PG_<version>_<catversion>/<oid>`.
 fn is_database_dir(dir: &str) -> bool {
-    dir == "global"
-        || dir
-            .strip_prefix("base/")
-            .is_some_and(|oid| !oid.is_empty() && oid.bytes().all(|b| b.is_ascii_digit()))
+    let oid = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let parts: Vec<&str> = dir.split('/').collect();
+    match parts.as_slice() {
+        ["global"] => true,
+        ["base", db] => oid(db),
+        ["pg_tblspc", space, version, db] => oid(space) && version.starts_with("PG_") && oid(db),
+        _ => false,
+    }
 }
 
 /// Whether an entry named `name` in directory `dir` (relative, "" for the top) is left out.
@@ -186,10 +192,13 @@ fn walk_dir(root: &Path, dir: &str, out: &mut Vec<Entry>) -> Result<(), FileErro
         };
         let mode = meta.mode() & 0o7777;
         let file_type = meta.file_type();
-        // pg_wal may be a link to another disk: it is restored as a directory, as pg_basebackup does.
-        let wal_link = path == "pg_wal" && file_type.is_symlink() && full.is_dir();
-        if file_type.is_dir() || wal_link {
-            let mode = match wal_link {
+        // pg_wal may be a link to another disk, and each tablespace is a link in pg_tblspc: both
+        // are copied as the directories they lead to (a restore makes a tablespace a directory
+        // inside the data directory, never a write to its old location).
+        let followed =
+            (path == "pg_wal" || dir == "pg_tblspc") && file_type.is_symlink() && full.is_dir();
+        if file_type.is_dir() || followed {
+            let mode = match followed {
                 true => std::fs::metadata(&full).map_or(0o700, |m| m.mode() & 0o7777),
                 false => mode,
             };
@@ -271,6 +280,8 @@ mod tests {
         assert!(skipped("", "postmaster.pid") && !skipped("base", "postmaster.pid"));
         assert!(skipped("base/pgsql_tmp", "pgsql_tmp123.0") && skipped("base", "pgsql_tmp"));
         assert!(is_database_dir("base/1") && is_database_dir("global") && !is_database_dir("base"));
+        assert!(is_database_dir("pg_tblspc/16384/PG_15_202209061/5"));
+        assert!(!is_database_dir("pg_tblspc/16384/PG_15_202209061"));
         assert!(!is_temp_relation("t3") && !is_temp_relation("tx_1") && is_temp_relation("t12_5"));
     }
 
