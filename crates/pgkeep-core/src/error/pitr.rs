@@ -135,7 +135,7 @@ pub enum PitrError {
     )]
     TablespacesInTheWay {
         /// `<pgdata>.tablespaces`.
-        dir: std::path::PathBuf,
+        dir: PathBuf,
     },
 
     /// The backup's manifest lists no base object.
