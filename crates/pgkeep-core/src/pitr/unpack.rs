@@ -273,23 +273,26 @@ pub(crate) async fn unpack(
     Ok(())
 }
 
-/// A bundle being fetched: its number and the task.
-type Fetch = (
-    usize,
-    tokio::task::JoinHandle<Result<Vec<u8>, crate::storage::StorageError>>,
-);
+/// A bundle being fetched: its number and the task, which gives back the buffer it filled.
+type Fetch = (usize, tokio::task::JoinHandle<Result<Vec<u8>, Error>>);
 
-/// Claims the next bundle and starts fetching it; `None` when there are no more.
-fn fetch_next(shared: &Shared) -> Option<Fetch> {
+/// Claims the next bundle and starts fetching it into `buffer` (emptied; kept from bundle to
+/// bundle, since fresh large allocations cost page faults); `None` when there are no more.
+fn fetch_next(shared: &Shared, mut buffer: Vec<u8>) -> Option<Fetch> {
     let i = shared.next.fetch_add(1, Ordering::SeqCst);
-    let key = shared.bundles.get(i)?.key.clone();
+    let bundle = shared.bundles.get(i)?;
+    let key = bundle.key.clone();
+    buffer.clear();
+    buffer.reserve(bundle.stored_size as usize);
     let repo = shared.repo.clone();
-    Some((
-        i,
-        shared
-            .handle
-            .spawn(async move { repo.storage().get_bytes(&key).await }),
-    ))
+    let fetch = async move {
+        let mut reader = repo.storage().get(&key, None).await?;
+        tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut buffer)
+            .await
+            .map_err(|source| crate::storage::StorageError::Read { key, source })?;
+        Ok(buffer)
+    };
+    Some((i, shared.handle.spawn(fetch)))
 }
 
 /// One worker: bundles until there are none or the restore stops.
@@ -300,8 +303,9 @@ fn worker(shared: &Shared) -> Result<(), Error> {
     })?;
     let mut raw = Vec::new();
     let mut open: Option<(usize, File)> = None;
-    // Each worker fetches its next bundle while it writes the current one.
-    let mut fetching = fetch_next(shared);
+    // Each worker fetches its next bundle while it writes the current one: two buffers in turn.
+    let mut fetching = fetch_next(shared, Vec::new());
+    let mut spare = Vec::new();
     loop {
         let Some((i, fetch)) = fetching.take() else {
             return Ok(());
@@ -309,7 +313,7 @@ fn worker(shared: &Shared) -> Result<(), Error> {
         if shared.stop.load(Ordering::SeqCst) {
             return Ok(());
         }
-        fetching = fetch_next(shared);
+        fetching = fetch_next(shared, std::mem::take(&mut spare));
         let bundle = &shared.bundles[i];
         let stored = match shared.handle.block_on(fetch) {
             Ok(stored) => stored?,
@@ -345,6 +349,7 @@ fn worker(shared: &Shared) -> Result<(), Error> {
             write_at(shared, &mut open, file, &raw, chunk.offset())?;
             shared.progress.advance(&shared.item, raw.len() as u64);
         }
+        spare = stored;
         let decoded = hex::encode(decoded.finalize());
         if size != bundle.size || decoded != bundle.sha256 {
             return Err(Error::ChecksumMismatch {

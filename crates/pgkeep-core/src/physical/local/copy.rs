@@ -172,9 +172,10 @@ struct Filling {
 }
 
 impl Filling {
-    fn new() -> Filling {
+    /// An empty bundle in `spare` (a stored bundle's buffer), else in a new buffer.
+    fn new(spare: Option<Vec<u8>>) -> Filling {
         Filling {
-            bytes: Vec::with_capacity(BUNDLE_TARGET + (CHUNK_SIZE as usize) / 2),
+            bytes: spare.unwrap_or_else(|| Vec::with_capacity(BUNDLE_TARGET + CHUNK_SIZE as usize)),
             raw: Sha256::new(),
             raw_size: 0,
             chunks: Vec::new(),
@@ -192,8 +193,9 @@ fn worker(shared: &Shared) -> Result<(), Error> {
         })?;
     let mut buf = vec![0u8; CHUNK_SIZE as usize];
     let mut open: Option<(usize, File)> = None;
-    let mut filling = Filling::new();
-    let mut storing: Option<JoinHandle<Result<(), StorageError>>> = None;
+    let mut filling = Filling::new(None);
+    let mut frame = Vec::with_capacity(zstd::zstd_safe::compress_bound(CHUNK_SIZE as usize));
+    let mut storing: Option<JoinHandle<(Result<(), StorageError>, Vec<u8>)>> = None;
     let mut done = Done::default();
     loop {
         if shared.stop.load(Ordering::SeqCst) {
@@ -215,8 +217,9 @@ fn worker(shared: &Shared) -> Result<(), Error> {
         if n == 0 {
             continue;
         }
-        let frame = compressor
-            .compress(&buf[..n])
+        // Into a buffer kept from chunk to chunk: fresh large allocations cost page faults.
+        compressor
+            .compress_to_buffer(&buf[..n], &mut frame)
             .map_err(|source| Error::Compress {
                 key: shared.entries[work.entry].path.clone(),
                 source,
@@ -231,8 +234,9 @@ fn worker(shared: &Shared) -> Result<(), Error> {
         ));
         shared.progress.advance(&shared.item, n as u64);
         if filling.bytes.len() >= BUNDLE_TARGET {
-            let full = std::mem::replace(&mut filling, Filling::new());
-            seal(shared, full, &mut storing, &mut done)?;
+            let full = std::mem::replace(&mut filling, Filling::new(Some(Vec::new())));
+            let spare = seal(shared, full, &mut storing, &mut done)?;
+            filling = Filling::new(spare);
         }
     }
     if !filling.chunks.is_empty() {
@@ -289,10 +293,10 @@ fn read_chunk(
 fn seal(
     shared: &Shared,
     full: Filling,
-    storing: &mut Option<JoinHandle<Result<(), StorageError>>>,
+    storing: &mut Option<JoinHandle<(Result<(), StorageError>, Vec<u8>)>>,
     done: &mut Done,
-) -> Result<(), Error> {
-    wait_stored(shared, storing)?;
+) -> Result<Option<Vec<u8>>, Error> {
+    let spare = wait_stored(shared, storing)?;
     let number = shared.bundles.fetch_add(1, Ordering::SeqCst);
     let key = format!("{}files/{number:06}.zst", shared.prefix);
     let object = StoredObject {
@@ -311,25 +315,31 @@ fn seal(
     let repo = shared.repo.clone();
     let bytes = full.bytes;
     *storing = Some(shared.handle.spawn(async move {
-        repo.storage()
+        let stored = repo
+            .storage()
             .put_bytes(&key, &bytes, PutMode::Create)
-            .await
-            .map(|_| ())
+            .await;
+        (stored.map(|_| ()), bytes)
     }));
-    Ok(())
+    Ok(spare)
 }
 
+/// Waits for the worker's bundle being stored; its buffer, emptied, for the next one.
 fn wait_stored(
     shared: &Shared,
-    storing: &mut Option<JoinHandle<Result<(), StorageError>>>,
-) -> Result<(), Error> {
-    if let Some(handle) = storing.take() {
-        match shared.handle.block_on(handle) {
-            Ok(stored) => stored?,
+    storing: &mut Option<JoinHandle<(Result<(), StorageError>, Vec<u8>)>>,
+) -> Result<Option<Vec<u8>>, Error> {
+    match storing.take() {
+        None => Ok(None),
+        Some(handle) => match shared.handle.block_on(handle) {
+            Ok((stored, mut bytes)) => {
+                stored?;
+                bytes.clear();
+                Ok(Some(bytes))
+            }
             Err(join) => std::panic::resume_unwind(join.into_panic()),
-        }
+        },
     }
-    Ok(())
 }
 
 /// The list and the bundles from the workers' results.
