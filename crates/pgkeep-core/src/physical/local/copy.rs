@@ -162,6 +162,9 @@ async fn run_workers(shared: &Arc<Shared>, jobs: usize) -> Result<(), Error> {
     }
 }
 
+/// A bundle being stored: the put's outcome and the buffer, given back for the next bundle.
+type Storing = JoinHandle<(Result<(), StorageError>, Vec<u8>)>;
+
 /// A bundle being filled.
 struct Filling {
     bytes: Vec<u8>,
@@ -195,7 +198,7 @@ fn worker(shared: &Shared) -> Result<(), Error> {
     let mut open: Option<(usize, File)> = None;
     let mut filling = Filling::new(None);
     let mut frame = Vec::with_capacity(zstd::zstd_safe::compress_bound(CHUNK_SIZE as usize));
-    let mut storing: Option<JoinHandle<(Result<(), StorageError>, Vec<u8>)>> = None;
+    let mut storing: Option<Storing> = None;
     let mut done = Done::default();
     loop {
         if shared.stop.load(Ordering::SeqCst) {
@@ -293,7 +296,7 @@ fn read_chunk(
 fn seal(
     shared: &Shared,
     full: Filling,
-    storing: &mut Option<JoinHandle<(Result<(), StorageError>, Vec<u8>)>>,
+    storing: &mut Option<Storing>,
     done: &mut Done,
 ) -> Result<Option<Vec<u8>>, Error> {
     let spare = wait_stored(shared, storing)?;
@@ -327,7 +330,7 @@ fn seal(
 /// Waits for the worker's bundle being stored; its buffer, emptied, for the next one.
 fn wait_stored(
     shared: &Shared,
-    storing: &mut Option<JoinHandle<(Result<(), StorageError>, Vec<u8>)>>,
+    storing: &mut Option<Storing>,
 ) -> Result<Option<Vec<u8>>, Error> {
     match storing.take() {
         None => Ok(None),
