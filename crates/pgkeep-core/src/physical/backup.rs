@@ -293,8 +293,13 @@ pub async fn backup_physical(
     .await?;
     let segment_size = check_server(&client, conninfo, &server, options, local.is_some()).await?;
     wal::ensure_identity(repo, &server.system_identifier, server.major).await?;
-    let tool =
-        exec::fitting_tool(settings.bin_dir.as_deref(), "pg_basebackup", server.major).await?;
+    // pg_basebackup is only needed (and recorded in the manifest) in stream mode.
+    let tool = match local {
+        Some(_) => None,
+        None => Some(
+            exec::fitting_tool(settings.bin_dir.as_deref(), "pg_basebackup", server.major).await?,
+        ),
+    };
 
     // Before the id is reserved: whatever `expire` sees of this backup, it sees the lease too.
     let lease = LeaseGuard::take(
@@ -316,7 +321,10 @@ pub async fn backup_physical(
                 Some(pgdata) => {
                     take_local(settings, writes.repo(), &client, pgdata, &id, &progress).await?
                 }
-                None => take_base(settings, writes.repo(), &client, &tool, &id, &progress).await?,
+                None => {
+                    let tool = tool.as_ref().expect("stream mode found pg_basebackup");
+                    take_base(settings, writes.repo(), &client, tool, &id, &progress).await?
+                }
             };
             let info = physical_info(&base, segment_size, options.from_standby)?;
             wait_archived(writes.repo(), &info.stop_segment, options, &progress).await?;
@@ -340,7 +348,7 @@ pub async fn backup_physical(
                 BackupKind::Physical,
                 id,
                 started_at,
-                &[&tool],
+                &tool.iter().collect::<Vec<_>>(),
             )
         };
         // Not interruptible: once written, the backup is complete.
@@ -424,7 +432,15 @@ async fn wait_archived(
             tracing::info!("{item}");
             announced = true;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // The archiver usually takes the segment within milliseconds of the switch: look often
+        // at first, then every 250 ms.
+        let waited = begun.elapsed();
+        tokio::time::sleep(Duration::from_millis(if waited < Duration::from_secs(1) {
+            20
+        } else {
+            250
+        }))
+        .await;
     }
 }
 

@@ -273,17 +273,25 @@ pub(crate) async fn unpack(
     Ok(())
 }
 
-/// A bundle being fetched: its number and the task, which gives back the buffer it filled.
-type Fetch = (usize, tokio::task::JoinHandle<Result<Vec<u8>, Error>>);
+/// A bundle to read: from a local repository's file when the worker gets to it, or from an object
+/// store by a task started ahead, which gives back the buffer it filled.
+enum Fetch {
+    Local(PathBuf, Vec<u8>),
+    Remote(tokio::task::JoinHandle<Result<Vec<u8>, Error>>),
+}
 
-/// Claims the next bundle and starts fetching it into `buffer` (emptied; kept from bundle to
-/// bundle, since fresh large allocations cost page faults); `None` when there are no more.
-fn fetch_next(shared: &Shared, mut buffer: Vec<u8>) -> Option<Fetch> {
+/// Claims the next bundle and, from an object store, starts fetching it into `buffer` (emptied;
+/// kept from bundle to bundle, since fresh large allocations cost page faults); `None` when there
+/// are no more.
+fn fetch_next(shared: &Shared, mut buffer: Vec<u8>) -> Option<(usize, Fetch)> {
     let i = shared.next.fetch_add(1, Ordering::SeqCst);
     let bundle = shared.bundles.get(i)?;
     let key = bundle.key.clone();
     buffer.clear();
     buffer.reserve(bundle.stored_size as usize);
+    if let Some(path) = shared.repo.storage().local_file(&key) {
+        return Some((i, Fetch::Local(path, buffer)));
+    }
     let repo = shared.repo.clone();
     let fetch = async move {
         let mut reader = repo.storage().get(&key, None).await?;
@@ -292,7 +300,31 @@ fn fetch_next(shared: &Shared, mut buffer: Vec<u8>) -> Option<Fetch> {
             .map_err(|source| crate::storage::StorageError::Read { key, source })?;
         Ok(buffer)
     };
-    Some((i, shared.handle.spawn(fetch)))
+    Some((i, Fetch::Remote(shared.handle.spawn(fetch))))
+}
+
+/// The stored bytes of a bundle.
+fn fetched(shared: &Shared, key: &str, fetch: Fetch) -> Result<Vec<u8>, Error> {
+    match fetch {
+        Fetch::Local(path, mut buffer) => {
+            let read = File::open(&path)
+                .and_then(|mut file| std::io::Read::read_to_end(&mut file, &mut buffer));
+            match read {
+                Ok(_) => Ok(buffer),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(crate::storage::StorageError::NotFound {
+                        key: key.to_string(),
+                    }
+                    .into())
+                }
+                Err(e) => Err(FileError::new("cannot read", &path, e).into()),
+            }
+        }
+        Fetch::Remote(task) => match shared.handle.block_on(task) {
+            Ok(stored) => stored,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        },
+    }
 }
 
 /// One worker: bundles until there are none or the restore stops.
@@ -315,10 +347,7 @@ fn worker(shared: &Shared) -> Result<(), Error> {
         }
         fetching = fetch_next(shared, std::mem::take(&mut spare));
         let bundle = &shared.bundles[i];
-        let stored = match shared.handle.block_on(fetch) {
-            Ok(stored) => stored?,
-            Err(join) => std::panic::resume_unwind(join.into_panic()),
-        };
+        let stored = fetched(shared, &bundle.key, fetch)?;
         let stored_sha256 = hex::encode(Sha256::digest(&stored));
         if stored.len() as u64 != bundle.stored_size || stored_sha256 != bundle.stored_sha256 {
             return Err(Error::ChecksumMismatch {

@@ -230,6 +230,10 @@ impl Storage for LocalStorage {
         }
     }
 
+    fn local_file(&self, key: &str) -> Option<PathBuf> {
+        self.path(key).ok()
+    }
+
     async fn head(&self, key: &str) -> Result<ObjectMeta, StorageError> {
         let path = self.path(key)?;
         match tokio::fs::metadata(&path).await {

@@ -240,6 +240,14 @@ pub trait Storage: Send + Sync + fmt::Debug {
         validate_key(prefix.trim_end_matches('/'))
     }
 
+    /// The file holding `key` when the repository is a local directory: a reader on this machine
+    /// may read it directly, into a buffer it keeps, without the async file layer. `None` for an
+    /// object store (and for wrappers that must see every read).
+    fn local_file(&self, key: &str) -> Option<std::path::PathBuf> {
+        let _ = key;
+        None
+    }
+
     /// Stores a small in-memory object.
     async fn put_bytes(
         &self,

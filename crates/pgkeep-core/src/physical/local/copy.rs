@@ -328,10 +328,7 @@ fn seal(
 }
 
 /// Waits for the worker's bundle being stored; its buffer, emptied, for the next one.
-fn wait_stored(
-    shared: &Shared,
-    storing: &mut Option<Storing>,
-) -> Result<Option<Vec<u8>>, Error> {
+fn wait_stored(shared: &Shared, storing: &mut Option<Storing>) -> Result<Option<Vec<u8>>, Error> {
     match storing.take() {
         None => Ok(None),
         Some(handle) => match shared.handle.block_on(handle) {
