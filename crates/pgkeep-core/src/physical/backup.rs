@@ -40,10 +40,23 @@ pub struct PhysicalBackupOptions {
 }
 
 /// Values of `backup_label`.
-pub(super) fn label_value<'a>(label: &'a str, key: &str) -> Option<&'a str> {
+fn label_value<'a>(label: &'a str, key: &str) -> Option<&'a str> {
     label
         .lines()
         .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(": ")))
+}
+
+/// Where a backup starts, from its `backup_label`: the start LSN and timeline.
+pub(super) fn label_start(label: &str) -> Result<(Lsn, u32), PhysicalError> {
+    let missing = |missing| PhysicalError::BaseBackupOutput { missing };
+    let start_lsn = label_value(label, "START WAL LOCATION")
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(Lsn::parse)
+        .ok_or_else(|| missing("START WAL LOCATION in backup_label"))?;
+    let timeline: u32 = label_value(label, "START TIMELINE")
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| missing("START TIMELINE in backup_label"))?;
+    Ok((start_lsn, timeline))
 }
 
 /// One `WAL-Ranges` entry of a `backup_manifest`: timeline, start, end.
@@ -212,15 +225,12 @@ async fn take_base(
     let (ranges, manifest_checksum) = manifest_facts(&String::from_utf8_lossy(&pg_manifest.bytes))
         .ok_or_else(|| missing("WAL-Ranges in backup_manifest"))?;
     Ok(BaseTaken {
-        objects: vec![ManifestObject {
-            role: ObjectRole::Base,
-            database: None,
-            format: ObjectFormat::Tar,
-            database_info: None,
-            seconds,
-            path: None,
+        objects: vec![base_object(
+            ObjectRole::Base,
+            ObjectFormat::Tar,
             stored,
-        }],
+            seconds,
+        )],
         label,
         pg_manifest: (!pg_manifest.truncated).then_some(pg_manifest.bytes),
         ranges,
@@ -230,6 +240,24 @@ async fn take_base(
     })
 }
 
+/// A manifest entry of a base backup's object (the tar, or the file list and bundles).
+pub(super) fn base_object(
+    role: ObjectRole,
+    format: ObjectFormat,
+    stored: stream::StoredObject,
+    seconds: f64,
+) -> ManifestObject {
+    ManifestObject {
+        role,
+        database: None,
+        format,
+        database_info: None,
+        seconds,
+        path: None,
+        stored,
+    }
+}
+
 /// The WAL facts of the backup, from its `backup_label` and `backup_manifest`.
 fn physical_info(
     base: &BaseTaken,
@@ -237,13 +265,7 @@ fn physical_info(
     from_standby: bool,
 ) -> Result<PhysicalInfo, PhysicalError> {
     let missing = |missing| PhysicalError::BaseBackupOutput { missing };
-    let start_lsn = label_value(&base.label, "START WAL LOCATION")
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(Lsn::parse)
-        .ok_or_else(|| missing("START WAL LOCATION in backup_label"))?;
-    let timeline: u32 = label_value(&base.label, "START TIMELINE")
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| missing("START TIMELINE in backup_label"))?;
+    let (start_lsn, timeline) = label_start(&base.label)?;
     let &(stop_timeline, _, stop_lsn) = base
         .ranges
         .last()
@@ -268,18 +290,22 @@ fn physical_info(
     })
 }
 
-/// Takes a physical backup and returns its manifest (written last, once its WAL is archived). On
-/// any failure or interrupt nothing is listed: pg_basebackup is killed and the objects already
-/// stored are removed ([`Error::BackupUndone`] says what). While it runs it holds a lease in the
-/// repository, so that `expire` leaves its directory (and the WAL it needs) alone.
-pub async fn backup_physical(
+/// What a backup learns before it takes anything: the server, the mode (the data directory to
+/// read in local mode), the WAL segment size and (stream mode) pg_basebackup.
+struct Prepared {
+    client: tokio_postgres::Client,
+    server: ServerInfo,
+    local: Option<std::path::PathBuf>,
+    segment_size: u64,
+    tool: Option<ToolInfo>,
+}
+
+/// Connects, chooses the mode and checks the server and the repository's identity.
+async fn prepare(
     settings: &Settings,
     repo: &Repository,
     options: &PhysicalBackupOptions,
-    progress: Arc<dyn Progress>,
-) -> Result<Manifest, Error> {
-    // One backup of the cluster at a time; expire waits for it (held until the manifest is in).
-    let _lock = crate::lock::lock_work(settings, "backup physical", &options.interrupt).await?;
+) -> Result<Prepared, Error> {
     let conninfo = &settings.conninfo;
     let client = pg::connect(conninfo, None).await?;
     let server = pg::server_info(&client, conninfo).await?;
@@ -300,6 +326,34 @@ pub async fn backup_physical(
             exec::fitting_tool(settings.bin_dir.as_deref(), "pg_basebackup", server.major).await?,
         ),
     };
+    Ok(Prepared {
+        client,
+        server,
+        local,
+        segment_size,
+        tool,
+    })
+}
+
+/// Takes a physical backup and returns its manifest (written last, once its WAL is archived). On
+/// any failure or interrupt nothing is listed: pg_basebackup is killed and the objects already
+/// stored are removed ([`Error::BackupUndone`] says what). While it runs it holds a lease in the
+/// repository, so that `expire` leaves its directory (and the WAL it needs) alone.
+pub async fn backup_physical(
+    settings: &Settings,
+    repo: &Repository,
+    options: &PhysicalBackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<Manifest, Error> {
+    // One backup of the cluster at a time; expire waits for it (held until the manifest is in).
+    let _lock = crate::lock::lock_work(settings, "backup physical", &options.interrupt).await?;
+    let Prepared {
+        client,
+        server,
+        local,
+        segment_size,
+        tool,
+    } = prepare(settings, repo, options).await?;
 
     // Before the id is reserved: whatever `expire` sees of this backup, it sees the lease too.
     let lease = LeaseGuard::take(

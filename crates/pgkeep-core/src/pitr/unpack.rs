@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
 use crate::error::{Error, PitrError};
+use crate::exec::{Workers, run_workers};
 use crate::physical::local::list::{Chunk, FileList, LIST_VERSION, ListedKind, is_clean_path};
 use crate::repo::Repository;
 use crate::repo::catalog::{Manifest, ObjectRole};
@@ -229,38 +230,8 @@ pub(crate) async fn unpack(
         progress: progress.clone(),
         item: item.to_string(),
     });
-    struct StopOnDrop(Arc<Shared>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.stop.store(true, Ordering::SeqCst);
-        }
-    }
-    let _stop = StopOnDrop(shared.clone());
-    let handles: Vec<_> = (0..jobs.clamp(1, shared.bundles.len().max(1)))
-        .map(|_| {
-            let shared = shared.clone();
-            tokio::task::spawn_blocking(move || {
-                let result = worker(&shared);
-                if result.is_err() {
-                    shared.stop.store(true, Ordering::SeqCst);
-                }
-                result
-            })
-        })
-        .collect();
-    let mut first = None;
-    for handle in handles {
-        match handle.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                first.get_or_insert(e);
-            }
-            Err(join) => std::panic::resume_unwind(join.into_panic()),
-        }
-    }
-    if let Some(e) = first {
-        return Err(e);
-    }
+    let jobs = jobs.clamp(1, shared.bundles.len().max(1));
+    run_workers(&shared, jobs).await?;
     let sync_dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let handle =
@@ -324,6 +295,15 @@ fn fetched(shared: &Shared, key: &str, fetch: Fetch) -> Result<Vec<u8>, Error> {
             Ok(stored) => stored,
             Err(join) => std::panic::resume_unwind(join.into_panic()),
         },
+    }
+}
+
+impl Workers for Shared {
+    fn stop_flag(&self) -> &AtomicBool {
+        &self.stop
+    }
+    fn work(&self) -> Result<(), Error> {
+        worker(self)
     }
 }
 

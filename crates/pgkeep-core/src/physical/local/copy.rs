@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use super::list::{BUNDLE_TARGET, CHUNK_SIZE, Chunk, FileList, LIST_VERSION, Listed, ListedKind};
 use super::walk::{Entry, EntryKind};
 use crate::error::Error;
+use crate::exec::{Workers, run_workers};
 use crate::repo::Repository;
 use crate::storage::{FileError, PutMode, StorageError};
 use crate::stream::{Codec, Progress, StoredObject};
@@ -59,15 +60,6 @@ struct Done {
     chunks: BTreeMap<usize, Vec<Chunk>>,
     bundles: BTreeMap<u32, StoredObject>,
     vanished: Vec<usize>,
-}
-
-/// Stops the workers when the copy is dropped (an interrupt) or fails.
-struct StopOnDrop(Arc<Shared>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.stop.store(true, Ordering::SeqCst);
-    }
 }
 
 /// What the copy stored: the list (not yet stored) and the bundles, in list order.
@@ -120,8 +112,7 @@ pub(crate) async fn copy_files(
         item: plan.item,
         done: Mutex::new(Done::default()),
     });
-    let _stop = StopOnDrop(shared.clone());
-    run_workers(&shared, plan.jobs.max(1)).await?;
+    run_workers(&shared, plan.jobs.min(shared.work.len()).max(1)).await?;
     Ok(assemble(&shared))
 }
 
@@ -129,36 +120,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs `jobs` workers over `shared.work` to the end; the first error.
-async fn run_workers(shared: &Arc<Shared>, jobs: usize) -> Result<(), Error> {
-    let handles: Vec<_> = (0..jobs.min(shared.work.len().max(1)))
-        .map(|_| {
-            let shared = shared.clone();
-            tokio::task::spawn_blocking(move || {
-                let result = worker(&shared);
-                if result.is_err() {
-                    shared.stop.store(true, Ordering::SeqCst);
-                }
-                result
-            })
-        })
-        .collect();
-    let mut first = None;
-    for handle in handles {
-        match handle.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                first.get_or_insert(e);
-            }
-            Err(join) => std::panic::resume_unwind(join.into_panic()),
-        }
+impl Workers for Shared {
+    fn stop_flag(&self) -> &AtomicBool {
+        &self.stop
     }
-    match first {
-        Some(e) => Err(e),
-        None if shared.stop.load(Ordering::SeqCst) => Err(Error::Interrupted {
-            reason: "the copy was stopped".into(),
-        }),
-        None => Ok(()),
+    fn work(&self) -> Result<(), Error> {
+        worker(self)
     }
 }
 

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::backup::BaseTaken;
+use super::backup::{BaseTaken, base_object, label_start};
 use crate::error::{Error, PhysicalError};
 use crate::pg::{ConnInfo, Lsn, ServerInfo, UTC_TEXT, parse_utc_text, query_error};
 use crate::repo::Repository;
-use crate::repo::catalog::{self, BaseMode, ManifestObject, ObjectFormat, ObjectRole};
+use crate::repo::catalog::{self, BaseMode, ObjectFormat, ObjectRole};
 use crate::settings::Settings;
 use crate::storage::PutMode;
 use crate::stream::{self, Progress};
@@ -95,6 +95,26 @@ pub(crate) async fn choose(
     }
 }
 
+/// Ends the backup held open on `client`: the stop LSN, the `backup_label` text and the server's
+/// clock at the end.
+async fn stop_backup(
+    client: &tokio_postgres::Client,
+    conninfo: &ConnInfo,
+) -> Result<(Lsn, String, chrono::DateTime<chrono::Utc>), Error> {
+    let stop = format!(
+        "SELECT lsn::text, labelfile, to_char(clock_timestamp() AT TIME ZONE 'UTC', {UTC_TEXT}) FROM pg_backup_stop(false)"
+    );
+    let row = client
+        .query_one(&stop, &[])
+        .await
+        .map_err(|e| query_error(conninfo, "ending the backup (pg_backup_stop)", e))?;
+    let missing = |missing| PhysicalError::BaseBackupOutput { missing };
+    let stop_lsn = Lsn::parse(&row.get::<_, String>(0)).ok_or_else(|| missing("stop LSN"))?;
+    let stop_time =
+        parse_utc_text(&row.get::<_, String>(2)).ok_or_else(|| missing("server clock"))?;
+    Ok((stop_lsn, row.get(1), stop_time))
+}
+
 /// Takes the base backup of `pgdata` in local mode into the backup's directory.
 pub(crate) async fn take_local(
     settings: &Settings,
@@ -140,41 +160,20 @@ pub(crate) async fn take_local(
         settings.compression,
     )
     .await?;
-    let stop = format!(
-        "SELECT lsn::text, labelfile, to_char(clock_timestamp() AT TIME ZONE 'UTC', {UTC_TEXT}) FROM pg_backup_stop(false)"
-    );
-    let row = client
-        .query_one(&stop, &[])
-        .await
-        .map_err(|e| query_error(conninfo, "ending the backup (pg_backup_stop)", e))?;
-    let missing = |missing| PhysicalError::BaseBackupOutput { missing };
-    let stop_lsn = Lsn::parse(&row.get::<_, String>(0)).ok_or_else(|| missing("stop LSN"))?;
-    let label: String = row.get(1);
-    let stop_time =
-        parse_utc_text(&row.get::<_, String>(2)).ok_or_else(|| missing("server clock"))?;
-    let start_lsn = super::backup::label_value(&label, "START WAL LOCATION")
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(Lsn::parse)
-        .ok_or_else(|| missing("START WAL LOCATION in backup_label"))?;
-    let timeline: u32 = super::backup::label_value(&label, "START TIMELINE")
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| missing("START TIMELINE in backup_label"))?;
+    let (stop_lsn, label, stop_time) = stop_backup(client, conninfo).await?;
+    let (start_lsn, timeline) = label_start(&label)?;
     let seconds = begun.elapsed().as_secs_f64();
-    let object = |role, format, stored| ManifestObject {
-        role,
-        database: None,
-        format,
-        database_info: None,
+    let mut objects = vec![base_object(
+        ObjectRole::FileList,
+        ObjectFormat::Json,
+        list,
         seconds,
-        path: None,
-        stored,
-    };
-    let mut objects = vec![object(ObjectRole::FileList, ObjectFormat::Json, list)];
+    )];
     objects.extend(
         copied
             .bundles
             .into_iter()
-            .map(|b| object(ObjectRole::Files, ObjectFormat::Chunks, b)),
+            .map(|b| base_object(ObjectRole::Files, ObjectFormat::Chunks, b, seconds)),
     );
     Ok(BaseTaken {
         objects,

@@ -184,58 +184,64 @@ fn walk_dir(root: &Path, dir: &str, out: &mut Vec<Entry>) -> Result<(), FileErro
             true => name.clone(),
             false => format!("{dir}/{name}"),
         };
-        let full = root.join(&path);
-        let meta = match std::fs::symlink_metadata(&full) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(FileError::new("cannot read", &full, e)),
+        visit(root, dir, path, out)?;
+    }
+    Ok(())
+}
+
+/// Adds the entry at `path` (in directory `dir`) and, for a directory, what it holds.
+fn visit(root: &Path, dir: &str, path: String, out: &mut Vec<Entry>) -> Result<(), FileError> {
+    let full = root.join(&path);
+    let meta = match std::fs::symlink_metadata(&full) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(FileError::new("cannot read", &full, e)),
+    };
+    let mode = meta.mode() & 0o7777;
+    let file_type = meta.file_type();
+    // pg_wal may be a link to another disk, and each tablespace is a link in pg_tblspc: both
+    // are copied as the directories they lead to (a restore makes a tablespace a directory
+    // inside the data directory, never a write to its old location).
+    let followed =
+        (path == "pg_wal" || dir == "pg_tblspc") && file_type.is_symlink() && full.is_dir();
+    if file_type.is_dir() || followed {
+        let mode = match followed {
+            true => std::fs::metadata(&full).map_or(0o700, |m| m.mode() & 0o7777),
+            false => mode,
         };
-        let mode = meta.mode() & 0o7777;
-        let file_type = meta.file_type();
-        // pg_wal may be a link to another disk, and each tablespace is a link in pg_tblspc: both
-        // are copied as the directories they lead to (a restore makes a tablespace a directory
-        // inside the data directory, never a write to its old location).
-        let followed =
-            (path == "pg_wal" || dir == "pg_tblspc") && file_type.is_symlink() && full.is_dir();
-        if file_type.is_dir() || followed {
-            let mode = match followed {
-                true => std::fs::metadata(&full).map_or(0o700, |m| m.mode() & 0o7777),
-                false => mode,
-            };
+        out.push(Entry {
+            path: path.clone(),
+            mode,
+            kind: EntryKind::Dir,
+        });
+        if path == "pg_wal" {
             out.push(Entry {
-                path: path.clone(),
+                path: "pg_wal/archive_status".into(),
                 mode,
                 kind: EntryKind::Dir,
             });
-            if path == "pg_wal" {
-                out.push(Entry {
-                    path: "pg_wal/archive_status".into(),
-                    mode,
-                    kind: EntryKind::Dir,
-                });
-            }
-            if !emptied(&path) {
-                walk_dir(root, &path, out)?;
-            }
-        } else if file_type.is_file() {
-            out.push(Entry {
-                path,
-                mode,
-                kind: EntryKind::File { size: meta.len() },
-            });
-        } else if file_type.is_symlink() {
-            let target =
-                std::fs::read_link(&full).map_err(|e| FileError::new("cannot read", &full, e))?;
-            out.push(Entry {
-                path,
-                mode: 0o777,
-                kind: EntryKind::Link {
-                    target: target.to_string_lossy().into_owned(),
-                },
-            });
         }
-        // Sockets, pipes and devices have no place in a data directory: left out.
+        if !emptied(&path) {
+            walk_dir(root, &path, out)?;
+        }
+    } else if file_type.is_file() {
+        out.push(Entry {
+            path,
+            mode,
+            kind: EntryKind::File { size: meta.len() },
+        });
+    } else if file_type.is_symlink() {
+        let target =
+            std::fs::read_link(&full).map_err(|e| FileError::new("cannot read", &full, e))?;
+        out.push(Entry {
+            path,
+            mode: 0o777,
+            kind: EntryKind::Link {
+                target: target.to_string_lossy().into_owned(),
+            },
+        });
     }
+    // Sockets, pipes and devices have no place in a data directory: left out.
     Ok(())
 }
 
