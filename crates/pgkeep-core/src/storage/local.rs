@@ -277,6 +277,11 @@ impl Storage for LocalStorage {
 
     async fn remove_empty_dir(&self, prefix: &str) -> Result<(), StorageError> {
         let dir = self.path(prefix.trim_end_matches('/'))?;
+        // Empty subdirectories first (a local-mode backup's files/): they hold no object.
+        let below = dir.clone();
+        tokio::task::spawn_blocking(move || remove_empty_subdirs(&below))
+            .await
+            .ok();
         match tokio::fs::remove_dir(&dir).await {
             Ok(()) => {
                 let parent = dir.parent().unwrap_or(&self.root).to_path_buf();
@@ -411,4 +416,19 @@ fn list_blocking(
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
+}
+
+/// Removes the empty directories below `dir` (not `dir` itself), deepest first; a directory that
+/// holds a file, or cannot be read, stays.
+fn remove_empty_subdirs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_empty_subdirs(&path);
+            let _ = std::fs::remove_dir(&path);
+        }
+    }
 }
