@@ -22,6 +22,11 @@ use crate::storage::{ByteReader, ObjectMeta, PutMode, Storage, StorageError};
 struct Recording {
     inner: Repository,
     keys: Arc<Mutex<BTreeSet<String>>>,
+    /// Set once the backup is being undone: a put that lands after that (a worker's upload still
+    /// in flight when an interrupt dropped the backup) removes its own object again.
+    undone: Arc<std::sync::atomic::AtomicBool>,
+    /// The backup's directory, removed again with such an object when it is left empty.
+    prefix: String,
 }
 
 impl Recording {
@@ -48,6 +53,17 @@ impl Storage for Recording {
         if let Err(StorageError::AlreadyExists { .. }) = &result {
             // Someone else's object: never ours to remove.
             self.keys().remove(key);
+        }
+        if result.is_ok() && self.undone.load(std::sync::atomic::Ordering::SeqCst) {
+            let storage = self.inner.storage();
+            let _ = storage.delete(key).await;
+            let _ = storage.remove_empty_dir(&self.prefix).await;
+            return Err(StorageError::Read {
+                key: key.to_string(),
+                source: std::io::Error::other(
+                    "the backup was undone while this object was stored; it was removed again",
+                ),
+            });
         }
         result
     }
@@ -90,6 +106,7 @@ pub(crate) struct BackupWrites {
     original: Repository,
     recording: Repository,
     keys: Arc<Mutex<BTreeSet<String>>>,
+    undone: Arc<std::sync::atomic::AtomicBool>,
     prefix: String,
 }
 
@@ -97,14 +114,18 @@ impl BackupWrites {
     /// Writes of the backup whose directory is `prefix` into `repo`.
     pub(crate) fn new(repo: &Repository, prefix: &str) -> BackupWrites {
         let keys = Arc::new(Mutex::new(BTreeSet::new()));
+        let undone = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let recording = Recording {
             inner: repo.clone(),
             keys: keys.clone(),
+            undone: undone.clone(),
+            prefix: prefix.to_string(),
         };
         BackupWrites {
             original: repo.clone(),
             recording: Repository::new(Arc::new(recording), repo.cluster()),
             keys,
+            undone,
             prefix: prefix.to_string(),
         }
     }
@@ -117,6 +138,8 @@ impl BackupWrites {
     /// Removes what the backup wrote and returns `error` with what was removed
     /// ([`Error::BackupUndone`]).
     pub(crate) async fn undo(&self, error: Error) -> Error {
+        // Before the keys are read: a put that lands from now on removes its own object.
+        self.undone.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut keys: Vec<String> = self
             .keys
             .lock()
