@@ -110,6 +110,7 @@ mod storage;
 mod stream;
 mod verify;
 mod wal;
+mod workers;
 
 pub use check::{
     CheckReport, ConnectionReport, DataDirReport, Problem, RepositoryReport, Severity, check,

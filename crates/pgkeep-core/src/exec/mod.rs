@@ -9,7 +9,6 @@ mod shell;
 mod tar;
 mod tools;
 mod user;
-mod workers;
 
 pub use interrupt::Interrupt;
 pub(crate) use pg_ctl::{pg_ctl, stop_immediate};
@@ -21,4 +20,3 @@ pub(crate) use tools::{CLIENT_TOOLS, fitting_tool, inspect, located, misfit};
 pub use tools::{ToolError, ToolInfo};
 pub use user::host_name;
 pub(crate) use user::{chown_tree, euid, lookup_user};
-pub(crate) use workers::{Workers, run_workers};

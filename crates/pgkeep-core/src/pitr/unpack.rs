@@ -19,12 +19,12 @@ use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
 use crate::error::{Error, PitrError};
-use crate::exec::{Workers, run_workers};
 use crate::physical::local::list::{Chunk, FileList, LIST_VERSION, ListedKind, is_clean_path};
 use crate::repo::Repository;
 use crate::repo::catalog::{Manifest, ObjectRole};
 use crate::storage::FileError;
 use crate::stream::{self, Progress, StoredObject};
+use crate::workers::{Workers, run_workers};
 
 /// Where one chunk goes: the file (by its index in the list) and the chunk.
 type Place = (usize, Chunk);

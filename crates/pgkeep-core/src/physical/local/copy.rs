@@ -20,10 +20,10 @@ use tokio::task::JoinHandle;
 use super::list::{BUNDLE_TARGET, CHUNK_SIZE, Chunk, FileList, LIST_VERSION, Listed, ListedKind};
 use super::walk::{Entry, EntryKind};
 use crate::error::Error;
-use crate::exec::{Workers, run_workers};
 use crate::repo::Repository;
 use crate::storage::{FileError, PutMode, StorageError};
 use crate::stream::{Codec, Progress, StoredObject};
+use crate::workers::{Workers, run_workers};
 
 /// One piece of work: `len` bytes of entry `entry` from `offset`.
 #[derive(Debug, Clone, Copy)]

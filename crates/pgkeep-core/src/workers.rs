@@ -1,4 +1,5 @@
-//! Parallel workers on blocking threads, for the local-mode copy and the restore that unpacks it:
+//! Parallel workers on blocking threads (a module of its own: it depends on `error`, which depends
+//! on `exec` and `storage`), for the local-mode copy and the restore that unpacks it:
 //! `jobs` of them run the same loop over shared work, the first failure stops the others, and
 //! dropping the caller (an interrupt) stops them too.
 
