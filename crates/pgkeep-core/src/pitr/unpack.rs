@@ -63,11 +63,12 @@ fn unusable(id: &str, key: &str, problem: String) -> Error {
     }
 }
 
-/// Reads the backup's file list and the bundles it names, each with its manifest entry.
+/// Reads the backup's file list and the bundles it names, each with its manifest entry; the
+/// list's key.
 async fn read_list(
     repo: &Repository,
     manifest: &Manifest,
-) -> Result<(FileList, Vec<StoredObject>), Error> {
+) -> Result<(FileList, Vec<StoredObject>, String), Error> {
     let object = manifest
         .objects
         .iter()
@@ -106,7 +107,7 @@ async fn read_list(
                 .ok_or_else(|| bad_list(key, format!("bundle {b} is not in the manifest")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((list, bundles))
+    Ok((list, bundles, key.clone()))
 }
 
 /// Where a restore into `dir` puts the backup's tablespaces: `<dir>.tablespaces/<oid>`, each linked
@@ -211,11 +212,7 @@ pub(crate) async fn unpack(
     progress: &Arc<dyn Progress>,
     item: &str,
 ) -> Result<(), Error> {
-    let (list, bundles) = read_list(repo, manifest).await?;
-    let list_key = format!(
-        "{}files.json.zst",
-        crate::repo::catalog::backup_prefix(repo, &manifest.id)
-    );
+    let (list, bundles, list_key) = read_list(repo, manifest).await?;
     let places = lay_out(dir, &list, &manifest.id, &list_key)?;
     let shared = Arc::new(Shared {
         id: manifest.id.clone(),

@@ -58,7 +58,8 @@ impl Storage for Recording {
             let storage = self.inner.storage();
             let _ = storage.delete(key).await;
             let _ = storage.remove_empty_dir(&self.prefix).await;
-            return Err(StorageError::Read {
+            // Nothing of it is stored any more.
+            return Err(StorageError::Source {
                 key: key.to_string(),
                 source: std::io::Error::other(
                     "the backup was undone while this object was stored; it was removed again",

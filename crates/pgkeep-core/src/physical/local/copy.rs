@@ -1,7 +1,8 @@
 //! The parallel copy of a local-mode base backup: the files cut into chunks, and `jobs` workers
 //! (blocking threads) that each take the next chunk, read it, compress it into a zstd frame and
 //! append it to a bundle of their own; a full bundle is stored while the worker fills the next
-//! one. The last chunk, of `global/pg_control` (the walk's last entry), is read after all others. Memory: per worker one chunk, the bundle it fills and the one being stored.
+//! one. The last chunk, of `global/pg_control` (the walk's last entry), is read after all others.
+//! Memory: per worker one chunk, the bundle it fills and the one being stored.
 //!
 //! A file that vanished since the walk is left out (the server dropped it; replay knows); one that
 //! changed is copied as it is read (replay repairs it). The first failure stops every worker.
@@ -60,6 +61,17 @@ struct Done {
     chunks: BTreeMap<usize, Vec<Chunk>>,
     bundles: BTreeMap<u32, StoredObject>,
     vanished: Vec<usize>,
+}
+
+impl Done {
+    /// Adds one worker's results.
+    fn merge(&mut self, mut other: Done) {
+        for (entry, mut chunks) in other.chunks {
+            self.chunks.entry(entry).or_default().append(&mut chunks);
+        }
+        self.bundles.append(&mut other.bundles);
+        self.vanished.append(&mut other.vanished);
+    }
 }
 
 /// What the copy stored: the list (not yet stored) and the bundles, in list order.
@@ -204,21 +216,14 @@ fn worker(shared: &Shared) -> Result<(), Error> {
         ));
         shared.progress.advance(&shared.item, n as u64);
         if filling.bytes.len() >= BUNDLE_TARGET {
-            let full = std::mem::replace(&mut filling, Filling::new(Some(Vec::new())));
-            let spare = seal(shared, full, &mut storing, &mut done)?;
-            filling = Filling::new(spare);
+            filling = seal(shared, filling, &mut storing, &mut done)?;
         }
     }
     if !filling.chunks.is_empty() {
         seal(shared, filling, &mut storing, &mut done)?;
     }
     wait_stored(shared, &mut storing)?;
-    let mut all = lock(&shared.done);
-    for (entry, mut chunks) in done.chunks {
-        all.chunks.entry(entry).or_default().append(&mut chunks);
-    }
-    all.bundles.append(&mut done.bundles);
-    all.vanished.append(&mut done.vanished);
+    lock(&shared.done).merge(done);
     Ok(())
 }
 
@@ -259,13 +264,14 @@ fn read_chunk(
     Ok(Some(n))
 }
 
-/// Numbers a full bundle and starts storing it, once the worker's previous one is stored.
+/// Numbers a full bundle and starts storing it, once the worker's previous one is stored; the
+/// next bundle to fill, in the stored one's buffer.
 fn seal(
     shared: &Shared,
     full: Filling,
     storing: &mut Option<Storing>,
     done: &mut Done,
-) -> Result<Option<Vec<u8>>, Error> {
+) -> Result<Filling, Error> {
     let spare = wait_stored(shared, storing)?;
     let number = shared.bundles.fetch_add(1, Ordering::SeqCst);
     let key = format!("{}files/{number:06}.zst", shared.prefix);
@@ -291,7 +297,7 @@ fn seal(
             .await;
         (stored.map(|_| ()), bytes)
     }));
-    Ok(spare)
+    Ok(Filling::new(spare))
 }
 
 /// Waits for the worker's bundle being stored; its buffer, emptied, for the next one.
